@@ -1,0 +1,93 @@
+"""The Python API beside the CLI: ``create_model``, ``list_components``, ``load``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import ZooError
+from zoo.registry import Component, normalize_kind
+
+if TYPE_CHECKING:
+    import torch
+
+    from zoo.checkpoint import ModelInfo
+
+
+def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3,
+                 image_size: int | tuple[int, int] = 224, **params: Any) -> torch.nn.Module:
+    """Build an architecture by name (``resnet50``, ``timm:resnet50``, ``simplecnn:hidden=64``)
+    with fresh weights; extra keywords are the architecture's own parameters."""
+    from zoo.components import resolve
+
+    resolved = resolve("architecture", name, **params)
+    return resolved.build(num_classes=num_classes, in_chans=in_chans, image_size=image_size)
+
+
+def list_components(kind: str | None = None, pattern: str | None = None) -> list[Component]:
+    """Registered components (of one kind, optionally filtered by a glob such as ``res*``)."""
+    from zoo.discovery import get_registry
+
+    return get_registry().components(normalize_kind(kind) if kind else None, pattern)
+
+
+def weights_path(path: str | Path) -> Path:
+    """A weights file from a path that may be a run directory."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        for name in ("model.safetensors",):
+            if (path / name).is_file():
+                return path / name
+        raise ZooError(f"{path} holds no model.safetensors (is it a zoo run directory?)")
+    if not path.exists():
+        raise ZooError(f"{path} does not exist")
+    return path
+
+
+def build_from_info(info: ModelInfo, state: dict[str, torch.Tensor], source: Path) -> Any:
+    """Rebuild an architecture from its ModelInfo and load the weights strictly."""
+    from zoo.components import resolve
+
+    resolved = resolve("architecture", info.arch, **info.arch_params)
+    net = resolved.build(num_classes=info.num_classes, in_chans=info.in_chans,
+                         image_size=info.image_size)
+    check_state(net, state, source)
+    net.load_state_dict(state, strict=True)
+    return net
+
+
+def check_state(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Refuse weights that do not fit the network, naming the first mismatched tensors."""
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:3])}"
+                        f"{' ...' if len(unexpected) > 3 else ''}")
+    if shapes:
+        problems.append(f"shape mismatch {', '.join(shapes[:3])}")
+    if problems:
+        raise ZooError(f"{source} does not match the architecture: {'; '.join(problems)}")
+
+
+def load(path: str | Path, *, device: str = "cpu") -> Any:
+    """Load a run directory or weights file: the model in eval mode, ready for inference, with
+    its class names, image size and normalization (a ``zoo.inference.LoadedModel``)."""
+    from zoo.checkpoint import load_tensors, read_header
+    from zoo.inference import LoadedModel
+    from zoo.runtime import resolve_device
+
+    file = weights_path(path)
+    header = read_header(file)
+    if header.info is None:
+        raise ZooError(f"{file} has no zoo metadata (architecture, classes); it is not a zoo "
+                       "weights file")
+    prefix = "model." if header.state is not None else ""
+    state = load_tensors(file, prefix)
+    net = build_from_info(header.info, state, file)
+    return LoadedModel(net, header.info).to(resolve_device(device)).eval()

@@ -1,0 +1,37 @@
+"""Built-in architectures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.hookspecs import Register, hookimpl
+
+
+def simplecnn(
+    num_classes: int,
+    in_chans: int,
+    image_size: int | tuple[int, int],
+    hidden: int = 128,
+    dropout: float = 0.5,
+    widths: list[int] | None = None,
+) -> Any:
+    """The Keras tutorial CNN: conv 32/64/128 + max-pool, dense 128, dropout 0.5; any input size.
+
+    hidden: units of the dense layer. dropout: its dropout rate. widths: conv channels per
+    block (default [32, 64, 128]).
+    """
+    from zoo.nets import SimpleCNN
+
+    return SimpleCNN(
+        num_classes,
+        in_chans=in_chans,
+        image_size=image_size,
+        widths=tuple(widths or (32, 64, 128)),
+        hidden=hidden,
+        dropout=dropout,
+    )
+
+
+@hookimpl
+def zoo_register_architectures(register: Register) -> None:
+    register("simplecnn", simplecnn)

@@ -1,0 +1,76 @@
+"""Built-in datasets: the embedded digits (no download), image folders, and torchvision's
+CIFAR-10/100, MNIST and Fashion-MNIST from local files (or downloaded with ``--download``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from zoo.hookspecs import Register, hookimpl
+
+
+def digits(image_size: tuple[int, int] | None, seed: int, val_fraction: float) -> Any:
+    """scikit-learn's 1,797 handwritten digit scans (8x8, 10 classes): real data, no download.
+
+    Upsampled to 32x32 unless --image-size says otherwise; a seeded stratified split holds out
+    --val-split of each class.
+    """
+    from zoo.datasets import load_digits
+
+    return load_digits(image_size or (32, 32), seed, val_fraction)
+
+
+def folder(
+    image_size: tuple[int, int] | None,
+    seed: int,
+    val_fraction: float,
+    root: str,
+    channels: int = 3,
+    cache: bool = True,
+    max_memory_mb: float = 4096,
+    workers: int | None = None,
+) -> Any:
+    """Images in root/<class>/ (or root/train and root/val), resized to --image-size (224).
+
+    channels: 3 (RGB) or 1 (greyscale). cache: keep decoded images on disk between runs.
+    max_memory_mb: folders larger than this once decoded stream from the cache instead of
+    being held in memory. Unreadable files are skipped with a warning.
+    """
+    from zoo.cache import cache_dir
+    from zoo.folder import load_folder
+
+    return load_folder(
+        Path(root).expanduser(),
+        image_size=image_size or (224, 224),
+        channels=channels,
+        val_fraction=val_fraction,
+        seed=seed,
+        cache_dir=cache_dir() / "images" if cache else None,
+        max_memory_mb=max_memory_mb,
+        workers=workers,
+    )
+
+
+def _torchvision(name: str) -> Any:
+    def factory(image_size: tuple[int, int] | None, seed: int, val_fraction: float,
+                download: bool = False, root: str | None = None) -> Any:
+        from zoo.datasets import load_torchvision
+
+        return load_torchvision(name, root, download, image_size)
+
+    factory.__doc__ = (
+        f"torchvision's {name} (train and test splits; the test split validates).\n\n"
+        "root: folder holding (or receiving) the files, default ~/.cache/zoo/datasets. "
+        "Files must be present unless --download is given."
+    )
+    return factory
+
+
+@hookimpl
+def zoo_register_datasets(register: Register) -> None:
+    register("digits", digits)
+    register("folder", folder)
+    register("cifar10", _torchvision("CIFAR-10"), aliases=("cifar-10",))
+    register("cifar100", _torchvision("CIFAR-100"), aliases=("cifar-100",))
+    register("mnist", _torchvision("MNIST"))
+    register("fashion_mnist", _torchvision("Fashion-MNIST"), aliases=("fashion-mnist", "fmnist"))

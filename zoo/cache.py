@@ -1,0 +1,128 @@
+"""The registry cache: ``zoo list`` and ``zoo --help`` answer without importing plugins or torch.
+
+The key covers zoo's version, the Python environment, every plugin's distribution and version,
+the newest modification time of its source files (so editable installs under development are
+picked up), and the environment variables that change which plugins load. Any change to those
+rebuilds the cache; a cache that cannot be written is simply not used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+FORMAT = 1
+_MAX_FILES = 2000
+
+
+def cache_dir() -> Path:
+    """``$ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/zoo``, else ``~/.cache/zoo``."""
+    if os.environ.get("ZOO_CACHE_DIR"):
+        return Path(os.environ["ZOO_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "zoo"
+
+
+def registry_path() -> Path:
+    env = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
+    return cache_dir() / f"registry-{env}.json"
+
+
+def registry_key(sources: Iterable[Any]) -> str:
+    """A digest of everything that decides which components the plugins register."""
+    from zoo import __version__
+
+    parts: list[Any] = [FORMAT, __version__, sys.prefix, os.environ.get("ZOO_PLUGINS", "")]
+    parts.append(os.environ.get("ZOO_DISABLE_PLUGIN_AUTOLOAD", ""))
+    for s in sources:
+        parts.append([s.name, s.module, s.dist, s.version, source_mtime(s.module or "")])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def read(key: str) -> dict[str, Any] | None:
+    """The cached registry for this key, or None when missing, stale or unreadable."""
+    try:
+        data = json.loads(registry_path().read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("key") == key else None
+
+
+def write(key: str, data: dict[str, Any]) -> None:
+    """Store the registry atomically; a read-only cache directory only costs speed."""
+    path = registry_path()
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({**data, "key": key}))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def clear() -> None:
+    registry_path().unlink(missing_ok=True)
+
+
+def source_mtime(module: str) -> float | None:
+    """Newest mtime of a plugin module's source files, found without importing it."""
+    if module.endswith(".py"):
+        return _mtime(Path(module))
+    spec = _find_spec(module)
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        newest = 0.0
+        for i, path in enumerate(_py_files(spec.submodule_search_locations)):
+            if i >= _MAX_FILES:
+                break
+            newest = max(newest, _mtime(path) or 0.0)
+        return newest
+    return _mtime(Path(spec.origin)) if spec.origin else None
+
+
+def _find_spec(module: str) -> Any:
+    """importlib's search, walking parent packages by their spec instead of importing them."""
+    path = None
+    spec = None
+    parts = module.split(".")
+    for i in range(len(parts)):
+        name = ".".join(parts[: i + 1])
+        spec = next(
+            (s for f in sys.meta_path if (s := _try_find(f, name, path)) is not None), None
+        )
+        if spec is None:
+            return None
+        path = spec.submodule_search_locations
+    return spec
+
+
+def _try_find(finder: Any, name: str, path: Any) -> Any:
+    find = getattr(finder, "find_spec", None)
+    if find is None:
+        return None
+    try:
+        return find(name, path)
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+def _py_files(locations: Iterable[str]) -> Iterable[Path]:
+    for location in locations:
+        for root, dirs, files in os.walk(location):
+            dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+            for f in files:
+                if f.endswith(".py"):
+                    yield Path(root, f)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None

@@ -1,0 +1,235 @@
+"""Weights and training state on disk: safetensors for tensors, JSON for everything else.
+
+No pickle anywhere. Every file is written atomically (temporary file, fsync, rename), so a crash
+or a SIGKILL leaves either the previous file or the new one, never half of one.
+
+A weights file's metadata holds what is needed to rebuild and use the model (``ModelInfo``) and
+a digest over that metadata and the tensor layout: a file whose metadata was edited by hand is
+refused instead of silently building the wrong model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_bytes
+
+from zoo.errors import ZooError
+
+FORMAT = "zoo.weights.v1"
+_INFO_KEY = "zoo.model"
+_STATE_KEY = "zoo.state"
+_DIGEST_KEY = "zoo.digest"
+
+
+@dataclass
+class ModelInfo:
+    """Everything needed to rebuild an architecture and feed it images."""
+
+    arch: str  # qualified plugin:name, which resolves even when names clash
+    arch_params: dict[str, Any]
+    num_classes: int
+    in_chans: int
+    image_size: tuple[int, int]
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    zoo_version: str
+    config: dict[str, Any] = field(default_factory=dict)
+    epoch: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["image_size"] = list(self.image_size)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelInfo:
+        info = cls(**data)
+        info.image_size = (int(data["image_size"][0]), int(data["image_size"][1]))
+        info.mean, info.std = tuple(data["mean"]), tuple(data["std"])
+        if len(info.classes) != info.num_classes:
+            raise ValueError(f"{len(info.classes)} class names for {info.num_classes} classes")
+        return info
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes to ``path`` so that readers see the old or the new file, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make shared runs unreadable
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _digest(metadata: dict[str, str], layout: dict[str, tuple[str, list[int]]]) -> str:
+    payload = json.dumps([{k: v for k, v in sorted(metadata.items()) if k != _DIGEST_KEY},
+                          sorted((k, d, s) for k, (d, s) in layout.items())])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU copies; safetensors refuses tensors sharing memory, so those are cloned."""
+    out, seen = {}, set()
+    for k, t in tensors.items():
+        t = t.detach().to("cpu").contiguous()
+        ptr = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
+        if ptr in seen:
+            t = t.clone()
+        elif ptr is not None:
+            seen.add(ptr)
+        out[k] = t
+    return out
+
+
+def encode(tensors: dict[str, torch.Tensor], info: ModelInfo | None,
+           state: dict[str, Any] | None = None) -> bytes:
+    """Serialize tensors with zoo's metadata (and optional training state) to safetensors."""
+    tensors = _cpu_tensors(tensors)
+    metadata = {"format": "pt", "zoo.format": FORMAT}
+    if info is not None:
+        metadata[_INFO_KEY] = json.dumps(info.to_json(), sort_keys=True)
+    if state is not None:
+        metadata[_STATE_KEY] = json.dumps(state, sort_keys=True)
+    layout = {k: (_dtype_name(t), list(t.shape)) for k, t in tensors.items()}
+    metadata[_DIGEST_KEY] = _digest(metadata, layout)
+    return save_bytes(tensors, metadata=metadata)
+
+
+def save(path: Path, tensors: dict[str, torch.Tensor], info: ModelInfo | None,
+         state: dict[str, Any] | None = None) -> None:
+    atomic_write(path, encode(tensors, info, state))
+
+
+@dataclass
+class Header:
+    """A zoo safetensors file's metadata, checked against its digest."""
+
+    path: Path
+    info: ModelInfo | None
+    state: dict[str, Any] | None
+    keys: list[str]
+
+
+def read_header(path: Path) -> Header:
+    """Open a weights/checkpoint file and verify its metadata; no tensor is read."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            keys = list(f.keys())
+            layout = {}
+            for k in keys:
+                sl = f.get_slice(k)
+                layout[k] = (_SAFETENSORS_DTYPES.get(sl.get_dtype(), sl.get_dtype()),
+                             list(sl.get_shape()))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ZooError(f"{path} is not a readable safetensors file ({exc})") from None
+    if metadata.get("zoo.format") != FORMAT:
+        return Header(path, None, None, keys)
+    if metadata.get(_DIGEST_KEY) != _digest(metadata, layout):
+        raise ZooError(f"{path}: metadata does not match its digest (the file was edited or "
+                       "damaged); refusing to load it")
+    try:
+        info = ModelInfo.from_json(json.loads(metadata[_INFO_KEY])) if _INFO_KEY in metadata \
+            else None
+        state = json.loads(metadata[_STATE_KEY]) if _STATE_KEY in metadata else None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ZooError(f"{path}: invalid zoo metadata ({exc})") from None
+    return Header(path, info, state, keys)
+
+
+# safetensors reports dtypes by its own names; map them to torch's for the digest.
+_SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "U16": "uint16", "U32": "uint32",
+    "U64": "uint64",
+}
+
+
+def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Tensors whose names start with ``prefix`` (the prefix stripped), on the CPU."""
+    out = {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for k in f.keys():
+                if k.startswith(prefix):
+                    out[k[len(prefix):]] = f.get_tensor(k)
+    except (SafetensorError, OSError) as exc:
+        raise ZooError(f"cannot read tensors from {path}: {exc}") from None
+    return out
+
+
+# --- nested state <-> JSON + tensors ------------------------------------------------------
+
+
+def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace tensors inside a nested state (optimizer, scheduler...) by references, moving
+    them into ``tensors``; the result is JSON. Refuses values JSON cannot hold."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, (str, int)) for k in obj):
+            raise ZooError(f"cannot store state at {prefix}: non-string keys")
+        return {"__dict__": [[k, flatten_state(v, f"{prefix}.{k}", tensors)]
+                             for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [flatten_state(v, f"{prefix}.{i}", tensors)
+                              for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [flatten_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise ZooError(f"cannot store state at {prefix}: {type(obj).__name__} is not JSON or a "
+                   "tensor")
+
+
+def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of flatten_state."""
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__tuple__" in obj:
+            return tuple(unflatten_state(v, tensors) for v in obj["__tuple__"])
+        return {k: unflatten_state(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [unflatten_state(v, tensors) for v in obj]
+    return obj

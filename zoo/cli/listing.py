@@ -1,0 +1,167 @@
+"""``zoo list``, ``zoo plugins``, ``zoo info``: what is installed, and where it came from.
+
+``list`` and ``plugins`` read the registry cache when it is valid, so they do not import torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from typing import Any, Optional
+
+import typer
+
+from zoo.cli.common import command, print_json, stdout
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_components)
+    app.command("plugins")(plugins)
+    app.command("info")(info)
+
+
+@command
+def list_components(
+    kind: Optional[str] = typer.Argument(
+        None, help="architectures, augmentations, losses, datasets, optimizers or schedulers."),
+    filter: Optional[str] = typer.Option(None, "--filter", "-f",
+                                         help="Only names matching this glob, e.g. 'resnet*'."),
+    json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List components with the plugin distribution each comes from."""
+    from zoo.discovery import get_registry
+    from zoo.registry import normalize_kind
+
+    registry = get_registry()
+    found = registry.components(normalize_kind(kind) if kind else None, filter)
+    conflicts = registry.conflicts()
+    if json:
+        print_json([{**c.to_json(), "qualified": c.qualified,
+                     "conflict": (c.kind, c.name) in conflicts} for c in found])
+        return
+    from rich.table import Table
+
+    console = stdout()
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("kind", "name", "source"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("summary", overflow="fold", ratio=1, min_width=30)
+    for c in found:
+        clash = (c.kind, c.name) in conflicts
+        name = f"{c.name} [yellow](conflict: {c.qualified})[/]" if clash else c.name
+        summary = c.summary + (f" [dim](alias: {', '.join(c.aliases)})[/]" if c.aliases else "")
+        table.add_row(c.kind, name, c.source, summary)
+    if found:
+        console.print(table)
+    counts = Counter(c.source for c in found)
+    per_source = ", ".join(f"{source} {n:,}" for source, n in counts.most_common())
+    console.print(f"{len(found):,} components" + (f": {per_source}" if per_source else ""))
+    for kind_name, name in sorted(conflicts):
+        owners = sorted(c.qualified for c in found if (c.kind, c.name) == (kind_name, name))
+        if owners:
+            console.print(f"[yellow]conflict:[/] {kind_name} {name!r} is registered by several "
+                          f"plugins; use {' or '.join(owners)}")
+
+
+@command
+def plugins(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show every plugin: distribution, version, hooks, status and any load error."""
+    from zoo.discovery import get_registry
+
+    infos = get_registry().plugins()
+    if json:
+        print_json([p.to_json() for p in infos])
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("plugin", "source", "hooks", "status"):
+        table.add_column(column, overflow="fold")
+    for p in infos:
+        hooks = ", ".join(h.removeprefix("zoo_register_") for h in p.hooks) or "-"
+        status = "[green]ok[/]" if p.status == "ok" else f"[red]error[/]: {p.error}"
+        table.add_row(p.name + (" (built-in)" if p.builtin else ""), p.source, hooks, status)
+    stdout().print(table)
+
+
+@command
+def info(
+    name: str = typer.Argument(..., help="A component name, alias or plugin:name."),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only look in this kind."),
+    image_size: int = typer.Option(224, "--image-size",
+                                   help="Input size for an architecture's parameter count."),
+    json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Describe a component: source, parameters, docstring; for an architecture its size."""
+    from zoo.discovery import get_registry
+    from zoo.errors import ZooError
+    from zoo.registry import KINDS, normalize_kind
+
+    registry = get_registry()
+    kinds = [normalize_kind(kind)] if kind else list(KINDS)
+    found, errors = [], []
+    for k in kinds:
+        try:
+            found.append(registry.resolve(k, name))
+        except ZooError as exc:
+            errors.append(exc)
+    if not found:
+        ambiguous = [e for e in errors if "several plugins" in str(e)]
+        raise (ambiguous or errors)[0] if len(kinds) == 1 or ambiguous else ZooError(
+            f"no component named {name!r}; see `zoo list`")
+    details = [_describe(registry, c, image_size) for c in found]
+    if json:
+        print_json(details if len(details) > 1 else details[0])
+        return
+    console = stdout()
+    for d in details:
+        console.print(f"[bold]{d['qualified']}[/] ({d['kind']}) from {d['source']}")
+        if d["aliases"]:
+            console.print(f"aliases: {', '.join(d['aliases'])}")
+        if "parameters_count" in d:
+            console.print(f"parameters: {d['parameters_count']:,}  default input: "
+                          f"{d['default_input']}  (built for {d['built_with']})")
+        if d["parameters"]:
+            console.print("accepts: " + ", ".join(
+                f"{p['name']}={p['default']}" if p["default"] is not None else p["name"]
+                for p in d["parameters"]))
+        else:
+            console.print("accepts: no parameters" if d["parameters"] is not None
+                          else "accepts: any keyword (passed through)")
+        if d["doc"]:
+            console.print(d["doc"])
+        console.print()
+
+
+def _describe(registry: Any, component: Any, image_size: int) -> dict[str, Any]:
+    from zoo.components import OPTIONAL, PROVIDED
+    from zoo.specs import accepted_params
+
+    factory = registry.factory(component)
+    reserved = PROVIDED[component.kind] + OPTIONAL[component.kind]
+    accepted = accepted_params(factory, reserved)
+    params = None
+    if accepted is not None:
+        signature = inspect.signature(factory).parameters
+        params = [{"name": n,
+                   "default": (None if signature[n].default is inspect.Parameter.empty
+                               else repr(signature[n].default)),
+                   "required": signature[n].default is inspect.Parameter.empty}
+                  for n in accepted]
+    detail: dict[str, Any] = {
+        "kind": component.kind, "name": component.name, "qualified": component.qualified,
+        "source": component.source, "aliases": list(component.aliases),
+        "summary": component.summary, "doc": inspect.getdoc(factory) or "",
+        "parameters": params,
+    }
+    if component.kind == "architecture":
+        default = getattr(factory, "default_image_size", None)
+        size = tuple(default) if default else (image_size, image_size)
+        from zoo.components import resolve
+
+        net = resolve("architecture", component.qualified).build(
+            num_classes=1000, in_chans=3, image_size=size)
+        detail["parameters_count"] = sum(p.numel() for p in net.parameters())
+        detail["default_input"] = f"3x{size[0]}x{size[1]}"
+        detail["built_with"] = "1000 classes"
+    return detail

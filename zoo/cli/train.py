@@ -1,0 +1,108 @@
+"""``zoo train``: its options are generated from ``zoo.config.TrainConfig``, so the CLI, the
+``--config`` file and the docs cannot drift apart."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from click.core import ParameterSource
+
+from zoo.cli.common import command, stdout
+from zoo.config import FIELDS, TrainConfig
+
+_TYPES: dict[str, Any] = {
+    "str": str, "int": int, "float": float, "bool": bool, "list[str]": List[str],
+}
+
+
+_METAVARS: dict[Any, str] = {str: "TEXT", int: "N", float: "X", List[str]: "NAME[:K=V,...]"}
+
+
+def _option(name: str) -> inspect.Parameter:
+    f = FIELDS[name]
+    text = str(f.type)
+    optional = text.endswith(" | None")
+    py_type = _TYPES[text.removesuffix(" | None")]
+    flag = "--" + name.replace("_", "-")
+    default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore
+    decls = [f"{flag}/--no-{flag[2:]}"] if py_type is bool else [flag]
+    metavar = f.metadata.get("metavar") or _METAVARS.get(py_type)
+    option = typer.Option(
+        None if py_type is List[str] else default,
+        *decls,
+        metavar=None if py_type is bool else metavar,
+        help=f.metadata["help"],
+        rich_help_panel=f.metadata.get("panel"),
+        show_default=default not in (None, []),
+    )
+    annotation = Optional[py_type] if optional or py_type is List[str] else py_type
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                             annotation=annotation)
+
+
+def _train(ctx: typer.Context, config: Optional[Path], **values: Any) -> None:
+    """Train a model. Every option can also come from --config FILE.toml (the command line
+    wins); the run directory gets the weights, the resolved config and per-epoch metrics."""
+    from zoo.config import from_mapping, load_toml_values
+    from zoo.progress import RichReporter
+    from zoo.trainer import Trainer, resume_config
+
+    given = {name: (values[name] or [] if name == "aug" else values[name])
+             for name in FIELDS
+             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    overrides = {**(load_toml_values(config) if config else {}), **given}
+    if overrides.get("resume"):
+        cfg = resume_config(Path(overrides.pop("resume")), overrides)
+    else:
+        cfg = from_mapping(overrides, where=str(config) if config else "command line")
+    if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_launch(cfg))
+    Trainer(cfg, RichReporter(stdout())).fit()
+
+
+def _launch(cfg: TrainConfig) -> int:
+    """``--nproc N``: re-run this training under torch.distributed.run with N processes."""
+    from zoo.config import dump_toml
+    from zoo.rundir import check_out, default_out
+    from zoo.specs import parse_spec
+
+    if cfg.out is None:
+        cfg = cfg.replace(out=str(default_out(parse_spec(cfg.arch).name)))
+    if cfg.resume is None:
+        check_out(Path(cfg.out), cfg.overwrite)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.toml"
+        config.write_text(dump_toml(cfg.to_dict()))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc-per-node={cfg.nproc}", "-m", "zoo", "train", "--config",
+                   str(config)]
+        return subprocess.call(command)
+
+
+def register(app: typer.Typer) -> None:
+    params = [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          annotation=typer.Context),
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY,
+                          default=typer.Option(None, "--config", help="TOML file of settings "
+                                               "(keys as the options, e.g. batch_size = 64).",
+                                               rich_help_panel="Output"),
+                          annotation=Optional[Path]),
+        *(_option(name) for name in FIELDS),
+    ]
+
+    @command
+    def train(ctx: typer.Context, config: Optional[Path] = None, **values: Any) -> None:
+        _train(ctx, config, **values)
+
+    train.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    train.__annotations__ = {p.name: p.annotation for p in params}
+    train.__doc__ = _train.__doc__
+    app.command("train")(train)

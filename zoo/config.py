@@ -1,0 +1,234 @@
+"""The training run's configuration: one dataclass behind the CLI options, ``--config`` files
+and the ``config.toml`` written into every run directory.
+
+Precedence: defaults < ``--config FILE.toml`` < options given on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError, did_you_mean
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    meta = {"help": help, **extra}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run. Field docs are the CLI help."""
+
+    arch: str = _opt("simplecnn", "Architecture: NAME[:key=value,...].", metavar="NAME[:K=V,...]", panel="Components")
+    data: str = _opt("digits", "Dataset name[:key=value,...] or a folder of class folders.", metavar="NAME|PATH",
+                     panel="Components")
+    aug: list[str] = _opt([], "Augmentation NAME[:key=value,...]; repeat for several, applied "
+                          "in order.", panel="Components")
+    loss: str = _opt("cross_entropy", "Loss NAME[:key=value,...].", metavar="NAME[:K=V,...]", panel="Components")
+    optimizer: str = _opt("adam", "Optimizer NAME[:key=value,...].", metavar="NAME[:K=V,...]", panel="Components")
+    scheduler: str = _opt("constant", "Learning-rate schedule NAME[:key=value,...].", metavar="NAME[:K=V,...]",
+                          panel="Components")
+    init: str | None = _opt(None, "Start from weights: a .safetensors file, a run directory or "
+                            "a timm/Hugging Face folder.", panel="Components", metavar="PATH")
+
+    epochs: int = _opt(10, "Training epochs.", panel="Training")
+    batch_size: int = _opt(64, "Global batch size (split across processes).", panel="Training")
+    lr: float = _opt(1e-3, "Peak learning rate.", panel="Training")
+    weight_decay: float = _opt(0.0, "Weight decay (never applied to norms and biases).",
+                               panel="Training")
+    image_size: str | None = _opt(None, "Input size: N or HxW (default: the dataset's own).", metavar="N|HxW",
+                                  panel="Training")
+    val_split: float = _opt(0.2, "Fraction held out for validation when the data has no "
+                            "validation split.", panel="Training")
+    accum_steps: int = _opt(1, "Gradient accumulation steps per optimizer step.",
+                            panel="Training")
+    clip_grad: float | None = _opt(None, "Clip the gradient norm to this value.", panel="Training")
+    ema: bool = _opt(False, "Keep an exponential moving average of the weights, evaluated and "
+                     "saved beside them.", panel="Training")
+    ema_decay: float = _opt(0.999, "EMA decay per optimizer step.", panel="Training")
+    class_weights: str = _opt("none", "none | auto (inverse class frequency, passed to the "
+                              "loss).", panel="Training")
+    balanced: bool = _opt(False, "Sample classes evenly (for imbalanced folders).",
+                          panel="Training")
+    patience: int | None = _opt(None, "Stop after this many epochs without improvement of "
+                                "--monitor.", panel="Training")
+    monitor: str = _opt("val_accuracy", "Metric for best checkpoint and early stopping "
+                        "(val_accuracy, val_loss, val_f1, ...).", panel="Training")
+    seed: int = _opt(0, "Random seed: the same seed and command give the same weights on CPU.",
+                     panel="Training")
+
+    device: str = _opt("auto", "auto | cpu | cuda | cuda:N | mps (auto takes the GPU).", metavar="DEVICE",
+                       panel="Hardware")
+    precision: str = _opt("auto", "auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16.", metavar="PRECISION",
+                          panel="Hardware")
+    channels_last: bool | None = _opt(None, "Channels-last memory format (default: on for CUDA).",
+                                      panel="Hardware")
+    compile: bool = _opt(False, "torch.compile the model.", panel="Hardware")
+    workers: int | None = _opt(None, "Data loading workers/threads (default: up to 8).",
+                               panel="Hardware")
+    nproc: int = _opt(1, "Processes for distributed data-parallel training on this machine.",
+                      panel="Hardware")
+    sync_bn: bool = _opt(False, "Convert BatchNorm to SyncBatchNorm when distributed.",
+                         panel="Hardware")
+
+    out: str | None = _opt(None, "Run directory (default: runs/ARCH-TIMESTAMP).", panel="Output",
+                           metavar="DIR")
+    overwrite: bool = _opt(False, "Replace a previous run in --out.", panel="Output", saved=False)
+    resume: str | None = _opt(None, "Continue the run in this directory.", panel="Output", metavar="DIR",
+                              saved=False)
+    keep: int = _opt(0, "Also keep the N most recent per-epoch checkpoints.", panel="Output")
+    tensorboard: bool = _opt(False, "Write TensorBoard logs into the run directory.",
+                             panel="Output")
+    download: bool = _opt(False, "Let torchvision datasets download missing files.",
+                          panel="Output")
+
+    def to_dict(self, *, saved_only: bool = False) -> dict[str, Any]:
+        """Plain values (for TOML/JSON), without the per-invocation fields if saved_only."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not saved_only or f.metadata.get("saved", True)
+        }
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def from_mapping(values: dict[str, Any], *, base: TrainConfig | None = None,
+                 where: str = "config") -> TrainConfig:
+    """Overlay ``values`` on ``base``, refusing unknown keys and values of the wrong type."""
+    cfg = base or TrainConfig()
+    changes = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            raise ZooError(f"{where}: unknown setting {key!r}{did_you_mean(name, FIELDS)}")
+        changes[name] = _coerce(name, value, where)
+    return cfg.replace(**changes)
+
+
+def load_toml_values(path: Path) -> dict[str, Any]:
+    """Read a ``--config`` file (a flat table of TrainConfig settings), checking every key
+    and value; returns the raw values so they can be layered under command-line options."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        values = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ZooError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ZooError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ZooError(f"config file {path} is not valid TOML: {exc}") from None
+    values.pop("zoo_version", None)
+    from_mapping(values, where=str(path))
+    return values
+
+
+def load_toml(path: Path, base: TrainConfig | None = None) -> TrainConfig:
+    """A TrainConfig from a ``--config`` file."""
+    return from_mapping(load_toml_values(path), base=base, where=str(path))
+
+
+def dump_toml(values: dict[str, Any]) -> str:
+    """Write a flat table of scalars and lists as TOML (None values are left out)."""
+    lines = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    kind = FIELDS[name].type
+    optional = "None" in str(kind)
+    if value is None:
+        if optional:
+            return None
+        raise ZooError(f"{where}: {name} cannot be empty")
+    base = str(kind).replace(" | None", "")
+    try:
+        if base == "list[str]":
+            items = value if isinstance(value, (list, tuple)) else [value]
+            return [str(v) for v in items]
+        if base == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if base == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if base == "float":
+            return float(value)
+        if name == "image_size" and isinstance(value, (list, tuple)):
+            return "x".join(str(int(v)) for v in value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ZooError(f"{where}: {name} must be {base}, got {value!r}") from None
+
+
+def parse_image_size(text: str | int | None) -> tuple[int, int] | None:
+    """``"32"`` -> (32, 32); ``"32x48"`` -> (32, 48); None stays None."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?", str(text))
+    if not match:
+        raise ZooError(f"image size must be N or HxW, got {text!r}")
+    h = int(match.group(1))
+    w = int(match.group(2) or h)
+    if h < 1 or w < 1:
+        raise ZooError(f"image size must be positive, got {text!r}")
+    return h, w
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Checks that need no plugin: ranges and choices."""
+    checks = [
+        (cfg.epochs >= 1, "epochs must be at least 1"),
+        (cfg.batch_size >= 1, "batch size must be at least 1"),
+        (cfg.lr > 0, "learning rate must be positive"),
+        (cfg.weight_decay >= 0, "weight decay cannot be negative"),
+        (0 <= cfg.val_split < 1, "val split must be in [0, 1)"),
+        (cfg.accum_steps >= 1, "accum steps must be at least 1"),
+        (cfg.clip_grad is None or cfg.clip_grad > 0, "clip grad must be positive"),
+        (0 < cfg.ema_decay < 1, "ema decay must be in (0, 1)"),
+        (cfg.class_weights in ("none", "auto"), "class weights must be none or auto"),
+        (cfg.patience is None or cfg.patience >= 1, "patience must be at least 1"),
+        (cfg.precision in ("auto", "fp32", "bf16", "fp16"),
+         "precision must be auto, fp32, bf16 or fp16"),
+        (cfg.keep >= 0, "keep cannot be negative"),
+        (cfg.nproc >= 1, "nproc must be at least 1"),
+        (cfg.workers is None or cfg.workers >= 0, "workers cannot be negative"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ZooError(message)
+    parse_image_size(cfg.image_size)

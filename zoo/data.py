@@ -1,0 +1,119 @@
+"""What dataset factories return, and the image-folder machinery behind the ``folder`` dataset.
+
+A split is either decoded into memory (``ImageTensors``: uint8 ``[N, C, H, W]`` plus labels,
+indexed batch by batch on the training device) or streamed (any map-style torch ``Dataset``
+whose items are ``(uint8 [C, H, W], label)``, or None for an unreadable file).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    import torch
+
+@dataclass
+class ImageTensors:
+    """A split decoded into memory: uint8 images ``[N, C, H, W]`` and int64 labels ``[N]``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        import torch
+
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 [N,C,H,W], got {self.images.dtype} "
+                             f"{tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError("labels must be int64 [N] matching the images")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class DataSplits:
+    """What a dataset factory returns: the splits, class names and image geometry.
+
+    ``val`` may be None (no validation). ``mean``/``std`` are per-channel in ``[0, 1]`` units;
+    left as None, zoo computes them from the training images.
+    """
+
+    train: Any
+    val: Any
+    classes: list[str]
+    image_size: tuple[int, int]
+    in_chans: int
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.classes) < 2:
+            raise ZooError(f"classification needs at least two classes, got {self.classes}")
+
+
+def resize_tensors(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize uint8 ``[N, C, H, W]`` images (antialiased bilinear), in chunks to bound memory."""
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    out = torch.empty((images.shape[0], images.shape[1], *size), dtype=torch.uint8)
+    for start in range(0, images.shape[0], 1024):
+        chunk = images[start : start + 1024].float()
+        resized = F.interpolate(chunk, size=size, mode="bilinear", antialias=True,
+                                align_corners=False)
+        out[start : start + 1024] = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of a seeded, per-class validation split (each class keeps one training item)."""
+    if not 0 <= fraction < 1:
+        raise ZooError(f"validation fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(int(y), []).append(i)
+    train, val = [], []
+    for y in sorted(by_class):
+        idx = np.array(by_class[y])
+        rng.shuffle(idx)
+        n_val = min(len(idx) - 1, round(len(idx) * fraction)) if fraction > 0 else 0
+        if fraction > 0 and len(idx) > 1:
+            n_val = max(n_val, 1)
+        val.extend(idx[:n_val].tolist())
+        train.extend(idx[n_val:].tolist())
+    return sorted(train), sorted(val)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 ``[N, C, H, W]`` images, in ``[0, 1]`` units."""
+    import torch
+
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, images.shape[0], 2048):
+        chunk = images[start : start + 2048].to(torch.float64).div_(255)
+        total += chunk.sum(dim=(0, 2, 3))
+        squares += chunk.square().sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt().clamp_min(1e-3)
+    return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
+
+
+def default_workers() -> int:
+    """Decode threads or loader workers: the machine's cores, at most 8."""
+    return max(1, min(8, os.cpu_count() or 2))

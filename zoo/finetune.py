@@ -1,0 +1,85 @@
+"""``--init``: start a run from existing weights, adapting the classifier and first conv.
+
+SOURCE is a ``.safetensors`` file (zoo weights, a zoo training checkpoint or plain tensors), a
+zoo run directory, or a folder in the Hugging Face/timm layout (``config.json`` +
+``model.safetensors``). Nothing is fetched from a hub.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from zoo.checkpoint import load_tensors, read_header
+from zoo.errors import ZooError
+
+
+def init_file(source: str | Path) -> Path:
+    """The weights file behind an ``--init`` source."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        candidate = path / "model.safetensors"
+        if candidate.is_file():
+            return candidate
+        if (path / "pytorch_model.bin").is_file():
+            raise ZooError(f"--init {path}: only pytorch_model.bin, a pickle file that zoo does "
+                           "not load; convert it to model.safetensors")
+        raise ZooError(f"--init {path}: no model.safetensors in this folder")
+    if not path.exists():
+        raise ZooError(f"--init {path} does not exist")
+    return path
+
+
+def classifier_keys(net: nn.Module) -> set[str]:
+    """State-dict keys of the final classifier (timm's ``get_classifier`` convention)."""
+    get = getattr(net, "get_classifier", None)
+    head = get() if callable(get) else None
+    if not isinstance(head, nn.Module):
+        return set()
+    for prefix, module in net.named_modules():
+        if module is head:
+            return {f"{prefix}.{k}" if prefix else k for k in head.state_dict()}
+    return set()
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Convert a conv weight's input channels: sum to one channel, or repeat and rescale."""
+    src = weight.shape[1]
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_chans // src)
+    return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (src / in_chans)
+
+
+def initialize(net: nn.Module, source: str | Path, num_classes: int, in_chans: int) -> str:
+    """Load weights from ``source`` into ``net``; returns a one-line account of what changed."""
+    path = init_file(source)
+    header = read_header(path)
+    prefix = "model." if header.state is not None else ""
+    state = load_tensors(path, prefix)
+    target = net.state_dict()
+    head = classifier_keys(net)
+    notes = []
+    skipped_head = sorted(k for k in head if k in state and state[k].shape != target[k].shape)
+    if skipped_head:
+        old = state[skipped_head[0]].shape[0]
+        notes.append(f"classifier re-created for {num_classes} classes (was {old})")
+        for k in skipped_head:
+            state[k] = target[k]
+    for key, value in target.items():
+        src = state.get(key)
+        if (src is not None and src.ndim == 4 and value.ndim == 4 and src.shape[1] != in_chans
+                and value.shape[1] == in_chans and src.shape[0] == value.shape[0]
+                and src.shape[2:] == value.shape[2:]):
+            notes.append(f"first conv {key} adapted from {src.shape[1]} to {in_chans} input "
+                         "channels")
+            state[key] = adapt_input_conv(src, in_chans)
+            break
+    from zoo.api import check_state
+
+    check_state(net, state, path)
+    net.load_state_dict(state)
+    detail = "; ".join(notes) if notes else "all tensors matched"
+    return f"init: loaded {len(state)} tensors from {path} ({detail})"

@@ -1,0 +1,280 @@
+"""Image folders (``root/<class>/<image>``): listing, decoding, the decoded cache, streaming.
+
+Every image is decoded once at the target size into a memory-mapped cache keyed by the file
+list, sizes and mtimes, so later epochs and later runs skip decoding. Folders that fit the memory
+budget are then held as one uint8 tensor; larger ones stream from the cache through DataLoader
+workers, decoding on first touch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.data import DataSplits, ImageTensors, default_workers, stratified_split
+from zoo.errors import ZooError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+VAL_DIRS = ("val", "validation", "valid")
+
+# Per-file status in the cache.
+PENDING, DECODED, UNREADABLE = 0, 1, 2
+
+
+@dataclass
+class FolderListing:
+    """Image files under ``root/<class>/``, with their labels."""
+
+    files: list[Path]
+    labels: list[int]
+    classes: list[str]
+
+
+def list_folder(root: Path, classes: list[str] | None = None) -> FolderListing:
+    """Scan ``root/<class>/**/<image>``; classes are the sorted subfolders holding images."""
+    if not root.exists():
+        raise ZooError(f"data path {root} does not exist")
+    if not root.is_dir():
+        raise ZooError(f"data path {root} is not a folder")
+    found: dict[str, list[Path]] = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        images = sorted(
+            Path(dirpath, f)
+            for dirpath, _, files in os.walk(sub)
+            for f in files
+            if Path(f).suffix.lower() in IMAGE_EXTENSIONS and not f.startswith(".")
+        )
+        if images:
+            found[sub.name] = images
+    if classes is None:
+        if not found:
+            kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+            raise ZooError(f"no class folders with images in {root}: expected "
+                           f"{root}/<class>/<image> ({kinds})")
+        if len(found) == 1:
+            raise ZooError(f"only one class ({next(iter(found))!r}) in {root}: "
+                           "classification needs at least two class folders")
+        classes = sorted(found)
+    else:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise ZooError(f"{root} has classes the training data lacks: {', '.join(unknown)}")
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        files.extend(found.get(name, []))
+        labels.extend([label] * len(found.get(name, [])))
+    return FolderListing(files, labels, classes)
+
+
+def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Decode one image file to uint8 ``[C, H, W]`` at ``size`` (aspect ratio squashed, as
+    Keras' ``target_size`` does)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        mode = "L" if channels == 1 else "RGB"
+        if im.format == "JPEG":
+            im.draft(mode, (size[1], size[0]))  # libjpeg decodes at a reduced scale: much faster
+        if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale
+            im = Image.fromarray((np.asarray(im, dtype=np.float32) / 257).clip(0, 255)
+                                 .astype(np.uint8))
+        im = im.convert(mode).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        arr = np.asarray(im, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+class DecodedCache:
+    """Decoded images in a memory-mapped ``.npy`` pair: pixels and a per-file status byte.
+
+    The status byte is written after the pixels, so a run killed mid-decode never leaves a
+    half-written image marked as done. Without a directory the cache lives in memory.
+    """
+
+    def __init__(self, files: list[Path], size: tuple[int, int], channels: int,
+                 directory: Path | None) -> None:
+        self.files = files
+        self.shape = (len(files), channels, *size)
+        self.directory = directory
+        self.key = _cache_key(files, size, channels)
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers reopen the memory maps themselves.
+        state = dict(self.__dict__)
+        if self.directory is not None:
+            state["_arrays"] = None
+        return state
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(pixels [N, C, H, W], status [N])``, opened on first use in each process."""
+        if self._arrays is None:
+            if self.directory is None:
+                self._arrays = (np.zeros(self.shape, np.uint8), np.zeros(self.shape[0], np.uint8))
+            else:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                stem = self.directory / self.key
+                self._arrays = (_open_memmap(Path(f"{stem}.pixels.npy"), self.shape),
+                                _open_memmap(Path(f"{stem}.status.npy"), self.shape[:1]))
+        return self._arrays
+
+    def get(self, index: int) -> tuple[np.ndarray | None, str | None]:
+        """Pixels of one file (None if unreadable) and the decode error if this call hit one.
+
+        Decodes the file on first touch.
+        """
+        pixels, status = self.arrays()
+        error = None
+        if status[index] == PENDING:
+            try:
+                pixels[index] = decode_image(self.files[index], self.shape[2:], self.shape[1])
+                status[index] = DECODED
+            except Exception as exc:  # PIL raises many exception types for corrupt files
+                status[index] = UNREADABLE
+                error = f"{type(exc).__name__}: {exc}"
+        return (pixels[index] if status[index] == DECODED else None), error
+
+    def decode_missing(self, workers: int) -> tuple[int, dict[int, str]]:
+        """Decode every pending file with a thread pool (PIL releases the GIL while decoding).
+
+        Returns how many files were decoded and the errors met.
+        """
+        pixels, status = self.arrays()
+        todo = [int(i) for i in np.flatnonzero(status == PENDING)]
+        errors: dict[int, str] = {}
+        if todo:
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                for i, (_, error) in zip(todo, pool.map(self.get, todo)):
+                    if error:
+                        errors[i] = error
+            self.flush()
+        return len(todo), errors
+
+    def flush(self) -> None:
+        for arr in self.arrays():
+            if isinstance(arr, np.memmap):
+                arr.flush()
+
+
+def _cache_key(files: list[Path], size: tuple[int, int], channels: int) -> str:
+    digest = hashlib.sha256(json.dumps([list(size), channels]).encode())
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _open_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    if path.exists():
+        try:
+            arr = np.load(path, mmap_mode="r+")
+            if arr.shape == shape and arr.dtype == np.uint8:
+                return arr
+        except (ValueError, OSError):
+            pass  # a damaged cache file is rebuilt
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+
+
+class StreamedFolder:
+    """A map-style dataset over part of a folder: items ``(uint8 [C, H, W] tensor, label)``, or
+    None for an unreadable file. ``decoded`` counts, per worker, the files decoded rather than
+    read from the cache, so a run can show that later epochs decode nothing."""
+
+    def __init__(self, cache: DecodedCache, indices: list[int], labels: list[int]) -> None:
+        import torch
+
+        self.cache = cache
+        self.indices = indices
+        self.labels = labels
+        self.decoded = torch.zeros(65, dtype=torch.int64).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[Any, int] | None:
+        import torch
+        from torch.utils.data import get_worker_info
+
+        index = self.indices[i]
+        _, status = self.cache.arrays()
+        fresh = status[index] == PENDING
+        pixels, error = self.cache.get(index)
+        if fresh:
+            worker = get_worker_info()
+            self.decoded[0 if worker is None else 1 + worker.id % 64] += 1
+        if error:
+            print(f"warning: skipped unreadable image {self.cache.files[index]} ({error})",
+                  file=sys.stderr)
+        if pixels is None:
+            return None
+        return torch.from_numpy(np.array(pixels)), self.labels[i]
+
+    def unreadable(self) -> list[Path]:
+        _, status = self.cache.arrays()
+        return [self.cache.files[i] for i in self.indices if status[i] == UNREADABLE]
+
+
+def load_folder(
+    root: Path,
+    *,
+    image_size: tuple[int, int],
+    channels: int,
+    val_fraction: float,
+    seed: int,
+    cache_dir: Path | None,
+    max_memory_mb: float,
+    workers: int | None = None,
+) -> DataSplits:
+    """Split, decode and hold (or stream) an image folder; see the ``folder`` dataset."""
+    import torch
+
+    if channels not in (1, 3):
+        raise ZooError(f"folder: channels must be 1 or 3, got {channels}")
+    val_root = next((root / d for d in VAL_DIRS if (root / d).is_dir()), None)
+    if (root / "train").is_dir():
+        train_list = list_folder(root / "train")
+        val_list = list_folder(val_root, train_list.classes) if val_root else None
+        files = train_list.files + (val_list.files if val_list else [])
+        labels = train_list.labels + (val_list.labels if val_list else [])
+        train_idx = list(range(len(train_list.files)))
+        val_idx = list(range(len(train_list.files), len(files)))
+        classes = train_list.classes
+    else:
+        listing = list_folder(root)
+        files, labels, classes = listing.files, listing.labels, listing.classes
+        train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+
+    cache = DecodedCache(files, image_size, channels, cache_dir)
+    nbytes = len(files) * channels * image_size[0] * image_size[1]
+    if nbytes > max_memory_mb * 2**20:
+        train = StreamedFolder(cache, train_idx, [labels[i] for i in train_idx])
+        val = StreamedFolder(cache, val_idx, [labels[i] for i in val_idx]) if val_idx else None
+        return DataSplits(train, val, classes, image_size, channels)
+
+    _, errors = cache.decode_missing(workers or default_workers())
+    pixels, status = cache.arrays()
+    skipped = [i for i in range(len(files)) if status[i] == UNREADABLE]
+    for i in skipped:
+        reason = errors.get(i, "unreadable when first decoded; the decoded cache remembers it")
+        print(f"warning: skipped unreadable image {files[i]} ({reason})", file=sys.stderr)
+
+    def split(indices: list[int]) -> ImageTensors | None:
+        keep = np.array([i for i in indices if status[i] == DECODED], dtype=np.int64)
+        if len(keep) == 0:
+            return None
+        return ImageTensors(torch.from_numpy(pixels[keep]), torch.from_numpy(
+            np.asarray(labels, dtype=np.int64)[keep]))
+
+    train = split(train_idx)
+    if train is None:
+        raise ZooError(f"no readable training images in {root}")
+    return DataSplits(train, split(val_idx), classes, image_size, channels,
+                      skipped=[str(files[i]) for i in skipped])

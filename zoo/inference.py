@@ -1,0 +1,76 @@
+"""A trained model packaged for inference: the network plus what it expects as input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.checkpoint import ModelInfo
+
+
+class Normalizer:
+    """Float images in [0, 1] -> ``(x - mean) / std`` in one fused op, in the model's memory
+    format. Shared by training, evaluation and inference so all three see the same input."""
+
+    def __init__(self, mean: Any, std: Any, device: torch.device,
+                 channels_last: bool = False) -> None:
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std_t = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.scale = (1.0 / std_t).to(device)
+        self.shift = (-mean_t / std_t).to(device)
+        self.channels_last = channels_last
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.addcmul(self.shift, x, self.scale)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+class LoadedModel(nn.Module):
+    """``zoo.load``'s result. Calling it runs the network on normalized input (the same logits
+    as at the end of training); ``preprocess`` and ``predict`` take raw images."""
+
+    def __init__(self, net: nn.Module, info: ModelInfo) -> None:
+        super().__init__()
+        self.net = net
+        self.info = info
+        self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.info.classes
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.info.image_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (0-255) or float (0-1) ``[B, C, H, W]`` images -> normalized model input at
+        the trained size."""
+        device = self.mean.device
+        x = images.to(device)
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        if x.shape[1] != self.info.in_chans:
+            raise ValueError(f"expected {self.info.in_chans} channels, got {x.shape[1]}")
+        if tuple(x.shape[-2:]) != self.image_size:
+            x = F.interpolate(x, size=self.image_size, mode="bilinear", antialias=True,
+                              align_corners=False)
+        return Normalizer(self.mean, self.std, device)(x)
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """The top-k ``(class name, probability)`` pairs for each image."""
+        probs = self(self.preprocess(images)).float().softmax(dim=1)
+        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+        return [[(self.classes[i], round(p, 6)) for p, i in zip(vs, ix)]
+                for vs, ix in zip(values.tolist(), indices.tolist())]
+
+    def extra_repr(self) -> str:
+        info: Any = self.info
+        return f"arch={info.arch}, classes={len(info.classes)}, image_size={info.image_size}"

@@ -1,0 +1,85 @@
+"""Classification metrics: accumulated on the training device without host synchronisation,
+computed once from a confusion matrix (the same definitions as scikit-learn's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class Accumulator:
+    """Running loss, correct count, sample count and non-finite flag, kept on the device."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.values = torch.zeros(4, dtype=torch.float64 if self.device.type != "mps"
+                                  else torch.float32, device=self.device)
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add one batch; ``loss`` is the batch mean. Non-blocking: no ``.item()``."""
+        hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
+        n = targets.shape[0]
+        loss = loss.detach().to(self.values.dtype)
+        correct = (logits.detach().argmax(dim=1) == hard).sum().to(self.values.dtype)
+        bad = (~torch.isfinite(loss)).to(self.values.dtype)
+        # new_full fills on the device: no host-to-device copy, so no synchronisation.
+        self.values += torch.stack([loss * n, correct, loss.new_full((), n), bad])
+
+    def read(self) -> dict[str, float]:
+        """Synchronise and return ``loss``, ``accuracy``, ``count`` and ``nonfinite``."""
+        loss_sum, correct, count, bad = self.values.tolist()
+        count = max(count, 1.0)
+        return {"loss": loss_sum / count, "accuracy": correct / count, "count": count,
+                "nonfinite": bad}
+
+
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``[K, K]`` counts, rows = true class, columns = predicted class (as scikit-learn)."""
+    index = targets.long() * num_classes + preds.long()
+    return torch.bincount(index, minlength=num_classes**2).view(num_classes, num_classes)
+
+
+def from_confusion(cm: Any, classes: list[str] | None = None) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1/support, and macro and weighted averages.
+
+    A class with no predictions (or no samples) gets precision (or recall) 0, as scikit-learn
+    does with ``zero_division=0``.
+    """
+    cm = torch.as_tensor(cm, dtype=torch.float64).cpu()
+    tp = cm.diag()
+    support = cm.sum(dim=1)
+    predicted = cm.sum(dim=0)
+    total = cm.sum().item()
+    precision = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp))
+    recall = torch.where(support > 0, tp / support.clamp_min(1), torch.zeros_like(tp))
+    denom = precision + recall
+    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-300),
+                     torch.zeros_like(tp))
+    weights = support / max(total, 1)
+    names = classes or [str(i) for i in range(cm.shape[0])]
+    return {
+        "accuracy": tp.sum().item() / max(total, 1),
+        "precision": precision.mean().item(),
+        "recall": recall.mean().item(),
+        "f1": f1.mean().item(),
+        "weighted_precision": (precision * weights).sum().item(),
+        "weighted_recall": (recall * weights).sum().item(),
+        "weighted_f1": (f1 * weights).sum().item(),
+        "per_class": [
+            {"class": names[i], "precision": precision[i].item(), "recall": recall[i].item(),
+             "f1": f1[i].item(), "support": int(support[i].item())}
+            for i in range(cm.shape[0])
+        ],
+    }
+
+
+MINIMIZED = ("loss",)
+
+
+def mode_for(metric: str) -> str:
+    """``min`` for losses, ``max`` for everything else."""
+    return "min" if metric.endswith(MINIMIZED) else "max"

@@ -1,0 +1,183 @@
+"""The registry: every component's name, kind and origin, and name resolution.
+
+The index can come from the on-disk cache, in which case factories are fetched by loading only
+the plugin that provides the component. Two plugins may register the same name: both are kept,
+the bare name is then ambiguous and ``plugin:name`` picks one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from zoo.errors import ZooError, did_you_mean
+from zoo.hookspecs import HOOKS
+
+KINDS: tuple[str, ...] = tuple(HOOKS)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component, without its factory (so it can be cached as JSON)."""
+
+    kind: str
+    name: str
+    plugin: str
+    source: str
+    summary: str = ""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        """``plugin:name``, which resolves even when the bare name is ambiguous."""
+        return f"{self.plugin}:{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["aliases"] = list(self.aliases)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Component:
+        return cls(**{**data, "aliases": tuple(data.get("aliases", ()))})
+
+
+@dataclass
+class PluginInfo:
+    """A plugin's load status, as ``zoo plugins`` shows it (and the cache stores it)."""
+
+    name: str
+    source: str
+    module: str | None
+    dist: str | None
+    version: str | None
+    builtin: bool
+    hooks: list[str] = field(default_factory=list)
+    status: str = "ok"
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Loader(Protocol):
+    """What the registry needs from plugins.PluginLoader to fetch factories lazily."""
+
+    info: dict[str, PluginInfo]
+    factories: dict[tuple[str, str, str], Callable[..., Any]]
+
+    def load(self, name: str) -> list[Component]: ...
+
+
+def describe(obj: Any) -> str:
+    """The first line of an object's docstring (its summary in ``zoo list``)."""
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+class Registry:
+    """Components by kind, their plugins' status, and the factories behind them."""
+
+    def __init__(
+        self,
+        components: Iterable[Component],
+        plugins: Iterable[PluginInfo],
+        loader: Loader,
+        on_stale: Callable[[], None] | None = None,
+    ) -> None:
+        self._components = list(components)
+        self._plugins = list(plugins)
+        self._loader = loader
+        self._on_stale = on_stale
+
+    def plugins(self) -> list[PluginInfo]:
+        return list(self._plugins)
+
+    def components(self, kind: str | None = None, pattern: str | None = None) -> list[Component]:
+        """Components of one kind (all kinds when None), optionally filtered by a glob."""
+        if kind is not None:
+            check_kind(kind)
+        found = [c for c in self._components if kind is None or c.kind == kind]
+        if pattern:
+            found = [c for c in found if _matches(c, pattern)]
+        return sorted(found, key=lambda c: (KINDS.index(c.kind), c.name, c.plugin))
+
+    def conflicts(self) -> set[tuple[str, str]]:
+        """``(kind, name)`` pairs registered by more than one plugin."""
+        owners: dict[tuple[str, str], set[str]] = {}
+        for c in self._components:
+            owners.setdefault((c.kind, c.name), set()).add(c.plugin)
+        return {key for key, plugins in owners.items() if len(plugins) > 1}
+
+    def resolve(self, kind: str, ref: str) -> Component:
+        """The component named ``ref`` (bare name, alias or ``plugin:name``) of this kind."""
+        check_kind(kind)
+        of_kind = [c for c in self._components if c.kind == kind]
+        plugin, _, name = ref.rpartition(":")
+        name = name.lower()
+        if plugin:
+            mine = [c for c in of_kind if c.plugin == plugin]
+            if not mine:
+                plugins = sorted({c.plugin for c in of_kind})
+                raise ZooError(
+                    f"no plugin {plugin!r} provides {kind}s{did_you_mean(plugin, plugins)}"
+                    f" (plugins with {kind}s: {', '.join(plugins) or 'none'})"
+                )
+            of_kind = mine
+        matches = [c for c in of_kind if c.name == name] or [
+            c for c in of_kind if name in c.aliases
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            choices = ", ".join(sorted(c.qualified for c in matches))
+            raise ZooError(f"{kind} {name!r} is provided by several plugins; use one of: {choices}")
+        names = sorted({n for c in of_kind for n in (c.name, *c.aliases)})
+        hint = did_you_mean(name, names)
+        listing = "" if hint else f"; see `zoo list {kind}`"
+        raise ZooError(f"unknown {kind} {ref!r}{hint}{listing}")
+
+    def factory(self, component: Component) -> Callable[..., Any]:
+        """The factory behind a component, loading its plugin if that has not happened yet."""
+        key = (component.kind, component.plugin, component.name)
+        if key not in self._loader.factories and component.plugin not in self._loader.info:
+            self._loader.load(component.plugin)
+        info = self._loader.info.get(component.plugin)
+        if info is not None and info.status != "ok":
+            raise ZooError(f"plugin {component.plugin!r} failed to load: {info.error}")
+        try:
+            return self._loader.factories[key]
+        except KeyError:
+            if self._on_stale is not None:
+                self._on_stale()
+            raise ZooError(
+                f"plugin {component.plugin!r} no longer registers {component.kind} "
+                f"{component.name!r}; the registry cache is stale, run the command again"
+            ) from None
+
+
+_KIND_ALIASES = {"arch": "architecture", "aug": "augmentation", "optim": "optimizer"}
+
+
+def normalize_kind(text: str) -> str:
+    """Accept ``architectures``, ``arch``, ``losses``... for a kind; refuse anything else."""
+    word = text.strip().lower().replace("-", "_")
+    for candidate in (word, word.removesuffix("es"), word.removesuffix("s")):
+        candidate = _KIND_ALIASES.get(candidate, candidate)
+        if candidate in KINDS:
+            return candidate
+    raise ZooError(f"unknown component kind {text!r}{did_you_mean(word, KINDS)}")
+
+
+def check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ZooError(f"unknown component kind {kind!r}{did_you_mean(kind, KINDS)}")
+
+
+def _matches(component: Component, pattern: str) -> bool:
+    pattern = pattern.lower()
+    names = (component.name, component.qualified, *component.aliases)
+    return any(fnmatch.fnmatchcase(n, pattern) for n in names)

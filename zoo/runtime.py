@@ -1,0 +1,130 @@
+"""Where and how a run executes: device, precision, processes, seeds, memory readings."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import resource
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from zoo.errors import ZooError
+
+
+@dataclass
+class Dist:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device_text: str) -> Dist:
+    """Join the process group torchrun set up (NCCL on CUDA, gloo on CPU), if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if not dist.is_initialized():
+        cuda = device_text.startswith("cuda") or (device_text == "auto"
+                                                   and torch.cuda.is_available())
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return Dist(rank=rank, local_rank=local_rank, world=world)
+
+
+def resolve_device(text: str, dist: Dist | None = None) -> torch.device:
+    """``auto`` takes the GPU when there is one (each local rank its own)."""
+    local = dist.local_rank if dist else 0
+    text = text.strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ZooError("--device mps: Apple's Metal backend is not available here")
+        return torch.device("mps")
+    if text == "cuda" or text.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
+            raise ZooError(f"--device {text}: no CUDA GPU is available (torch "
+                           f"{torch.__version__}, {build}); use --device cpu")
+        index = local if text == "cuda" else int(text.partition(":")[2] or 0)
+        count = torch.cuda.device_count()
+        if not 0 <= index < count:
+            raise ZooError(f"--device {text}: only {count} CUDA device(s) (0-{count - 1})")
+        return torch.device("cuda", index)
+    raise ZooError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def resolve_precision(text: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype: bf16 on CUDA by default, fp32 elsewhere."""
+    if text == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[text]
+    if dtype == torch.float16 and device.type == "cpu":
+        raise ZooError("--precision fp16 needs a GPU; use bf16 on the CPU")
+    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ZooError("--precision bf16: this GPU has no bf16 support; use fp16")
+    return dtype
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (every device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Augmentation and dropout randomness of one epoch on one rank: a function of these
+    alone, so a resumed run draws exactly the numbers an uninterrupted one would."""
+    return (seed * 1_000_003 + epoch * 1_009 + rank * 7_919 + 1) % 2**63
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """Peak resident memory of this process and, on CUDA, peak allocated GPU memory."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 1024
+    out = {"peak_rss_mb": round(rss_mb, 1)}
+    if device.type == "cuda":
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+def current_rss_mb() -> float:
+    """Resident memory now (Linux /proc; falls back to the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return peak_memory_mb(torch.device("cpu"))["peak_rss_mb"]

@@ -1,0 +1,637 @@
+"""The training engine: assembles components from a TrainConfig and runs epochs.
+
+Guarantees: every epoch's full state is saved atomically; randomness is a function of
+``(seed, epoch, rank)``, so a killed and resumed run ends with the weights of an uninterrupted
+one; metrics stay on the device until the display or the epoch's end reads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo import __version__, checkpoint, rundir
+from zoo.augment import compose
+from zoo.batches import make_batches
+from zoo.checkpoint import ModelInfo, flatten_state, unflatten_state
+from zoo.components import Resolved, resolve
+from zoo.config import TrainConfig, parse_image_size, validate
+from zoo.data import DataSplits, ImageTensors, channel_stats, default_workers
+from zoo.errors import ZooError
+from zoo.inference import Normalizer
+from zoo.metrics import Accumulator, confusion_matrix, from_confusion, mode_for
+from zoo.progress import Reporter
+from zoo.runtime import (Dist, autocast, current_rss_mb, epoch_seed, init_distributed,
+                         peak_memory_mb, resolve_device, resolve_precision, seed_everything)
+
+# Settings a resumed run must share with the original (the others may change on resume).
+IDENTITY = ("arch", "data", "aug", "loss", "optimizer", "scheduler", "init", "batch_size",
+            "lr", "weight_decay", "image_size", "val_split", "accum_steps", "clip_grad", "ema",
+            "ema_decay", "class_weights", "balanced", "seed")
+
+
+class Interrupted(ZooError):
+    """Ctrl-C or SIGTERM: the last completed epoch is on disk."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=130)
+
+
+@dataclass
+class RunResult:
+    out: Path
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+    stopped: str | None = None
+
+
+@dataclass
+class _Best:
+    metric: str
+    mode: str
+    value: float | None = None
+    epoch: int | None = None
+    bad_epochs: int = 0
+
+    def improved(self, value: float) -> bool:
+        if self.value is None or math.isnan(self.value):
+            return True
+        return value > self.value if self.mode == "max" else value < self.value
+
+
+@dataclass
+class _Components:
+    arch: Resolved
+    dataset: Resolved
+    augs: list[Resolved]
+    loss: Resolved
+    optimizer: Resolved
+    scheduler: Resolved
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_components(cfg: TrainConfig) -> _Components:
+    """Resolve every component named in the config; fails fast, before any data is read."""
+    return _Components(
+        arch=resolve("architecture", cfg.arch),
+        dataset=resolve("dataset", data_spec(cfg.data)),
+        augs=[resolve("augmentation", a) for a in cfg.aug],
+        loss=resolve("loss", cfg.loss),
+        optimizer=resolve("optimizer", cfg.optimizer),
+        scheduler=resolve("scheduler", cfg.scheduler),
+    )
+
+
+def data_spec(text: str) -> str:
+    """``--data`` names a dataset, or is a path (then the ``folder`` dataset reads it)."""
+    from zoo.discovery import get_registry
+    from zoo.specs import format_spec, parse_spec
+
+    looks_like_path = any(ch in text for ch in "/\\~") or text.startswith(".")
+    if not looks_like_path:
+        try:
+            names = {n for c in get_registry().components("dataset") for n in (c.name,
+                                                                              *c.aliases)}
+            spec = parse_spec(text, kind="dataset")
+            if spec.name in names or spec.plugin or not Path(text).is_dir():
+                return text
+        except ZooError:
+            if not Path(text).is_dir():
+                raise
+    return format_spec("folder", {"root": str(Path(text).expanduser())})
+
+
+def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay weights only: never norms, biases or other 1-d parameters."""
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Inverse class frequency, normalised so a balanced dataset gets all ones."""
+    counts = torch.bincount(labels, minlength=num_classes).double().clamp_min(1)
+    return (counts.sum() / (num_classes * counts)).float()
+
+
+def _labels_of(split: Any) -> torch.Tensor:
+    if isinstance(split, ImageTensors):
+        return split.labels
+    labels = getattr(split, "labels", None)
+    if labels is None:
+        raise ZooError("--class-weights auto / --balanced need a dataset that exposes labels")
+    return torch.as_tensor(labels)
+
+
+def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The configuration of the run in ``run`` with ``overrides`` applied; refuses directories
+    that are not runs and overrides that would make it a different run."""
+    from zoo.config import from_mapping
+
+    last = run / rundir.LAST
+    if not last.is_file():
+        raise ZooError(f"--resume {run}: not a zoo run directory (no {rundir.LAST})")
+    header = checkpoint.read_header(last)
+    if header.state is None or "config" not in header.state:
+        raise ZooError(f"--resume {run}: {rundir.LAST} is not a training checkpoint")
+    saved = from_mapping(header.state["config"], where=str(last))
+    for key, value in overrides.items():
+        if key in IDENTITY and value != getattr(saved, key):
+            raise ZooError(f"--resume {run}: {key} differs from the run's "
+                           f"({value!r} vs {getattr(saved, key)!r}); start a new run instead")
+    return from_mapping({**overrides, "resume": str(run), "out": str(run)}, base=saved)
+
+
+class Trainer:
+    """One training run. ``fit()`` does the work; build it with a TrainConfig."""
+
+    def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None) -> None:
+        validate(cfg)
+        self.cfg = cfg
+        self.reporter = reporter or Reporter()
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.dist: Dist = init_distributed(cfg.device)
+        self.device = resolve_device(cfg.device, self.dist)
+        self.amp_dtype = resolve_precision(cfg.precision, self.device)
+        if cfg.batch_size % self.dist.world:
+            raise ZooError(f"batch size {cfg.batch_size} does not split evenly over "
+                           f"{self.dist.world} processes")
+        self.parts = resolve_components(cfg)
+        self.out = Path(cfg.out) if cfg.out else rundir.default_out(self.parts.arch.spec.name)
+        if cfg.resume is None and self.dist.main:
+            rundir.check_out(self.out, cfg.overwrite)
+        seed_everything(cfg.seed)
+
+        data = self.parts.dataset.build(image_size=parse_image_size(cfg.image_size),
+                                        seed=cfg.seed, val_fraction=cfg.val_split,
+                                        download=cfg.download)
+        if not isinstance(data, DataSplits):
+            raise ZooError(f"{self.parts.dataset.label} returned {type(data).__name__}, "
+                           "not zoo.data.DataSplits")
+        self.data = data
+        self.num_classes = len(data.classes)
+        mean, std = data.mean, data.std
+        if mean is None or std is None:
+            mean, std = self._stats(data.train)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+        net = self.parts.arch.build(num_classes=self.num_classes, in_chans=data.in_chans,
+                                    image_size=data.image_size)
+        if not isinstance(net, nn.Module):
+            raise ZooError(f"{self.parts.arch.label} returned {type(net).__name__}, not a "
+                           "torch.nn.Module")
+        if cfg.init:
+            from zoo.finetune import initialize
+
+            self.reporter.note(initialize(net, cfg.init, self.num_classes, data.in_chans))
+        self.info = ModelInfo(
+            arch=self.parts.arch.component.qualified, arch_params=self.parts.arch.spec.params,
+            num_classes=self.num_classes, in_chans=data.in_chans,
+            image_size=tuple(data.image_size), classes=list(data.classes), mean=self.mean,
+            std=self.std, zoo_version=__version__, config=cfg.to_dict(saved_only=True))
+        self._place(net)
+
+        workers = default_workers() if cfg.workers is None else cfg.workers
+        rank, world = self.dist.rank, self.dist.world
+        self.train_batches = make_batches(data.train, cfg.batch_size, self.device, train=True,
+                                          workers=workers, seed=cfg.seed,
+                                          balanced=cfg.balanced, rank=rank, world=world)
+        self.val_batches = None if data.val is None or len(data.val) == 0 else make_batches(
+            data.val, cfg.batch_size, self.device, train=False, workers=workers, seed=cfg.seed,
+            rank=rank, world=world)
+        self.normalize = Normalizer(self.mean, self.std, self.device, self.channels_last)
+
+        self.augs = compose([a.build(num_classes=self.num_classes) for a in self.parts.augs])
+        weight = None
+        if cfg.class_weights == "auto":
+            weight = class_weights(_labels_of(data.train), self.num_classes)
+            if "weight" not in _declared(self.parts.loss.factory):
+                raise ZooError(f"{self.parts.loss.label} does not accept class weights")
+        self.loss_fn = self.parts.loss.build(num_classes=self.num_classes, weight=weight)
+        self.optimizer = self.parts.optimizer.build(params=param_groups(self.net,
+                                                                        cfg.weight_decay),
+                                                    lr=cfg.lr)
+        self.updates_per_epoch = math.ceil(len(self.train_batches) / cfg.accum_steps)
+        monitor = cfg.monitor
+        if self.val_batches is None and monitor.startswith("val_"):
+            monitor = monitor.replace("val_", "train_", 1)
+            if monitor not in ("train_loss", "train_accuracy"):
+                monitor = "train_loss"
+            self.reporter.note(f"no validation data: monitoring {monitor}")
+        self.best = _Best(monitor, mode_for(monitor))
+        self.scheduler = self.parts.scheduler.build(
+            optimizer=self.optimizer, epochs=cfg.epochs,
+            steps_per_epoch=self.updates_per_epoch, monitor_mode=self.best.mode)
+        self.plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        self.scaler = (torch.amp.GradScaler(self.device.type)
+                       if self.amp_dtype == torch.float16 else None)
+        from zoo.ema import EMA
+
+        self.ema = EMA(self.net, cfg.ema_decay) if cfg.ema else None
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        if cfg.resume:
+            self._restore(Path(cfg.resume) / rundir.LAST)
+
+    def _stats(self, split: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if isinstance(split, ImageTensors):
+            return channel_stats(split.images)
+        # Streamed data: estimate from up to 512 evenly spaced training images.
+        step = max(1, len(split) // 512)
+        items = [split[i] for i in range(0, len(split), step)]
+        images = [it[0] for it in items if it is not None]
+        if not images:
+            raise ZooError("no readable training images")
+        return channel_stats(torch.stack(images))
+
+    def _place(self, net: nn.Module) -> None:
+        """Move the network to its device and memory format; wrap for DDP and compile."""
+        cfg = self.cfg
+        has_conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
+        self.channels_last = (cfg.channels_last if cfg.channels_last is not None
+                              else self.device.type == "cuda" and has_conv)
+        net = net.to(self.device)
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        if self.dist.enabled and cfg.sync_bn:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        self.net = net  # the plain network: what is saved, averaged and evaluated
+        model: nn.Module = net
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(net, device_ids=ids)
+        self.eval_model: Any = torch.compile(net) if cfg.compile else net
+        self.model: Any = torch.compile(model) if cfg.compile else model
+        self.params = sum(p.numel() for p in net.parameters())
+
+    # --- state -----------------------------------------------------------------------------
+
+    def _state(self, epochs_done: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"model.{k}": v for k, v in self.net.state_dict().items()}
+        if self.ema is not None:
+            tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        np_state = np.random.get_state()
+        rng["numpy"] = [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                        *np_state[2:]]
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {
+            "epoch": epochs_done,
+            "history": self.history,
+            "best": {"metric": self.best.metric, "value": self.best.value,
+                     "epoch": self.best.epoch, "bad_epochs": self.best.bad_epochs},
+            "optimizer": flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
+            "scheduler": flatten_state(self.scheduler.state_dict(), "scheduler", tensors),
+            "scaler": (flatten_state(self.scaler.state_dict(), "scaler", tensors)
+                       if self.scaler else None),
+            "rng": flatten_state(rng, "rng", tensors),
+            "config": self.cfg.to_dict(saved_only=True),
+        }
+        return tensors, state
+
+    def _restore(self, path: Path) -> None:
+        header = checkpoint.read_header(path)
+        assert header.state is not None
+        tensors = checkpoint.load_tensors(path)
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        from zoo.api import check_state
+
+        check_state(self.net, model_state, path)
+        self.net.load_state_dict(model_state)
+        if self.ema is not None:
+            self.ema.load_state_dict({k[4:]: v for k, v in tensors.items()
+                                      if k.startswith("ema.")})
+        state = header.state
+        self.optimizer.load_state_dict(unflatten_state(state["optimizer"], tensors))
+        self.scheduler.load_state_dict(unflatten_state(state["scheduler"], tensors))
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(unflatten_state(state["scaler"], tensors))
+        rng = unflatten_state(state["rng"], tensors)
+        torch.set_rng_state(rng["torch"])
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+        np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32),
+                             *rng["numpy"][2:]))
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        best = state["best"]
+        self.best.value, self.best.epoch = best["value"], best["epoch"]
+        self.best.bad_epochs = best["bad_epochs"]
+        self.history = list(state["history"])
+        self.start_epoch = int(state["epoch"])
+
+    def _save(self, epochs_done: int, is_best: bool) -> None:
+        """Write weights and the training state (rank 0 only), each file atomically."""
+        self.info.epoch = epochs_done
+        weights = self.net.state_dict()
+        checkpoint.save(self.out / "model.safetensors", weights, self.info)
+        if self.ema is not None:
+            checkpoint.save(self.out / "model_ema.safetensors", self.ema.state_dict(),
+                            self.info)
+        tensors, state = self._state(epochs_done)
+        blob = checkpoint.encode(tensors, self.info, state)
+        checkpoint.atomic_write(self.out / rundir.LAST, blob)
+        if is_best:
+            checkpoint.atomic_write(self.out / rundir.BEST, blob)
+        if self.cfg.keep:
+            checkpoint.atomic_write(self.out / f"checkpoints/epoch-{epochs_done:04d}.safetensors",
+                                    blob)
+            for old in rundir.epoch_checkpoints(self.out)[: -self.cfg.keep]:
+                old.unlink(missing_ok=True)
+        rundir.write_metrics(self.out, self.history)
+
+    # --- loops -----------------------------------------------------------------------------
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, self.dist.rank))
+        meter = Accumulator(self.device)
+        steps = len(self.train_batches)
+        accum = cfg.accum_steps
+        amp = autocast(self.device, self.amp_dtype)
+        world = self.dist.world
+        for step, (xb, yb) in enumerate(self.train_batches.epoch(epoch)):
+            x, y = xb.float().div_(255), yb
+            for aug in self.augs:
+                x, y = aug(x, y)
+            x = self.normalize(x)
+            update = (step + 1) % accum == 0 or step + 1 == steps
+            sync = contextlib.nullcontext() if update or not self.dist.enabled \
+                else self.model.no_sync()
+            with sync:
+                with amp:
+                    logits = self.model(x)
+                    loss = self.loss_fn(logits, y)
+                scaled = loss / accum if accum > 1 else loss
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            if update:
+                self._optimizer_step()
+            meter.update(loss, logits, y)
+            self.reporter.step(x.shape[0] * world, meter.read)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(meter.values)
+        values = meter.read()
+        if values["nonfinite"]:
+            raise _NonFinite()
+        return {"train_loss": values["loss"], "train_accuracy": values["accuracy"]}
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.clip_grad is not None:
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.clip_grad)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if not self.plateau:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.net)
+
+    def evaluate(self, model: Any, prefix: str = "val_") -> dict[str, float]:
+        """Loss, accuracy, macro precision/recall/F1 on the validation split."""
+        assert self.val_batches is not None
+        result = evaluate(model, self.val_batches, self.normalize, self.num_classes,
+                          self.device, self.amp_dtype, self.loss_fn, self.dist)
+        metrics = from_confusion(result.confusion)
+        return {f"{prefix}{k}": v for k, v in (
+            ("loss", result.loss), ("accuracy", metrics["accuracy"]),
+            ("precision", metrics["precision"]), ("recall", metrics["recall"]),
+            ("f1", metrics["f1"]))}
+
+    def fit(self) -> RunResult:
+        started = time.perf_counter()
+        self._setup()
+        cfg, main = self.cfg, self.dist.main
+        if main:
+            if cfg.resume is None:
+                if cfg.overwrite:
+                    rundir.clear_previous(self.out)
+                self.out.mkdir(parents=True, exist_ok=True)
+            rundir.write_config(self.out, cfg.to_dict(saved_only=True), __version__)
+            if self.history:
+                rundir.write_metrics(self.out, self.history)
+        header = {"arch": self.parts.arch.component.qualified, "params": f"{self.params:,}",
+                  "data": f"{len(self.data.train)} train / "
+                          f"{len(self.data.val) if self.data.val is not None else 0} val, "
+                          f"{self.num_classes} classes, {self.data.in_chans}x"
+                          f"{self.data.image_size[0]}x{self.data.image_size[1]}",
+                  "device": f"{self.device}" + (f" x{self.dist.world}" if self.dist.enabled
+                                                else ""),
+                  "precision": str(self.amp_dtype).removeprefix("torch."),
+                  "out": str(self.out)}
+        if cfg.resume:
+            header["resumed at epoch"] = str(self.start_epoch)
+        self.reporter.start(header)
+        writer = self._tensorboard() if main and cfg.tensorboard else None
+        stopped: str | None = None
+        images_seen, train_seconds = 0, 0.0
+        try:
+            with _sigterm_as_interrupt():
+                for epoch in range(self.start_epoch, cfg.epochs):
+                    record, seen, seconds = self._epoch(epoch)
+                    images_seen += seen
+                    train_seconds += seconds
+                    value = record.get(self.best.metric)
+                    is_best = value is not None and self.best.improved(value)
+                    if is_best:
+                        self.best.value, self.best.epoch, self.best.bad_epochs = value, epoch + 1, 0
+                    else:
+                        self.best.bad_epochs += 1
+                    if self.plateau and value is not None:
+                        self.scheduler.step(value)
+                    self.history.append(record)
+                    if main:
+                        self._save(epoch + 1, is_best)
+                        if writer is not None:
+                            for k, v in record.items():
+                                if isinstance(v, (int, float)) and k != "epoch":
+                                    writer.add_scalar(k, v, epoch + 1)
+                            writer.flush()
+                    self.reporter.epoch_end(record)
+                    if cfg.patience is not None and self.best.bad_epochs >= cfg.patience:
+                        stopped = "early_stopping"
+                        self.reporter.note(
+                            f"early stopping: {self.best.metric} has not improved for "
+                            f"{cfg.patience} epochs (best {self.best.value:.4f} at epoch "
+                            f"{self.best.epoch})")
+                        break
+        except KeyboardInterrupt:
+            raise Interrupted(self._interrupt_message()) from None
+        except _NonFinite:
+            done = len(self.history)
+            kept = (f"the last good weights (epoch {done}) are in {self.out}" if done
+                    else "no epoch completed, so nothing was saved")
+            raise ZooError(f"the loss became NaN or infinite in epoch {done + 1}; stopped: "
+                           f"{kept}. Try a lower --lr or --clip-grad.", exit_code=1) from None
+        finally:
+            if writer is not None:
+                writer.close()
+            if self.dist.enabled and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+        summary = {
+            "epochs_completed": len(self.history),
+            "stopped": stopped,
+            "best": {"metric": self.best.metric, "value": self.best.value,
+                     "epoch": self.best.epoch},
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "train_seconds": round(train_seconds, 3),
+            "images_per_second": round(images_seen / train_seconds, 1) if train_seconds else 0.0,
+            "memory": peak_memory_mb(self.device),
+            "skipped_images": len(self.data.skipped),
+            "weights": str(self.out / "model.safetensors"),
+            "device": str(self.device),
+            "world_size": self.dist.world,
+        }
+        if main:
+            rundir.write_summary(self.out, summary)
+        self.reporter.finish(summary)
+        return RunResult(self.out, self.history, summary, stopped)
+
+    def _epoch(self, epoch: int) -> tuple[dict[str, Any], int, float]:
+        steps = len(self.train_batches)
+        self.reporter.epoch_start(epoch, self.cfg.epochs, steps)
+        decoded_before = _decoded(self.train_batches)
+        t0 = time.perf_counter()
+        record: dict[str, Any] = {"epoch": epoch + 1}
+        record.update(self._train_epoch(epoch))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        seen = steps * self.cfg.batch_size if self.train_batches.drop_last else len(
+            self.data.train)
+        if self.val_batches is not None:
+            record.update(self.evaluate(self.eval_model))
+            if self.ema is not None:
+                record.update(self.evaluate(self.ema.module, prefix="ema_val_"))
+        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        record["seconds"] = round(seconds, 4)
+        record["images_per_second"] = round(seen / seconds, 1) if seconds else 0.0
+        record["rss_mb"] = current_rss_mb()
+        decoded_after = _decoded(self.train_batches)
+        if decoded_after is not None:
+            record["decoded_images"] = decoded_after - (decoded_before or 0)
+        return record, seen, seconds
+
+    def _interrupt_message(self) -> str:
+        done = len(self.history)
+        if not done:
+            return "interrupted before the first epoch completed; nothing was saved"
+        return (f"interrupted in epoch {done + 1}: the weights of epoch {done} are in "
+                f"{self.out / 'model.safetensors'}; continue with "
+                f"`zoo train --resume {self.out}`")
+
+    def _tensorboard(self) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ZooError("--tensorboard needs the tensorboard package: "
+                           "pip install 'zoo[tensorboard]'") from None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def _decoded(batches: Any) -> int | None:
+    counter = getattr(batches, "decoded", None)
+    return counter() if callable(counter) else None
+
+
+def _declared(factory: Any) -> list[str]:
+    from zoo.specs import accepted_params
+
+    return accepted_params(factory) or []
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (schedulers' preemption signal) like Ctrl-C, in the main thread."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class EvalResult:
+    confusion: torch.Tensor
+    loss: float
+    top5: float
+    count: int
+    logits: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def evaluate(model: Any, batches: Any, normalize: Normalizer, num_classes: int,
+             device: torch.device, amp_dtype: torch.dtype, loss_fn: Any = None,
+             dist: Dist | None = None, keep_logits: bool = False) -> EvalResult:
+    """Run a model over a batch source; confusion matrix, mean loss and top-5 accuracy.
+
+    With several processes each rank evaluates its share and the sums are all-reduced.
+    """
+    was_training = model.training
+    model.eval()
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    sums = torch.zeros(3, dtype=torch.float64 if device.type != "mps" else torch.float32,
+                       device=device)
+    kept_logits, kept_targets = [], []
+    k = min(5, num_classes)
+    for xb, yb in batches.epoch(0):
+        if xb.shape[0] == 0:
+            continue
+        x = normalize(xb.float().div_(255))
+        with autocast(device, amp_dtype):
+            logits = model(x)
+        logits = logits.float()
+        loss = (loss_fn(logits, yb) if loss_fn is not None
+                else torch.nn.functional.cross_entropy(logits, yb))
+        top = logits.topk(k, dim=1).indices.eq(yb[:, None]).any(dim=1).sum()
+        n = yb.shape[0]
+        sums += torch.stack([loss.detach().to(sums.dtype) * n, top.to(sums.dtype),
+                             loss.new_full((), n).to(sums.dtype)])
+        cm += confusion_matrix(logits.argmax(dim=1), yb, num_classes)
+        if keep_logits:
+            kept_logits.append(logits.cpu())
+            kept_targets.append(yb.cpu())
+    if dist is not None and dist.enabled:
+        torch.distributed.all_reduce(cm)
+        torch.distributed.all_reduce(sums)
+    model.train(was_training)
+    loss_sum, top5, count = sums.tolist()
+    count = max(count, 1.0)
+    return EvalResult(cm.cpu(), loss_sum / count, top5 / count, int(count),
+                      torch.cat(kept_logits) if kept_logits else None,
+                      torch.cat(kept_targets) if kept_targets else None)
