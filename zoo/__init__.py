@@ -1,7 +1,7 @@
 """zoo: a plugin-based model zoo and training framework for image classification.
 
 ``import zoo`` is cheap: it imports pluggy, not torch. Plugins use ``zoo.hookimpl``; the Python
-API (``create_model``, ``list_components``, ``load``) imports torch when first called.
+API (``create_model``, ``build``, ``list_components``, ``load``) imports torch when first called.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from zoo.hookspecs import hookimpl, hookspec
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from zoo.api import create_model, list_components, load
+    from zoo.api import build, create_model, list_components, load
     from zoo.data import DataSplits, ImageTensors
 
 _LAZY = {
+    "build": "zoo.api",
     "create_model": "zoo.api",
     "list_components": "zoo.api",
     "load": "zoo.api",
@@ -30,6 +31,7 @@ __all__ = [
     "ImageTensors",
     "ZooError",
     "__version__",
+    "build",
     "create_model",
     "hookimpl",
     "hookspec",

@@ -14,14 +14,29 @@ if TYPE_CHECKING:
     from zoo.checkpoint import ModelInfo
 
 
-def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3,
-                 image_size: int | tuple[int, int] = 224, **params: Any) -> torch.nn.Module:
+def create_model(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    image_size: int | tuple[int, int] = 224,
+    **params: Any,
+) -> torch.nn.Module:
     """Build an architecture by name (``resnet50``, ``timm:resnet50``, ``simplecnn:hidden=64``)
     with fresh weights; extra keywords are the architecture's own parameters."""
     from zoo.components import resolve
 
     resolved = resolve("architecture", name, **params)
     return resolved.build(num_classes=num_classes, in_chans=in_chans, image_size=image_size)
+
+
+def build(kind: str, spec: str, **keywords: Any) -> Any:
+    """Build any component from a spec: ``zoo.build("augmentation", "mixup:alpha=0.4",
+    num_classes=10)``. ``keywords`` are the ones zoo itself passes to that kind's factories
+    (see docs/plugins.md); the user's parameters go in the spec."""
+    from zoo.components import resolve
+
+    return resolve(normalize_kind(kind), spec).build(**keywords)
 
 
 def list_components(kind: str | None = None, pattern: str | None = None) -> list[Component]:
@@ -49,8 +64,9 @@ def build_from_info(info: ModelInfo, state: dict[str, torch.Tensor], source: Pat
     from zoo.components import resolve
 
     resolved = resolve("architecture", info.arch, **info.arch_params)
-    net = resolved.build(num_classes=info.num_classes, in_chans=info.in_chans,
-                         image_size=info.image_size)
+    net = resolved.build(
+        num_classes=info.num_classes, in_chans=info.in_chans, image_size=info.image_size
+    )
     check_state(net, state, source)
     net.load_state_dict(state, strict=True)
     return net
@@ -61,14 +77,18 @@ def check_state(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Pa
     expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
     if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:3])}"
-                        f"{' ...' if len(unexpected) > 3 else ''}")
+        problems.append(
+            f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
+        )
     if shapes:
         problems.append(f"shape mismatch {', '.join(shapes[:3])}")
     if problems:
@@ -85,8 +105,9 @@ def load(path: str | Path, *, device: str = "cpu") -> Any:
     file = weights_path(path)
     header = read_header(file)
     if header.info is None:
-        raise ZooError(f"{file} has no zoo metadata (architecture, classes); it is not a zoo "
-                       "weights file")
+        raise ZooError(
+            f"{file} has no zoo metadata (architecture, classes); it is not a zoo weights file"
+        )
     prefix = "model." if header.state is not None else ""
     state = load_tensors(file, prefix)
     net = build_from_info(header.info, state, file)

@@ -35,8 +35,9 @@ class Geometric:
 
     fill: str = "nearest"
 
-    def affine_matrices(self, n: int, height: int, width: int,
-                        device: torch.device) -> torch.Tensor:
+    def affine_matrices(
+        self, n: int, height: int, width: int, device: torch.device
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Batch:
@@ -51,8 +52,9 @@ def warp(images: torch.Tensor, matrices: torch.Tensor, fill: str) -> torch.Tenso
     scale = torch.tensor([2.0 / w, 2.0 / h, 1.0], device=images.device, dtype=matrices.dtype)
     theta = scale[:, None] * matrices * (1.0 / scale)[None, :]
     grid = F.affine_grid(theta[:, :2].to(images.dtype), [n, 1, h, w], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode=FILL_MODES[fill],
-                         align_corners=False)
+    return F.grid_sample(
+        images, grid, mode="bilinear", padding_mode=FILL_MODES[fill], align_corners=False
+    )
 
 
 def _identity(n: int, device: torch.device) -> torch.Tensor:
@@ -70,8 +72,9 @@ class Flip(Geometric):
     def _mask(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.rand(n, device=device) < self.p
 
-    def affine_matrices(self, n: int, height: int, width: int,
-                        device: torch.device) -> torch.Tensor:
+    def affine_matrices(
+        self, n: int, height: int, width: int, device: torch.device
+    ) -> torch.Tensor:
         m = _identity(n, device)
         sign = 1.0 - 2.0 * self._mask(n, device).float()
         m[:, 0 if self.horizontal else 1, 0 if self.horizontal else 1] = sign
@@ -101,8 +104,9 @@ class RandomAffine(Geometric):
         self.degrees, self.shift, self.zoom, self.shear = degrees, shift, zoom, shear
         self.fill = _check_fill(fill)
 
-    def affine_matrices(self, n: int, height: int, width: int,
-                        device: torch.device) -> torch.Tensor:
+    def affine_matrices(
+        self, n: int, height: int, width: int, device: torch.device
+    ) -> torch.Tensor:
         m = _identity(n, device)
         if self.degrees:
             a = torch.deg2rad(_uniform(n, -self.degrees, self.degrees, device))
@@ -136,8 +140,9 @@ class FusedGeometric(Geometric):
         self.parts = list(parts)
         self.fill = next((p.fill for p in self.parts if not isinstance(p, Flip)), "nearest")
 
-    def affine_matrices(self, n: int, height: int, width: int,
-                        device: torch.device) -> torch.Tensor:
+    def affine_matrices(
+        self, n: int, height: int, width: int, device: torch.device
+    ) -> torch.Tensor:
         # Output -> input: applying A then B samples x at M_A @ M_B @ p.
         m = self.parts[0].affine_matrices(n, height, width, device)
         for part in self.parts[1:]:
@@ -216,8 +221,9 @@ class ChannelShift:
         return (images + shift).clamp_(0, 1), targets
 
 
-def _boxes(n: int, h: int, w: int, area: torch.Tensor, ratio: torch.Tensor,
-           device: torch.device) -> torch.Tensor:
+def _boxes(
+    n: int, h: int, w: int, area: torch.Tensor, ratio: torch.Tensor, device: torch.device
+) -> torch.Tensor:
     """Per-sample boolean masks ``[n, 1, h, w]`` of random boxes with the given area fraction
     and aspect ratio, placed uniformly (clipped to the image)."""
     bh = (torch.sqrt(area * h * w / ratio)).clamp(1, h)
@@ -227,16 +233,25 @@ def _boxes(n: int, h: int, w: int, area: torch.Tensor, ratio: torch.Tensor,
     top, left = top.floor(), left.floor()
     rows = torch.arange(h, device=device).view(1, h, 1)
     cols = torch.arange(w, device=device).view(1, 1, w)
-    inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + bh.round()).view(-1, 1, 1))
-              & (cols >= left.view(-1, 1, 1)) & (cols < (left + bw.round()).view(-1, 1, 1)))
+    inside = (
+        (rows >= top.view(-1, 1, 1))
+        & (rows < (top + bh.round()).view(-1, 1, 1))
+        & (cols >= left.view(-1, 1, 1))
+        & (cols < (left + bw.round()).view(-1, 1, 1))
+    )
     return inside.unsqueeze(1)
 
 
 class RandomErasing:
     """Erase a random rectangle per sample (with probability p), filled with noise or a value."""
 
-    def __init__(self, p: float = 0.25, scale: tuple[float, float] = (0.02, 0.33),
-                 ratio: tuple[float, float] = (0.3, 3.3), value: str | float = "random") -> None:
+    def __init__(
+        self,
+        p: float = 0.25,
+        scale: tuple[float, float] = (0.02, 0.33),
+        ratio: tuple[float, float] = (0.3, 3.3),
+        value: str | float = "random",
+    ) -> None:
         if not 0 <= p <= 1:
             raise ValueError(f"p must be in [0, 1], got {p}")
         if not 0 < scale[0] <= scale[1] <= 1 or not 0 < ratio[0] <= ratio[1]:
@@ -246,14 +261,18 @@ class RandomErasing:
         self.p, self.scale, self.ratio, self.value = p, scale, ratio, value
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Batch:
-        n, c, h, w = images.shape
+        n, _, h, w = images.shape
         dev = images.device
         area = _uniform(n, *self.scale, dev)
         ratio = torch.exp(_uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), dev))
         mask = _boxes(n, h, w, area, ratio, dev) & (torch.rand(n, device=dev) < self.p).view(
-            -1, 1, 1, 1)
-        fill = (torch.rand_like(images) if self.value == "random"
-                else torch.full_like(images, float(self.value)))
+            -1, 1, 1, 1
+        )
+        fill = (
+            torch.rand_like(images)
+            if self.value == "random"
+            else torch.full_like(images, float(self.value))
+        )
         return torch.where(mask, fill, images), targets
 
 

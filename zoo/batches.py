@@ -23,8 +23,9 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def _order(n: int, labels: torch.Tensor | None, seed: int, epoch: int, shuffle: bool,
-           balanced: bool) -> torch.Tensor:
+def _order(
+    n: int, labels: torch.Tensor | None, seed: int, epoch: int, shuffle: bool, balanced: bool
+) -> torch.Tensor:
     if not shuffle:
         return torch.arange(n)
     g = epoch_generator(seed, epoch)
@@ -44,9 +45,19 @@ def steps_for(n: int, batch_size: int, drop_last: bool) -> int:
 class TensorBatches:
     """Batches indexed from an in-memory split (on ``device`` if it fits there)."""
 
-    def __init__(self, data: ImageTensors, batch_size: int, device: torch.device, *,
-                 shuffle: bool, drop_last: bool, seed: int = 0, balanced: bool = False,
-                 rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        data: ImageTensors,
+        batch_size: int,
+        device: torch.device,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int = 0,
+        balanced: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.n = len(data)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.balanced, self.rank, self.world = seed, balanced, rank, world
@@ -69,8 +80,9 @@ class TensorBatches:
         order = order.to(self.store)
         for step in range(self.steps):
             # Rank r takes every world-th item of the global batch.
-            idx = order[step * self.batch_size : (step + 1) * self.batch_size][self.rank ::
-                                                                                self.world]
+            idx = order[step * self.batch_size : (step + 1) * self.batch_size][
+                self.rank :: self.world
+            ]
             x = self.images.index_select(0, idx)
             y = self.labels.index_select(0, idx)
             if self.store != self.device:
@@ -108,16 +120,28 @@ class _EpochSampler(torch.utils.data.Sampler[int]):
         o = self.owner
         order = _order(o.n, o.labels, o.seed, o.current_epoch, o.shuffle, o.balanced)
         for step in range(o.steps):
-            yield from order[step * o.batch_size : (step + 1) * o.batch_size][o.rank :: o.world]\
-                .tolist()
+            yield from order[step * o.batch_size : (step + 1) * o.batch_size][
+                o.rank :: o.world
+            ].tolist()
 
 
 class LoaderBatches:
     """Batches streamed through persistent, pinned, prefetching DataLoader workers."""
 
-    def __init__(self, dataset: Any, batch_size: int, device: torch.device, *, shuffle: bool,
-                 drop_last: bool, workers: int, seed: int = 0, balanced: bool = False,
-                 rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        device: torch.device,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        workers: int,
+        seed: int = 0,
+        balanced: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.dataset, self.n = dataset, len(dataset)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.balanced, self.rank, self.world = seed, balanced, rank, world
@@ -155,12 +179,27 @@ class LoaderBatches:
         return int(counter.sum()) if counter is not None else None
 
 
-def make_batches(split: Any, batch_size: int, device: torch.device, *, train: bool,
-                 workers: int, seed: int, balanced: bool = False, rank: int = 0,
-                 world: int = 1) -> TensorBatches | LoaderBatches:
+def make_batches(
+    split: Any,
+    batch_size: int,
+    device: torch.device,
+    *,
+    train: bool,
+    workers: int,
+    seed: int,
+    balanced: bool = False,
+    rank: int = 0,
+    world: int = 1,
+) -> TensorBatches | LoaderBatches:
     """The batch source for a split: indexed tensors if in memory, else a DataLoader."""
-    kwargs: dict[str, Any] = dict(shuffle=train, drop_last=train, seed=seed,
-                                  balanced=balanced and train, rank=rank, world=world)
+    kwargs: dict[str, Any] = dict(
+        shuffle=train,
+        drop_last=train,
+        seed=seed,
+        balanced=balanced and train,
+        rank=rank,
+        world=world,
+    )
     if isinstance(split, ImageTensors):
         return TensorBatches(split, batch_size, device, **kwargs)
     return LoaderBatches(split, batch_size, device, workers=workers, **kwargs)

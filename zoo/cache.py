@@ -1,9 +1,9 @@
 """The registry cache: ``zoo list`` and ``zoo --help`` answer without importing plugins or torch.
 
 The key covers zoo's version, the Python environment, every plugin's distribution and version,
-the newest modification time of its source files (so editable installs under development are
-picked up), and the environment variables that change which plugins load. Any change to those
-rebuilds the cache; a cache that cannot be written is simply not used.
+a digest of its source files' sizes and modification times (so editable installs under
+development are picked up), and the environment variables that change which plugins load.
+Any change to those rebuilds the cache; a cache that cannot be written is simply not used.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def registry_key(sources: Iterable[Any]) -> str:
     parts: list[Any] = [FORMAT, __version__, sys.prefix, os.environ.get("ZOO_PLUGINS", "")]
     parts.append(os.environ.get("ZOO_DISABLE_PLUGIN_AUTOLOAD", ""))
     for s in sources:
-        parts.append([s.name, s.module, s.dist, s.version, source_mtime(s.module or "")])
+        parts.append([s.name, s.module, s.dist, s.version, source_stamp(s.module or "")])
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -69,21 +69,29 @@ def clear() -> None:
     registry_path().unlink(missing_ok=True)
 
 
-def source_mtime(module: str) -> float | None:
-    """Newest mtime of a plugin module's source files, found without importing it."""
+def source_stamp(module: str) -> str | None:
+    """A digest of a plugin module's source files (paths, sizes, mtimes), found without
+    importing it, so editing any file of an editable install invalidates the cache."""
     if module.endswith(".py"):
-        return _mtime(Path(module))
-    spec = _find_spec(module)
-    if spec is None:
-        return None
-    if spec.submodule_search_locations:
-        newest = 0.0
-        for i, path in enumerate(_py_files(spec.submodule_search_locations)):
-            if i >= _MAX_FILES:
-                break
-            newest = max(newest, _mtime(path) or 0.0)
-        return newest
-    return _mtime(Path(spec.origin)) if spec.origin else None
+        files: list[Path] = [Path(module)]
+    else:
+        spec = _find_spec(module)
+        if spec is None:
+            return None
+        if spec.submodule_search_locations:
+            files = sorted(_py_files(spec.submodule_search_locations))[:_MAX_FILES]
+        elif spec.origin:
+            files = [Path(spec.origin)]
+        else:
+            return None
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _find_spec(module: str) -> Any:
@@ -93,9 +101,7 @@ def _find_spec(module: str) -> Any:
     parts = module.split(".")
     for i in range(len(parts)):
         name = ".".join(parts[: i + 1])
-        spec = next(
-            (s for f in sys.meta_path if (s := _try_find(f, name, path)) is not None), None
-        )
+        spec = next((s for f in sys.meta_path if (s := _try_find(f, name, path)) is not None), None)
         if spec is None:
             return None
         path = spec.submodule_search_locations
@@ -119,10 +125,3 @@ def _py_files(locations: Iterable[str]) -> Iterable[Path]:
             for f in files:
                 if f.endswith(".py"):
                     yield Path(root, f)
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return None

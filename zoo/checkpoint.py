@@ -93,8 +93,12 @@ def _umask() -> int:
 
 
 def _digest(metadata: dict[str, str], layout: dict[str, tuple[str, list[int]]]) -> str:
-    payload = json.dumps([{k: v for k, v in sorted(metadata.items()) if k != _DIGEST_KEY},
-                          sorted((k, d, s) for k, (d, s) in layout.items())])
+    payload = json.dumps(
+        [
+            {k: v for k, v in sorted(metadata.items()) if k != _DIGEST_KEY},
+            sorted((k, d, s) for k, (d, s) in layout.items()),
+        ]
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -116,8 +120,9 @@ def _cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def encode(tensors: dict[str, torch.Tensor], info: ModelInfo | None,
-           state: dict[str, Any] | None = None) -> bytes:
+def encode(
+    tensors: dict[str, torch.Tensor], info: ModelInfo | None, state: dict[str, Any] | None = None
+) -> bytes:
     """Serialize tensors with zoo's metadata (and optional training state) to safetensors."""
     tensors = _cpu_tensors(tensors)
     metadata = {"format": "pt", "zoo.format": FORMAT}
@@ -130,8 +135,12 @@ def encode(tensors: dict[str, torch.Tensor], info: ModelInfo | None,
     return save_bytes(tensors, metadata=metadata)
 
 
-def save(path: Path, tensors: dict[str, torch.Tensor], info: ModelInfo | None,
-         state: dict[str, Any] | None = None) -> None:
+def save(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    info: ModelInfo | None,
+    state: dict[str, Any] | None = None,
+) -> None:
     atomic_write(path, encode(tensors, info, state))
 
 
@@ -157,18 +166,23 @@ def read_header(path: Path) -> Header:
             layout = {}
             for k in keys:
                 sl = f.get_slice(k)
-                layout[k] = (_SAFETENSORS_DTYPES.get(sl.get_dtype(), sl.get_dtype()),
-                             list(sl.get_shape()))
+                layout[k] = (
+                    _SAFETENSORS_DTYPES.get(sl.get_dtype(), sl.get_dtype()),
+                    list(sl.get_shape()),
+                )
     except (SafetensorError, OSError, ValueError) as exc:
         raise ZooError(f"{path} is not a readable safetensors file ({exc})") from None
     if metadata.get("zoo.format") != FORMAT:
         return Header(path, None, None, keys)
     if metadata.get(_DIGEST_KEY) != _digest(metadata, layout):
-        raise ZooError(f"{path}: metadata does not match its digest (the file was edited or "
-                       "damaged); refusing to load it")
+        raise ZooError(
+            f"{path}: metadata does not match its digest (the file was edited or "
+            "damaged); refusing to load it"
+        )
     try:
-        info = ModelInfo.from_json(json.loads(metadata[_INFO_KEY])) if _INFO_KEY in metadata \
-            else None
+        info = (
+            ModelInfo.from_json(json.loads(metadata[_INFO_KEY])) if _INFO_KEY in metadata else None
+        )
         state = json.loads(metadata[_STATE_KEY]) if _STATE_KEY in metadata else None
     except (ValueError, TypeError, KeyError) as exc:
         raise ZooError(f"{path}: invalid zoo metadata ({exc})") from None
@@ -177,9 +191,20 @@ def read_header(path: Path) -> Header:
 
 # safetensors reports dtypes by its own names; map them to torch's for the digest.
 _SAFETENSORS_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
-    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "U16": "uint16", "U32": "uint32",
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "U16": "uint16",
+    "U32": "uint32",
     "U64": "uint64",
 }
 
@@ -189,9 +214,9 @@ def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
     out = {}
     try:
         with safe_open(str(path), framework="pt") as f:
-            for k in f.keys():
+            for k in f.keys():  # noqa: SIM118 - safe_open is not iterable
                 if k.startswith(prefix):
-                    out[k[len(prefix):]] = f.get_tensor(k)
+                    out[k[len(prefix) :]] = f.get_tensor(k)
     except (SafetensorError, OSError) as exc:
         raise ZooError(f"cannot read tensors from {path}: {exc}") from None
     return out
@@ -209,17 +234,18 @@ def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> An
     if isinstance(obj, dict):
         if not all(isinstance(k, (str, int)) for k in obj):
             raise ZooError(f"cannot store state at {prefix}: non-string keys")
-        return {"__dict__": [[k, flatten_state(v, f"{prefix}.{k}", tensors)]
-                             for k, v in obj.items()]}
+        return {
+            "__dict__": [[k, flatten_state(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]
+        }
     if isinstance(obj, tuple):
-        return {"__tuple__": [flatten_state(v, f"{prefix}.{i}", tensors)
-                              for i, v in enumerate(obj)]}
+        return {
+            "__tuple__": [flatten_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+        }
     if isinstance(obj, list):
         return [flatten_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    raise ZooError(f"cannot store state at {prefix}: {type(obj).__name__} is not JSON or a "
-                   "tensor")
+    raise ZooError(f"cannot store state at {prefix}: {type(obj).__name__} is not JSON or a tensor")
 
 
 def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:

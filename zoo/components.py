@@ -51,8 +51,9 @@ class Resolved:
         return call_factory(self.label, self.factory, self.spec.params, fixed, optional)
 
 
-def resolve(kind: str, text: str | Spec, registry: Registry | None = None,
-            **params: Any) -> Resolved:
+def resolve(
+    kind: str, text: str | Spec, registry: Registry | None = None, **params: Any
+) -> Resolved:
     """Resolve ``[plugin:]name[:k=v]`` (plus keyword ``params``) and check the parameters."""
     registry = registry or get_registry()
     spec = text if isinstance(text, Spec) else parse_spec(text, kind=kind)

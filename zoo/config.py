@@ -28,68 +28,123 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 class TrainConfig:
     """Every setting of a training run. Field docs are the CLI help."""
 
-    arch: str = _opt("simplecnn", "Architecture: NAME[:key=value,...].", metavar="NAME[:K=V,...]", panel="Components")
-    data: str = _opt("digits", "Dataset name[:key=value,...] or a folder of class folders.", metavar="NAME|PATH",
-                     panel="Components")
-    aug: list[str] = _opt([], "Augmentation NAME[:key=value,...]; repeat for several, applied "
-                          "in order.", panel="Components")
-    loss: str = _opt("cross_entropy", "Loss NAME[:key=value,...].", metavar="NAME[:K=V,...]", panel="Components")
-    optimizer: str = _opt("adam", "Optimizer NAME[:key=value,...].", metavar="NAME[:K=V,...]", panel="Components")
-    scheduler: str = _opt("constant", "Learning-rate schedule NAME[:key=value,...].", metavar="NAME[:K=V,...]",
-                          panel="Components")
-    init: str | None = _opt(None, "Start from weights: a .safetensors file, a run directory or "
-                            "a timm/Hugging Face folder.", panel="Components", metavar="PATH")
+    arch: str = _opt(
+        "simplecnn",
+        "Architecture: NAME[:key=value,...].",
+        metavar="NAME[:K=V,...]",
+        panel="Components",
+    )
+    data: str = _opt(
+        "digits",
+        "Dataset name[:key=value,...] or a folder of class folders.",
+        metavar="NAME|PATH",
+        panel="Components",
+    )
+    aug: list[str] = _opt(
+        [],
+        "Augmentation NAME[:key=value,...]; repeat for several, applied in order.",
+        panel="Components",
+    )
+    loss: str = _opt(
+        "cross_entropy", "Loss NAME[:key=value,...].", metavar="NAME[:K=V,...]", panel="Components"
+    )
+    optimizer: str = _opt(
+        "adam", "Optimizer NAME[:key=value,...].", metavar="NAME[:K=V,...]", panel="Components"
+    )
+    scheduler: str = _opt(
+        "constant",
+        "Learning-rate schedule NAME[:key=value,...].",
+        metavar="NAME[:K=V,...]",
+        panel="Components",
+    )
+    init: str | None = _opt(
+        None,
+        "Start from weights: a .safetensors file, a run directory or a timm/Hugging Face folder.",
+        panel="Components",
+        metavar="PATH",
+    )
 
     epochs: int = _opt(10, "Training epochs.", panel="Training")
     batch_size: int = _opt(64, "Global batch size (split across processes).", panel="Training")
     lr: float = _opt(1e-3, "Peak learning rate.", panel="Training")
-    weight_decay: float = _opt(0.0, "Weight decay (never applied to norms and biases).",
-                               panel="Training")
-    image_size: str | None = _opt(None, "Input size: N or HxW (default: the dataset's own).", metavar="N|HxW",
-                                  panel="Training")
-    val_split: float = _opt(0.2, "Fraction held out for validation when the data has no "
-                            "validation split.", panel="Training")
-    accum_steps: int = _opt(1, "Gradient accumulation steps per optimizer step.",
-                            panel="Training")
+    weight_decay: float = _opt(
+        0.0, "Weight decay (never applied to norms and biases).", panel="Training"
+    )
+    image_size: str | None = _opt(
+        None,
+        "Input size: N or HxW (default: the dataset's own).",
+        metavar="N|HxW",
+        panel="Training",
+    )
+    val_split: float = _opt(
+        0.2,
+        "Fraction held out for validation when the data has no validation split.",
+        panel="Training",
+    )
+    accum_steps: int = _opt(1, "Gradient accumulation steps per optimizer step.", panel="Training")
     clip_grad: float | None = _opt(None, "Clip the gradient norm to this value.", panel="Training")
-    ema: bool = _opt(False, "Keep an exponential moving average of the weights, evaluated and "
-                     "saved beside them.", panel="Training")
+    ema: bool = _opt(
+        False,
+        "Keep an exponential moving average of the weights, evaluated and saved beside them.",
+        panel="Training",
+    )
     ema_decay: float = _opt(0.999, "EMA decay per optimizer step.", panel="Training")
-    class_weights: str = _opt("none", "none | auto (inverse class frequency, passed to the "
-                              "loss).", panel="Training")
-    balanced: bool = _opt(False, "Sample classes evenly (for imbalanced folders).",
-                          panel="Training")
-    patience: int | None = _opt(None, "Stop after this many epochs without improvement of "
-                                "--monitor.", panel="Training")
-    monitor: str = _opt("val_accuracy", "Metric for best checkpoint and early stopping "
-                        "(val_accuracy, val_loss, val_f1, ...).", panel="Training")
-    seed: int = _opt(0, "Random seed: the same seed and command give the same weights on CPU.",
-                     panel="Training")
+    class_weights: str = _opt(
+        "none", "none | auto (inverse class frequency, passed to the loss).", panel="Training"
+    )
+    balanced: bool = _opt(
+        False, "Sample classes evenly (for imbalanced folders).", panel="Training"
+    )
+    patience: int | None = _opt(
+        None, "Stop after this many epochs without improvement of --monitor.", panel="Training"
+    )
+    monitor: str = _opt(
+        "val_accuracy",
+        "Metric for best checkpoint and early stopping (val_accuracy, val_loss, val_f1, ...).",
+        panel="Training",
+    )
+    seed: int = _opt(
+        0, "Random seed: the same seed and command give the same weights on CPU.", panel="Training"
+    )
 
-    device: str = _opt("auto", "auto | cpu | cuda | cuda:N | mps (auto takes the GPU).", metavar="DEVICE",
-                       panel="Hardware")
-    precision: str = _opt("auto", "auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16.", metavar="PRECISION",
-                          panel="Hardware")
-    channels_last: bool | None = _opt(None, "Channels-last memory format (default: on for CUDA).",
-                                      panel="Hardware")
+    device: str = _opt(
+        "auto",
+        "auto | cpu | cuda | cuda:N | mps (auto takes the GPU).",
+        metavar="DEVICE",
+        panel="Hardware",
+    )
+    precision: str = _opt(
+        "auto",
+        "auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16.",
+        metavar="PRECISION",
+        panel="Hardware",
+    )
+    channels_last: bool | None = _opt(
+        None, "Channels-last memory format (default: on for CUDA).", panel="Hardware"
+    )
     compile: bool = _opt(False, "torch.compile the model.", panel="Hardware")
-    workers: int | None = _opt(None, "Data loading workers/threads (default: up to 8).",
-                               panel="Hardware")
-    nproc: int = _opt(1, "Processes for distributed data-parallel training on this machine.",
-                      panel="Hardware")
-    sync_bn: bool = _opt(False, "Convert BatchNorm to SyncBatchNorm when distributed.",
-                         panel="Hardware")
+    workers: int | None = _opt(
+        None, "Data loading workers/threads (default: up to 8).", panel="Hardware"
+    )
+    nproc: int = _opt(
+        1, "Processes for distributed data-parallel training on this machine.", panel="Hardware"
+    )
+    sync_bn: bool = _opt(
+        False, "Convert BatchNorm to SyncBatchNorm when distributed.", panel="Hardware"
+    )
 
-    out: str | None = _opt(None, "Run directory (default: runs/ARCH-TIMESTAMP).", panel="Output",
-                           metavar="DIR")
+    out: str | None = _opt(
+        None, "Run directory (default: runs/ARCH-TIMESTAMP).", panel="Output", metavar="DIR"
+    )
     overwrite: bool = _opt(False, "Replace a previous run in --out.", panel="Output", saved=False)
-    resume: str | None = _opt(None, "Continue the run in this directory.", panel="Output", metavar="DIR",
-                              saved=False)
+    resume: str | None = _opt(
+        None, "Continue the run in this directory.", panel="Output", metavar="DIR", saved=False
+    )
     keep: int = _opt(0, "Also keep the N most recent per-epoch checkpoints.", panel="Output")
-    tensorboard: bool = _opt(False, "Write TensorBoard logs into the run directory.",
-                             panel="Output")
-    download: bool = _opt(False, "Let torchvision datasets download missing files.",
-                          panel="Output")
+    tensorboard: bool = _opt(
+        False, "Write TensorBoard logs into the run directory.", panel="Output"
+    )
+    download: bool = _opt(False, "Let torchvision datasets download missing files.", panel="Output")
 
     def to_dict(self, *, saved_only: bool = False) -> dict[str, Any]:
         """Plain values (for TOML/JSON), without the per-invocation fields if saved_only."""
@@ -106,8 +161,9 @@ class TrainConfig:
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
-def from_mapping(values: dict[str, Any], *, base: TrainConfig | None = None,
-                 where: str = "config") -> TrainConfig:
+def from_mapping(
+    values: dict[str, Any], *, base: TrainConfig | None = None, where: str = "config"
+) -> TrainConfig:
     """Overlay ``values`` on ``base``, refusing unknown keys and values of the wrong type."""
     cfg = base or TrainConfig()
     changes = {}
@@ -222,8 +278,10 @@ def validate(cfg: TrainConfig) -> None:
         (0 < cfg.ema_decay < 1, "ema decay must be in (0, 1)"),
         (cfg.class_weights in ("none", "auto"), "class weights must be none or auto"),
         (cfg.patience is None or cfg.patience >= 1, "patience must be at least 1"),
-        (cfg.precision in ("auto", "fp32", "bf16", "fp16"),
-         "precision must be auto, fp32, bf16 or fp16"),
+        (
+            cfg.precision in ("auto", "fp32", "bf16", "fp16"),
+            "precision must be auto, fp32, bf16 or fp16",
+        ),
         (cfg.keep >= 0, "keep cannot be negative"),
         (cfg.nproc >= 1, "nproc must be at least 1"),
         (cfg.workers is None or cfg.workers >= 0, "workers cannot be negative"),

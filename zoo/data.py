@@ -19,6 +19,7 @@ from zoo.errors import ZooError
 if TYPE_CHECKING:
     import torch
 
+
 @dataclass
 class ImageTensors:
     """A split decoded into memory: uint8 images ``[N, C, H, W]`` and int64 labels ``[N]``."""
@@ -30,8 +31,10 @@ class ImageTensors:
         import torch
 
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 [N,C,H,W], got {self.images.dtype} "
-                             f"{tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 [N,C,H,W], got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError("labels must be int64 [N] matching the images")
         self.labels = self.labels.long()
@@ -72,13 +75,16 @@ def resize_tensors(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     out = torch.empty((images.shape[0], images.shape[1], *size), dtype=torch.uint8)
     for start in range(0, images.shape[0], 1024):
         chunk = images[start : start + 1024].float()
-        resized = F.interpolate(chunk, size=size, mode="bilinear", antialias=True,
-                                align_corners=False)
+        resized = F.interpolate(
+            chunk, size=size, mode="bilinear", antialias=True, align_corners=False
+        )
         out[start : start + 1024] = resized.round_().clamp_(0, 255).to(torch.uint8)
     return out
 
 
-def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+def stratified_split(
+    labels: Sequence[int], fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
     """Indices of a seeded, per-class validation split (each class keeps one training item)."""
     if not 0 <= fraction < 1:
         raise ZooError(f"validation fraction must be in [0, 1), got {fraction}")

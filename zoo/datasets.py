@@ -52,8 +52,9 @@ _TORCHVISION = {
 }
 
 
-def load_torchvision(name: str, root: str | None, download: bool,
-                     image_size: tuple[int, int] | None) -> DataSplits:
+def load_torchvision(
+    name: str, root: str | None, download: bool, image_size: tuple[int, int] | None
+) -> DataSplits:
     """A torchvision dataset decoded into memory; its test split serves as validation."""
     import torchvision.datasets as tvd
 

@@ -49,8 +49,7 @@ def build_registry(*, use_cache: bool = True) -> Registry:
     for p in plugins:
         if p.status != "ok":
             warnings.warn(
-                f"plugin {p.name!r} ({p.source}) failed to load: {p.error}; "
-                "see `zoo plugins`",
+                f"plugin {p.name!r} ({p.source}) failed to load: {p.error}; see `zoo plugins`",
                 PluginWarning,
                 stacklevel=2,
             )

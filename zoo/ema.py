@@ -23,7 +23,7 @@ class EMA:
         mine = [p for p in self.module.parameters()]
         theirs = [p.detach() for p in net.parameters()]
         torch._foreach_lerp_(mine, theirs, 1.0 - self.decay)
-        for b_ema, b in zip(self.module.buffers(), net.buffers()):
+        for b_ema, b in zip(self.module.buffers(), net.buffers(), strict=True):
             b_ema.copy_(b)
 
     def state_dict(self) -> dict[str, torch.Tensor]:

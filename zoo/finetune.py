@@ -24,8 +24,10 @@ def init_file(source: str | Path) -> Path:
         if candidate.is_file():
             return candidate
         if (path / "pytorch_model.bin").is_file():
-            raise ZooError(f"--init {path}: only pytorch_model.bin, a pickle file that zoo does "
-                           "not load; convert it to model.safetensors")
+            raise ZooError(
+                f"--init {path}: only pytorch_model.bin, a pickle file that zoo does "
+                "not load; convert it to model.safetensors"
+            )
         raise ZooError(f"--init {path}: no model.safetensors in this folder")
     if not path.exists():
         raise ZooError(f"--init {path} does not exist")
@@ -70,11 +72,18 @@ def initialize(net: nn.Module, source: str | Path, num_classes: int, in_chans: i
             state[k] = target[k]
     for key, value in target.items():
         src = state.get(key)
-        if (src is not None and src.ndim == 4 and value.ndim == 4 and src.shape[1] != in_chans
-                and value.shape[1] == in_chans and src.shape[0] == value.shape[0]
-                and src.shape[2:] == value.shape[2:]):
-            notes.append(f"first conv {key} adapted from {src.shape[1]} to {in_chans} input "
-                         "channels")
+        if (
+            src is not None
+            and src.ndim == 4
+            and value.ndim == 4
+            and src.shape[1] != in_chans
+            and value.shape[1] == in_chans
+            and src.shape[0] == value.shape[0]
+            and src.shape[2:] == value.shape[2:]
+        ):
+            notes.append(
+                f"first conv {key} adapted from {src.shape[1]} to {in_chans} input channels"
+            )
             state[key] = adapt_input_conv(src, in_chans)
             break
     from zoo.api import check_state

@@ -57,11 +57,14 @@ def list_folder(root: Path, classes: list[str] | None = None) -> FolderListing:
     if classes is None:
         if not found:
             kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
-            raise ZooError(f"no class folders with images in {root}: expected "
-                           f"{root}/<class>/<image> ({kinds})")
+            raise ZooError(
+                f"no class folders with images in {root}: expected {root}/<class>/<image> ({kinds})"
+            )
         if len(found) == 1:
-            raise ZooError(f"only one class ({next(iter(found))!r}) in {root}: "
-                           "classification needs at least two class folders")
+            raise ZooError(
+                f"only one class ({next(iter(found))!r}) in {root}: "
+                "classification needs at least two class folders"
+            )
         classes = sorted(found)
     else:
         unknown = sorted(set(found) - set(classes))
@@ -85,8 +88,9 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
         if im.format == "JPEG":
             im.draft(mode, (size[1], size[0]))  # libjpeg decodes at a reduced scale: much faster
         if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale
-            im = Image.fromarray((np.asarray(im, dtype=np.float32) / 257).clip(0, 255)
-                                 .astype(np.uint8))
+            im = Image.fromarray(
+                (np.asarray(im, dtype=np.float32) / 257).clip(0, 255).astype(np.uint8)
+            )
         im = im.convert(mode).resize((size[1], size[0]), Image.Resampling.BILINEAR)
         arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
@@ -99,8 +103,9 @@ class DecodedCache:
     half-written image marked as done. Without a directory the cache lives in memory.
     """
 
-    def __init__(self, files: list[Path], size: tuple[int, int], channels: int,
-                 directory: Path | None) -> None:
+    def __init__(
+        self, files: list[Path], size: tuple[int, int], channels: int, directory: Path | None
+    ) -> None:
         self.files = files
         self.shape = (len(files), channels, *size)
         self.directory = directory
@@ -122,8 +127,10 @@ class DecodedCache:
             else:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 stem = self.directory / self.key
-                self._arrays = (_open_memmap(Path(f"{stem}.pixels.npy"), self.shape),
-                                _open_memmap(Path(f"{stem}.status.npy"), self.shape[:1]))
+                self._arrays = (
+                    _open_memmap(Path(f"{stem}.pixels.npy"), self.shape),
+                    _open_memmap(Path(f"{stem}.status.npy"), self.shape[:1]),
+                )
         return self._arrays
 
     def get(self, index: int) -> tuple[np.ndarray | None, str | None]:
@@ -147,12 +154,12 @@ class DecodedCache:
 
         Returns how many files were decoded and the errors met.
         """
-        pixels, status = self.arrays()
+        _, status = self.arrays()
         todo = [int(i) for i in np.flatnonzero(status == PENDING)]
         errors: dict[int, str] = {}
         if todo:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                for i, (_, error) in zip(todo, pool.map(self.get, todo)):
+                for i, (_, error) in zip(todo, pool.map(self.get, todo), strict=True):
                     if error:
                         errors[i] = error
             self.flush()
@@ -211,8 +218,10 @@ class StreamedFolder:
             worker = get_worker_info()
             self.decoded[0 if worker is None else 1 + worker.id % 64] += 1
         if error:
-            print(f"warning: skipped unreadable image {self.cache.files[index]} ({error})",
-                  file=sys.stderr)
+            print(
+                f"warning: skipped unreadable image {self.cache.files[index]} ({error})",
+                file=sys.stderr,
+            )
         if pixels is None:
             return None
         return torch.from_numpy(np.array(pixels)), self.labels[i]
@@ -270,11 +279,19 @@ def load_folder(
         keep = np.array([i for i in indices if status[i] == DECODED], dtype=np.int64)
         if len(keep) == 0:
             return None
-        return ImageTensors(torch.from_numpy(pixels[keep]), torch.from_numpy(
-            np.asarray(labels, dtype=np.int64)[keep]))
+        return ImageTensors(
+            torch.from_numpy(pixels[keep]),
+            torch.from_numpy(np.asarray(labels, dtype=np.int64)[keep]),
+        )
 
     train = split(train_idx)
     if train is None:
         raise ZooError(f"no readable training images in {root}")
-    return DataSplits(train, split(val_idx), classes, image_size, channels,
-                      skipped=[str(files[i]) for i in skipped])
+    return DataSplits(
+        train,
+        split(val_idx),
+        classes,
+        image_size,
+        channels,
+        skipped=[str(files[i]) for i in skipped],
+    )

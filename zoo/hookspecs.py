@@ -7,7 +7,7 @@ import heavy libraries (torch, timm) inside its factories, never at module level
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 

@@ -15,8 +15,9 @@ class Normalizer:
     """Float images in [0, 1] -> ``(x - mean) / std`` in one fused op, in the model's memory
     format. Shared by training, evaluation and inference so all three see the same input."""
 
-    def __init__(self, mean: Any, std: Any, device: torch.device,
-                 channels_last: bool = False) -> None:
+    def __init__(
+        self, mean: Any, std: Any, device: torch.device, channels_last: bool = False
+    ) -> None:
         mean_t = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         std_t = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.scale = (1.0 / std_t).to(device)
@@ -59,8 +60,9 @@ class LoadedModel(nn.Module):
         if x.shape[1] != self.info.in_chans:
             raise ValueError(f"expected {self.info.in_chans} channels, got {x.shape[1]}")
         if tuple(x.shape[-2:]) != self.image_size:
-            x = F.interpolate(x, size=self.image_size, mode="bilinear", antialias=True,
-                              align_corners=False)
+            x = F.interpolate(
+                x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False
+            )
         return Normalizer(self.mean, self.std, device)(x)
 
     @torch.inference_mode()
@@ -68,8 +70,10 @@ class LoadedModel(nn.Module):
         """The top-k ``(class name, probability)`` pairs for each image."""
         probs = self(self.preprocess(images)).float().softmax(dim=1)
         values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-        return [[(self.classes[i], round(p, 6)) for p, i in zip(vs, ix)]
-                for vs, ix in zip(values.tolist(), indices.tolist())]
+        return [
+            [(self.classes[i], round(p, 6)) for p, i in zip(vs, ix, strict=True)]
+            for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)
+        ]
 
     def extra_repr(self) -> str:
         info: Any = self.info

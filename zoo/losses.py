@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from zoo.augment import soft_targets
 
 
-def _smooth(targets: torch.Tensor, num_classes: int, smoothing: float,
-            dtype: torch.dtype) -> torch.Tensor:
+def _smooth(
+    targets: torch.Tensor, num_classes: int, smoothing: float, dtype: torch.dtype
+) -> torch.Tensor:
     y = soft_targets(targets, num_classes, dtype)
     return y * (1 - smoothing) + smoothing / num_classes if smoothing else y
 
@@ -31,8 +32,7 @@ class CrossEntropy:
         weight = None if self.weight is None else self.weight.to(logits.device, logits.dtype)
         if targets.ndim == 2:
             targets = targets.to(logits.dtype)
-        return F.cross_entropy(logits, targets, weight=weight,
-                               label_smoothing=self.label_smoothing)
+        return F.cross_entropy(logits, targets, weight=weight, label_smoothing=self.label_smoothing)
 
 
 class SoftTargetCrossEntropy:
@@ -53,15 +53,20 @@ class BinaryCrossEntropy:
     """Sigmoid binary cross-entropy against one-hot (or soft) targets, mean over classes and
     batch; ``label_smoothing`` moves targets towards 1/K."""
 
-    def __init__(self, label_smoothing: float = 0.0, pos_weight: float | None = None,
-                 weight: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        label_smoothing: float = 0.0,
+        pos_weight: float | None = None,
+        weight: torch.Tensor | None = None,
+    ) -> None:
         _check_smoothing(label_smoothing)
         self.label_smoothing, self.pos_weight, self.weight = label_smoothing, pos_weight, weight
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         y = _smooth(targets, logits.shape[1], self.label_smoothing, logits.dtype)
-        pos = (None if self.pos_weight is None
-               else torch.full_like(logits[0], float(self.pos_weight)))
+        pos = (
+            None if self.pos_weight is None else torch.full_like(logits[0], float(self.pos_weight))
+        )
         weight = None if self.weight is None else self.weight.to(logits.device, logits.dtype)
         return F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pos)
 
@@ -71,8 +76,9 @@ class FocalLoss:
 
     gamma = 0 gives cross-entropy. Soft targets are supported."""
 
-    def __init__(self, gamma: float = 2.0, label_smoothing: float = 0.0,
-                 weight: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, gamma: float = 2.0, label_smoothing: float = 0.0, weight: torch.Tensor | None = None
+    ) -> None:
         if gamma < 0:
             raise ValueError(f"gamma must not be negative, got {gamma}")
         _check_smoothing(label_smoothing)

@@ -16,8 +16,11 @@ class Accumulator:
         self.reset()
 
     def reset(self) -> None:
-        self.values = torch.zeros(4, dtype=torch.float64 if self.device.type != "mps"
-                                  else torch.float32, device=self.device)
+        self.values = torch.zeros(
+            4,
+            dtype=torch.float64 if self.device.type != "mps" else torch.float32,
+            device=self.device,
+        )
 
     def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Add one batch; ``loss`` is the batch mean. Non-blocking: no ``.item()``."""
@@ -33,8 +36,12 @@ class Accumulator:
         """Synchronise and return ``loss``, ``accuracy``, ``count`` and ``nonfinite``."""
         loss_sum, correct, count, bad = self.values.tolist()
         count = max(count, 1.0)
-        return {"loss": loss_sum / count, "accuracy": correct / count, "count": count,
-                "nonfinite": bad}
+        return {
+            "loss": loss_sum / count,
+            "accuracy": correct / count,
+            "count": count,
+            "nonfinite": bad,
+        }
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -57,8 +64,9 @@ def from_confusion(cm: Any, classes: list[str] | None = None) -> dict[str, Any]:
     precision = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp))
     recall = torch.where(support > 0, tp / support.clamp_min(1), torch.zeros_like(tp))
     denom = precision + recall
-    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-300),
-                     torch.zeros_like(tp))
+    f1 = torch.where(
+        denom > 0, 2 * precision * recall / denom.clamp_min(1e-300), torch.zeros_like(tp)
+    )
     weights = support / max(total, 1)
     names = classes or [str(i) for i in range(cm.shape[0])]
     return {
@@ -70,8 +78,13 @@ def from_confusion(cm: Any, classes: list[str] | None = None) -> dict[str, Any]:
         "weighted_recall": (recall * weights).sum().item(),
         "weighted_f1": (f1 * weights).sum().item(),
         "per_class": [
-            {"class": names[i], "precision": precision[i].item(), "recall": recall[i].item(),
-             "f1": f1[i].item(), "support": int(support[i].item())}
+            {
+                "class": names[i],
+                "precision": precision[i].item(),
+                "recall": recall[i].item(),
+                "f1": f1[i].item(),
+                "support": int(support[i].item()),
+            }
             for i in range(cm.shape[0])
         ],
     }

@@ -11,10 +11,11 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -37,6 +38,7 @@ class PluginSource:
     dist: str | None = None
     version: str | None = None
     origin: str = "entry point"
+    error: str | None = None  # set when the source cannot be loaded at all
 
     @property
     def builtin(self) -> bool:
@@ -67,7 +69,15 @@ def discover(extra: list[tuple[str, object]] = ()) -> list[PluginSource]:  # typ
             name = Path(item).stem if item.endswith(".py") else item
             sources.append(PluginSource(name, module=item, origin="ZOO_PLUGINS"))
     sources.extend(PluginSource(name, obj=obj, origin="test") for name, obj in extra)
-    return sources
+    # One plugin per name: an object registered by a test shadows the installed plugin of that
+    # name (testing a checkout over an installed copy); any other clash is an error.
+    unique: dict[str, PluginSource] = {}
+    for s in sources:
+        if s.name in unique and s.origin != "test":
+            s.error = f"plugin name {s.name!r} is already used by {unique[s.name].source}"
+            s.name = f"{s.name} ({s.source})"
+        unique[s.name] = s
+    return list(unique.values())
 
 
 def metadata_name(dist: metadata.Distribution | None) -> str | None:
@@ -100,6 +110,9 @@ class PluginLoader:
             name, source.source, source.module, source.dist, source.version, source.builtin
         )
         self.info[name] = info
+        if source.error:
+            info.status, info.error = "error", source.error
+            return []
         try:
             plugin = source.obj if source.obj is not None else _import(source.module or name)
             _check_hook_names(plugin, name)

@@ -37,8 +37,14 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-EPOCH_FIELDS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1",
-                "ema_val_accuracy")
+EPOCH_FIELDS = (
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "val_f1",
+    "ema_val_accuracy",
+)
 
 
 class RichReporter(Reporter):
@@ -59,8 +65,13 @@ class RichReporter(Reporter):
         self.images, self.started, self.next_refresh = 0, time.perf_counter(), 0.0
         if not self.console.is_terminal:
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{epochs}"),
@@ -83,8 +94,7 @@ class RichReporter(Reporter):
             self.next_refresh = now + self.refresh_seconds
             values = live()
             rate = self.images / max(now - self.started, 1e-9)
-            text = (f"loss {values['loss']:.4f}  acc {values['accuracy']:.4f}  "
-                    f"{rate:,.0f} img/s")
+            text = f"loss {values['loss']:.4f}  acc {values['accuracy']:.4f}  {rate:,.0f} img/s"
             self.progress.update(self.task, advance=1, live=text)
         else:
             self.progress.advance(self.task)
@@ -111,15 +121,17 @@ class RichReporter(Reporter):
     def finish(self, summary: dict[str, Any]) -> None:
         self._stop_bar()
         best = summary.get("best") or {}
-        parts = [f"[bold]done[/] {summary['epochs_completed']} epochs in "
-                 f"{summary['wall_seconds']:.1f}s",
-                 f"{summary['images_per_second']:,.0f} img/s"]
+        parts = [
+            f"[bold]done[/] {summary['epochs_completed']} epochs in {summary['wall_seconds']:.1f}s",
+            f"{summary['images_per_second']:,.0f} img/s",
+        ]
         if best.get("epoch"):
             parts.append(f"best {best['metric']} {best['value']:.4f} (epoch {best['epoch']})")
         memory = summary.get("memory", {})
-        parts.append(f"peak memory {memory.get('peak_rss_mb', 0):,.0f} MB"
-                     + (f", GPU {memory['peak_gpu_mb']:,.0f} MB" if "peak_gpu_mb" in memory
-                        else ""))
+        parts.append(
+            f"peak memory {memory.get('peak_rss_mb', 0):,.0f} MB"
+            + (f", GPU {memory['peak_gpu_mb']:,.0f} MB" if "peak_gpu_mb" in memory else "")
+        )
         if summary.get("skipped_images"):
             parts.append(f"[yellow]{summary['skipped_images']} unreadable images skipped[/]")
         self.console.print("  ".join(parts), highlight=False)

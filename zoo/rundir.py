@@ -1,11 +1,11 @@
 """The run directory: what a training run leaves behind, and the rules for reusing one.
 
-    RUN/model.safetensors         weights after the last completed epoch, with ModelInfo
-    RUN/model_ema.safetensors     EMA weights (with --ema)
-    RUN/config.toml               the resolved configuration (valid as --config)
-    RUN/metrics.jsonl, .csv       one line per epoch
-    RUN/summary.json              best epoch, wall time, throughput, peak memory
-    RUN/checkpoints/last|best.safetensors, epoch-NNNN.safetensors   full training state
+RUN/model.safetensors         weights after the last completed epoch, with ModelInfo
+RUN/model_ema.safetensors     EMA weights (with --ema)
+RUN/config.toml               the resolved configuration (valid as --config)
+RUN/metrics.jsonl, .csv       one line per epoch
+RUN/summary.json              best epoch, wall time, throughput, peak memory
+RUN/checkpoints/last|best.safetensors, epoch-NNNN.safetensors   full training state
 """
 
 from __future__ import annotations
@@ -23,9 +23,17 @@ from zoo.config import dump_toml
 from zoo.errors import ZooError
 
 RUN_MARKERS = ("model.safetensors", "checkpoints", "config.toml", "metrics.jsonl")
-RUN_OUTPUTS = RUN_MARKERS + ("model_ema.safetensors", "metrics.csv", "summary.json",
-                             "config.json", "tensorboard", "confusion_matrix.png",
-                             "training_curves.png", "eval.json")
+RUN_OUTPUTS = (
+    *RUN_MARKERS,
+    "model_ema.safetensors",
+    "metrics.csv",
+    "summary.json",
+    "config.json",
+    "tensorboard",
+    "confusion_matrix.png",
+    "training_curves.png",
+    "eval.json",
+)
 LAST = Path("checkpoints/last.safetensors")
 BEST = Path("checkpoints/best.safetensors")
 
@@ -48,8 +56,10 @@ def check_out(path: Path, overwrite: bool) -> None:
     if path.exists() and not path.is_dir():
         raise ZooError(f"--out {path} is a file, not a directory")
     if holds_run(path) and not overwrite:
-        raise ZooError(f"--out {path} holds a previous run; add --overwrite to replace it or "
-                       f"use --resume {path} to continue it")
+        raise ZooError(
+            f"--out {path} holds a previous run; add --overwrite to replace it or "
+            f"use --resume {path} to continue it"
+        )
 
 
 def clear_previous(path: Path) -> None:

@@ -42,8 +42,9 @@ def init_distributed(device_text: str) -> Dist:
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if not dist.is_initialized():
-        cuda = device_text.startswith("cuda") or (device_text == "auto"
-                                                   and torch.cuda.is_available())
+        cuda = device_text.startswith("cuda") or (
+            device_text == "auto" and torch.cuda.is_available()
+        )
         if cuda:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if cuda else "gloo")
@@ -69,8 +70,10 @@ def resolve_device(text: str, dist: Dist | None = None) -> torch.device:
     if text == "cuda" or text.startswith("cuda:"):
         if not torch.cuda.is_available():
             build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
-            raise ZooError(f"--device {text}: no CUDA GPU is available (torch "
-                           f"{torch.__version__}, {build}); use --device cpu")
+            raise ZooError(
+                f"--device {text}: no CUDA GPU is available (torch "
+                f"{torch.__version__}, {build}); use --device cpu"
+            )
         index = local if text == "cuda" else int(text.partition(":")[2] or 0)
         count = torch.cuda.device_count()
         if not 0 <= index < count:

@@ -13,8 +13,15 @@ from typing import Any
 class Schedule:
     """lr(step) = base_lr * factor(step), with linear warmup from ``warmup_start``."""
 
-    def __init__(self, kind: str, total_steps: int, steps_per_epoch: int,
-                 warmup_epochs: float = 0.0, warmup_start: float = 0.1, **params: Any) -> None:
+    def __init__(
+        self,
+        kind: str,
+        total_steps: int,
+        steps_per_epoch: int,
+        warmup_epochs: float = 0.0,
+        warmup_start: float = 0.1,
+        **params: Any,
+    ) -> None:
         if warmup_epochs < 0 or not 0 <= warmup_start <= 1:
             raise ValueError("warmup_epochs must be >= 0 and warmup_start in [0, 1]")
         self.kind = kind

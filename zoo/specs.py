@@ -15,6 +15,7 @@ from typing import Any
 from zoo.errors import ZooError, did_you_mean
 
 NAME_RE = re.compile(r"^[a-z0-9_.-]+$")
+PLUGIN_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,11 @@ def parse_spec(text: str, *, kind: str = "component") -> Spec:
     parts = head.split(":")
     if len(parts) > 2 or not all(parts):
         raise ZooError(f"malformed {kind} {text!r}: expected [plugin:]name[:key=value,...]")
-    plugin, name = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-    return Spec(name=name.lower(), plugin=plugin, params=params)
+    plugin, name = (parts[0], parts[1].lower()) if len(parts) == 2 else (None, parts[0].lower())
+    for label in (plugin, name):
+        if label is not None and not PLUGIN_RE.match(label):
+            raise ZooError(f"malformed {kind} {text!r}: names use letters, digits and _ . -")
+    return Spec(name=name, plugin=plugin, params=params)
 
 
 def parse_params(text: str, *, kind: str = "component") -> dict[str, Any]:
@@ -96,8 +100,10 @@ def format_value(value: Any) -> str:
         return "none"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(format_value(v) for v in value) + "]"
-    if isinstance(value, str) and (value != str(parse_value(value)) or re.search(r"[,\[\]]", value)):
-        return f'"{value}"'
+    if isinstance(value, str):
+        parsed = parse_value(value)
+        if not isinstance(parsed, str) or parsed != value or re.search(r"[,\[\]]", value):
+            return f'"{value}"'
     return str(value)
 
 
@@ -168,7 +174,7 @@ def call_factory(
     factory: Callable[..., Any],
     params: Mapping[str, Any],
     provided: Mapping[str, Any],
-    optional: Mapping[str, Any] = {},  # noqa: B006 - never mutated
+    optional: Mapping[str, Any] = {},
 ) -> Any:
     """Call a component factory with zoo's keywords and the user's checked parameters.
 

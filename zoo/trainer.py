@@ -32,13 +32,40 @@ from zoo.errors import ZooError
 from zoo.inference import Normalizer
 from zoo.metrics import Accumulator, confusion_matrix, from_confusion, mode_for
 from zoo.progress import Reporter
-from zoo.runtime import (Dist, autocast, current_rss_mb, epoch_seed, init_distributed,
-                         peak_memory_mb, resolve_device, resolve_precision, seed_everything)
+from zoo.runtime import (
+    Dist,
+    autocast,
+    current_rss_mb,
+    epoch_seed,
+    init_distributed,
+    peak_memory_mb,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 
 # Settings a resumed run must share with the original (the others may change on resume).
-IDENTITY = ("arch", "data", "aug", "loss", "optimizer", "scheduler", "init", "batch_size",
-            "lr", "weight_decay", "image_size", "val_split", "accum_steps", "clip_grad", "ema",
-            "ema_decay", "class_weights", "balanced", "seed")
+IDENTITY = (
+    "arch",
+    "data",
+    "aug",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "init",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "image_size",
+    "val_split",
+    "accum_steps",
+    "clip_grad",
+    "ema",
+    "ema_decay",
+    "class_weights",
+    "balanced",
+    "seed",
+)
 
 
 class Interrupted(ZooError):
@@ -101,8 +128,7 @@ def data_spec(text: str) -> str:
     looks_like_path = any(ch in text for ch in "/\\~") or text.startswith(".")
     if not looks_like_path:
         try:
-            names = {n for c in get_registry().components("dataset") for n in (c.name,
-                                                                              *c.aliases)}
+            names = {n for c in get_registry().components("dataset") for n in (c.name, *c.aliases)}
             spec = parse_spec(text, kind="dataset")
             if spec.name in names or spec.plugin or not Path(text).is_dir():
                 return text
@@ -118,8 +144,10 @@ def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     for name, p in net.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -152,8 +180,10 @@ def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
     saved = from_mapping(header.state["config"], where=str(last))
     for key, value in overrides.items():
         if key in IDENTITY and value != getattr(saved, key):
-            raise ZooError(f"--resume {run}: {key} differs from the run's "
-                           f"({value!r} vs {getattr(saved, key)!r}); start a new run instead")
+            raise ZooError(
+                f"--resume {run}: {key} differs from the run's "
+                f"({value!r} vs {getattr(saved, key)!r}); start a new run instead"
+            )
     return from_mapping({**overrides, "resume": str(run), "out": str(run)}, base=saved)
 
 
@@ -173,20 +203,27 @@ class Trainer:
         self.device = resolve_device(cfg.device, self.dist)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
         if cfg.batch_size % self.dist.world:
-            raise ZooError(f"batch size {cfg.batch_size} does not split evenly over "
-                           f"{self.dist.world} processes")
+            raise ZooError(
+                f"batch size {cfg.batch_size} does not split evenly over "
+                f"{self.dist.world} processes"
+            )
         self.parts = resolve_components(cfg)
         self.out = Path(cfg.out) if cfg.out else rundir.default_out(self.parts.arch.spec.name)
         if cfg.resume is None and self.dist.main:
             rundir.check_out(self.out, cfg.overwrite)
         seed_everything(cfg.seed)
 
-        data = self.parts.dataset.build(image_size=parse_image_size(cfg.image_size),
-                                        seed=cfg.seed, val_fraction=cfg.val_split,
-                                        download=cfg.download)
+        data = self.parts.dataset.build(
+            image_size=parse_image_size(cfg.image_size),
+            seed=cfg.seed,
+            val_fraction=cfg.val_split,
+            download=cfg.download,
+        )
         if not isinstance(data, DataSplits):
-            raise ZooError(f"{self.parts.dataset.label} returned {type(data).__name__}, "
-                           "not zoo.data.DataSplits")
+            raise ZooError(
+                f"{self.parts.dataset.label} returned {type(data).__name__}, "
+                "not zoo.data.DataSplits"
+            )
         self.data = data
         self.num_classes = len(data.classes)
         mean, std = data.mean, data.std
@@ -194,30 +231,58 @@ class Trainer:
             mean, std = self._stats(data.train)
         self.mean, self.std = tuple(mean), tuple(std)
 
-        net = self.parts.arch.build(num_classes=self.num_classes, in_chans=data.in_chans,
-                                    image_size=data.image_size)
+        net = self.parts.arch.build(
+            num_classes=self.num_classes, in_chans=data.in_chans, image_size=data.image_size
+        )
         if not isinstance(net, nn.Module):
-            raise ZooError(f"{self.parts.arch.label} returned {type(net).__name__}, not a "
-                           "torch.nn.Module")
+            raise ZooError(
+                f"{self.parts.arch.label} returned {type(net).__name__}, not a torch.nn.Module"
+            )
         if cfg.init:
             from zoo.finetune import initialize
 
             self.reporter.note(initialize(net, cfg.init, self.num_classes, data.in_chans))
         self.info = ModelInfo(
-            arch=self.parts.arch.component.qualified, arch_params=self.parts.arch.spec.params,
-            num_classes=self.num_classes, in_chans=data.in_chans,
-            image_size=tuple(data.image_size), classes=list(data.classes), mean=self.mean,
-            std=self.std, zoo_version=__version__, config=cfg.to_dict(saved_only=True))
+            arch=self.parts.arch.component.qualified,
+            arch_params=self.parts.arch.spec.params,
+            num_classes=self.num_classes,
+            in_chans=data.in_chans,
+            image_size=tuple(data.image_size),
+            classes=list(data.classes),
+            mean=self.mean,
+            std=self.std,
+            zoo_version=__version__,
+            config=cfg.to_dict(saved_only=True),
+        )
         self._place(net)
 
         workers = default_workers() if cfg.workers is None else cfg.workers
         rank, world = self.dist.rank, self.dist.world
-        self.train_batches = make_batches(data.train, cfg.batch_size, self.device, train=True,
-                                          workers=workers, seed=cfg.seed,
-                                          balanced=cfg.balanced, rank=rank, world=world)
-        self.val_batches = None if data.val is None or len(data.val) == 0 else make_batches(
-            data.val, cfg.batch_size, self.device, train=False, workers=workers, seed=cfg.seed,
-            rank=rank, world=world)
+        self.train_batches = make_batches(
+            data.train,
+            cfg.batch_size,
+            self.device,
+            train=True,
+            workers=workers,
+            seed=cfg.seed,
+            balanced=cfg.balanced,
+            rank=rank,
+            world=world,
+        )
+        self.val_batches = (
+            None
+            if data.val is None or len(data.val) == 0
+            else make_batches(
+                data.val,
+                cfg.batch_size,
+                self.device,
+                train=False,
+                workers=workers,
+                seed=cfg.seed,
+                rank=rank,
+                world=world,
+            )
+        )
         self.normalize = Normalizer(self.mean, self.std, self.device, self.channels_last)
 
         self.augs = compose([a.build(num_classes=self.num_classes) for a in self.parts.augs])
@@ -227,9 +292,9 @@ class Trainer:
             if "weight" not in _declared(self.parts.loss.factory):
                 raise ZooError(f"{self.parts.loss.label} does not accept class weights")
         self.loss_fn = self.parts.loss.build(num_classes=self.num_classes, weight=weight)
-        self.optimizer = self.parts.optimizer.build(params=param_groups(self.net,
-                                                                        cfg.weight_decay),
-                                                    lr=cfg.lr)
+        self.optimizer = self.parts.optimizer.build(
+            params=param_groups(self.net, cfg.weight_decay), lr=cfg.lr
+        )
         self.updates_per_epoch = math.ceil(len(self.train_batches) / cfg.accum_steps)
         monitor = cfg.monitor
         if self.val_batches is None and monitor.startswith("val_"):
@@ -239,11 +304,15 @@ class Trainer:
             self.reporter.note(f"no validation data: monitoring {monitor}")
         self.best = _Best(monitor, mode_for(monitor))
         self.scheduler = self.parts.scheduler.build(
-            optimizer=self.optimizer, epochs=cfg.epochs,
-            steps_per_epoch=self.updates_per_epoch, monitor_mode=self.best.mode)
+            optimizer=self.optimizer,
+            epochs=cfg.epochs,
+            steps_per_epoch=self.updates_per_epoch,
+            monitor_mode=self.best.mode,
+        )
         self.plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-        self.scaler = (torch.amp.GradScaler(self.device.type)
-                       if self.amp_dtype == torch.float16 else None)
+        self.scaler = (
+            torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        )
         from zoo.ema import EMA
 
         self.ema = EMA(self.net, cfg.ema_decay) if cfg.ema else None
@@ -267,8 +336,11 @@ class Trainer:
         """Move the network to its device and memory format; wrap for DDP and compile."""
         cfg = self.cfg
         has_conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
-        self.channels_last = (cfg.channels_last if cfg.channels_last is not None
-                              else self.device.type == "cuda" and has_conv)
+        self.channels_last = (
+            cfg.channels_last
+            if cfg.channels_last is not None
+            else self.device.type == "cuda" and has_conv
+        )
         net = net.to(self.device)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
@@ -293,19 +365,23 @@ class Trainer:
             tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
         np_state = np.random.get_state()
-        rng["numpy"] = [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
-                        *np_state[2:]]
+        rng["numpy"] = [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]]
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         state = {
             "epoch": epochs_done,
             "history": self.history,
-            "best": {"metric": self.best.metric, "value": self.best.value,
-                     "epoch": self.best.epoch, "bad_epochs": self.best.bad_epochs},
+            "best": {
+                "metric": self.best.metric,
+                "value": self.best.value,
+                "epoch": self.best.epoch,
+                "bad_epochs": self.best.bad_epochs,
+            },
             "optimizer": flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
             "scheduler": flatten_state(self.scheduler.state_dict(), "scheduler", tensors),
-            "scaler": (flatten_state(self.scaler.state_dict(), "scaler", tensors)
-                       if self.scaler else None),
+            "scaler": (
+                flatten_state(self.scaler.state_dict(), "scaler", tensors) if self.scaler else None
+            ),
             "rng": flatten_state(rng, "rng", tensors),
             "config": self.cfg.to_dict(saved_only=True),
         }
@@ -321,8 +397,7 @@ class Trainer:
         check_state(self.net, model_state, path)
         self.net.load_state_dict(model_state)
         if self.ema is not None:
-            self.ema.load_state_dict({k[4:]: v for k, v in tensors.items()
-                                      if k.startswith("ema.")})
+            self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
         state = header.state
         self.optimizer.load_state_dict(unflatten_state(state["optimizer"], tensors))
         self.scheduler.load_state_dict(unflatten_state(state["scheduler"], tensors))
@@ -331,8 +406,9 @@ class Trainer:
         rng = unflatten_state(state["rng"], tensors)
         torch.set_rng_state(rng["torch"])
         random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
-        np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32),
-                             *rng["numpy"][2:]))
+        np.random.set_state(
+            (rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:])
+        )
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         best = state["best"]
@@ -347,16 +423,16 @@ class Trainer:
         weights = self.net.state_dict()
         checkpoint.save(self.out / "model.safetensors", weights, self.info)
         if self.ema is not None:
-            checkpoint.save(self.out / "model_ema.safetensors", self.ema.state_dict(),
-                            self.info)
+            checkpoint.save(self.out / "model_ema.safetensors", self.ema.state_dict(), self.info)
         tensors, state = self._state(epochs_done)
         blob = checkpoint.encode(tensors, self.info, state)
         checkpoint.atomic_write(self.out / rundir.LAST, blob)
         if is_best:
             checkpoint.atomic_write(self.out / rundir.BEST, blob)
         if self.cfg.keep:
-            checkpoint.atomic_write(self.out / f"checkpoints/epoch-{epochs_done:04d}.safetensors",
-                                    blob)
+            checkpoint.atomic_write(
+                self.out / f"checkpoints/epoch-{epochs_done:04d}.safetensors", blob
+            )
             for old in rundir.epoch_checkpoints(self.out)[: -self.cfg.keep]:
                 old.unlink(missing_ok=True)
         rundir.write_metrics(self.out, self.history)
@@ -378,8 +454,11 @@ class Trainer:
                 x, y = aug(x, y)
             x = self.normalize(x)
             update = (step + 1) % accum == 0 or step + 1 == steps
-            sync = contextlib.nullcontext() if update or not self.dist.enabled \
+            sync = (
+                contextlib.nullcontext()
+                if update or not self.dist.enabled
                 else self.model.no_sync()
+            )
             with sync:
                 with amp:
                     logits = self.model(x)
@@ -416,13 +495,27 @@ class Trainer:
     def evaluate(self, model: Any, prefix: str = "val_") -> dict[str, float]:
         """Loss, accuracy, macro precision/recall/F1 on the validation split."""
         assert self.val_batches is not None
-        result = evaluate(model, self.val_batches, self.normalize, self.num_classes,
-                          self.device, self.amp_dtype, self.loss_fn, self.dist)
+        result = evaluate(
+            model,
+            self.val_batches,
+            self.normalize,
+            self.num_classes,
+            self.device,
+            self.amp_dtype,
+            self.loss_fn,
+            self.dist,
+        )
         metrics = from_confusion(result.confusion)
-        return {f"{prefix}{k}": v for k, v in (
-            ("loss", result.loss), ("accuracy", metrics["accuracy"]),
-            ("precision", metrics["precision"]), ("recall", metrics["recall"]),
-            ("f1", metrics["f1"]))}
+        return {
+            f"{prefix}{k}": v
+            for k, v in (
+                ("loss", result.loss),
+                ("accuracy", metrics["accuracy"]),
+                ("precision", metrics["precision"]),
+                ("recall", metrics["recall"]),
+                ("f1", metrics["f1"]),
+            )
+        }
 
     def fit(self) -> RunResult:
         started = time.perf_counter()
@@ -436,15 +529,17 @@ class Trainer:
             rundir.write_config(self.out, cfg.to_dict(saved_only=True), __version__)
             if self.history:
                 rundir.write_metrics(self.out, self.history)
-        header = {"arch": self.parts.arch.component.qualified, "params": f"{self.params:,}",
-                  "data": f"{len(self.data.train)} train / "
-                          f"{len(self.data.val) if self.data.val is not None else 0} val, "
-                          f"{self.num_classes} classes, {self.data.in_chans}x"
-                          f"{self.data.image_size[0]}x{self.data.image_size[1]}",
-                  "device": f"{self.device}" + (f" x{self.dist.world}" if self.dist.enabled
-                                                else ""),
-                  "precision": str(self.amp_dtype).removeprefix("torch."),
-                  "out": str(self.out)}
+        header = {
+            "arch": self.parts.arch.component.qualified,
+            "params": f"{self.params:,}",
+            "data": f"{len(self.data.train)} train / "
+            f"{len(self.data.val) if self.data.val is not None else 0} val, "
+            f"{self.num_classes} classes, {self.data.in_chans}x"
+            f"{self.data.image_size[0]}x{self.data.image_size[1]}",
+            "device": f"{self.device}" + (f" x{self.dist.world}" if self.dist.enabled else ""),
+            "precision": str(self.amp_dtype).removeprefix("torch."),
+            "out": str(self.out),
+        }
         if cfg.resume:
             header["resumed at epoch"] = str(self.start_epoch)
         self.reporter.start(header)
@@ -479,16 +574,23 @@ class Trainer:
                         self.reporter.note(
                             f"early stopping: {self.best.metric} has not improved for "
                             f"{cfg.patience} epochs (best {self.best.value:.4f} at epoch "
-                            f"{self.best.epoch})")
+                            f"{self.best.epoch})"
+                        )
                         break
         except KeyboardInterrupt:
             raise Interrupted(self._interrupt_message()) from None
         except _NonFinite:
             done = len(self.history)
-            kept = (f"the last good weights (epoch {done}) are in {self.out}" if done
-                    else "no epoch completed, so nothing was saved")
-            raise ZooError(f"the loss became NaN or infinite in epoch {done + 1}; stopped: "
-                           f"{kept}. Try a lower --lr or --clip-grad.", exit_code=1) from None
+            kept = (
+                f"the last good weights (epoch {done}) are in {self.out}"
+                if done
+                else "no epoch completed, so nothing was saved"
+            )
+            raise ZooError(
+                f"the loss became NaN or infinite in epoch {done + 1}; stopped: "
+                f"{kept}. Try a lower --lr or --clip-grad.",
+                exit_code=1,
+            ) from None
         finally:
             if writer is not None:
                 writer.close()
@@ -497,8 +599,11 @@ class Trainer:
         summary = {
             "epochs_completed": len(self.history),
             "stopped": stopped,
-            "best": {"metric": self.best.metric, "value": self.best.value,
-                     "epoch": self.best.epoch},
+            "best": {
+                "metric": self.best.metric,
+                "value": self.best.value,
+                "epoch": self.best.epoch,
+            },
             "wall_seconds": round(time.perf_counter() - started, 3),
             "train_seconds": round(train_seconds, 3),
             "images_per_second": round(images_seen / train_seconds, 1) if train_seconds else 0.0,
@@ -523,8 +628,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0
-        seen = steps * self.cfg.batch_size if self.train_batches.drop_last else len(
-            self.data.train)
+        seen = steps * self.cfg.batch_size if self.train_batches.drop_last else len(self.data.train)
         if self.val_batches is not None:
             record.update(self.evaluate(self.eval_model))
             if self.ema is not None:
@@ -542,16 +646,19 @@ class Trainer:
         done = len(self.history)
         if not done:
             return "interrupted before the first epoch completed; nothing was saved"
-        return (f"interrupted in epoch {done + 1}: the weights of epoch {done} are in "
-                f"{self.out / 'model.safetensors'}; continue with "
-                f"`zoo train --resume {self.out}`")
+        return (
+            f"interrupted in epoch {done + 1}: the weights of epoch {done} are in "
+            f"{self.out / 'model.safetensors'}; continue with "
+            f"`zoo train --resume {self.out}`"
+        )
 
     def _tensorboard(self) -> Any:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ZooError("--tensorboard needs the tensorboard package: "
-                           "pip install 'zoo[tensorboard]'") from None
+            raise ZooError(
+                "--tensorboard needs the tensorboard package: pip install 'zoo[tensorboard]'"
+            ) from None
         return SummaryWriter(str(self.out / "tensorboard"))
 
 
@@ -595,9 +702,17 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: Any, batches: Any, normalize: Normalizer, num_classes: int,
-             device: torch.device, amp_dtype: torch.dtype, loss_fn: Any = None,
-             dist: Dist | None = None, keep_logits: bool = False) -> EvalResult:
+def evaluate(
+    model: Any,
+    batches: Any,
+    normalize: Normalizer,
+    num_classes: int,
+    device: torch.device,
+    amp_dtype: torch.dtype,
+    loss_fn: Any = None,
+    dist: Dist | None = None,
+    keep_logits: bool = False,
+) -> EvalResult:
     """Run a model over a batch source; confusion matrix, mean loss and top-5 accuracy.
 
     With several processes each rank evaluates its share and the sums are all-reduced.
@@ -605,8 +720,9 @@ def evaluate(model: Any, batches: Any, normalize: Normalizer, num_classes: int,
     was_training = model.training
     model.eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    sums = torch.zeros(3, dtype=torch.float64 if device.type != "mps" else torch.float32,
-                       device=device)
+    sums = torch.zeros(
+        3, dtype=torch.float64 if device.type != "mps" else torch.float32, device=device
+    )
     kept_logits, kept_targets = [], []
     k = min(5, num_classes)
     for xb, yb in batches.epoch(0):
@@ -616,12 +732,20 @@ def evaluate(model: Any, batches: Any, normalize: Normalizer, num_classes: int,
         with autocast(device, amp_dtype):
             logits = model(x)
         logits = logits.float()
-        loss = (loss_fn(logits, yb) if loss_fn is not None
-                else torch.nn.functional.cross_entropy(logits, yb))
+        loss = (
+            loss_fn(logits, yb)
+            if loss_fn is not None
+            else torch.nn.functional.cross_entropy(logits, yb)
+        )
         top = logits.topk(k, dim=1).indices.eq(yb[:, None]).any(dim=1).sum()
         n = yb.shape[0]
-        sums += torch.stack([loss.detach().to(sums.dtype) * n, top.to(sums.dtype),
-                             loss.new_full((), n).to(sums.dtype)])
+        sums += torch.stack(
+            [
+                loss.detach().to(sums.dtype) * n,
+                top.to(sums.dtype),
+                loss.new_full((), n).to(sums.dtype),
+            ]
+        )
         cm += confusion_matrix(logits.argmax(dim=1), yb, num_classes)
         if keep_logits:
             kept_logits.append(logits.cpu())
@@ -632,6 +756,11 @@ def evaluate(model: Any, batches: Any, normalize: Normalizer, num_classes: int,
     model.train(was_training)
     loss_sum, top5, count = sums.tolist()
     count = max(count, 1.0)
-    return EvalResult(cm.cpu(), loss_sum / count, top5 / count, int(count),
-                      torch.cat(kept_logits) if kept_logits else None,
-                      torch.cat(kept_targets) if kept_targets else None)
+    return EvalResult(
+        cm.cpu(),
+        loss_sum / count,
+        top5 / count,
+        int(count),
+        torch.cat(kept_logits) if kept_logits else None,
+        torch.cat(kept_targets) if kept_targets else None,
+    )

@@ -58,7 +58,9 @@ def zoom(amount: float | list[float] = 0.1, fill: str = "nearest") -> Any:
     """
     from zoo.augment import RandomAffine
 
-    low, high = (1 - amount, 1 + amount) if not isinstance(amount, list) else _pair(amount, "amount")
+    low, high = (
+        (1 - amount, 1 + amount) if not isinstance(amount, list) else _pair(amount, "amount")
+    )
     return RandomAffine(zoom=(low, high), fill=fill)
 
 
@@ -83,8 +85,13 @@ def affine(
     """
     from zoo.augment import RandomAffine
 
-    return RandomAffine(degrees=degrees, shift=_pair(shift, "shift"),
-                        zoom=(1 - zoom, 1 + zoom), shear=shear, fill=fill)
+    return RandomAffine(
+        degrees=degrees,
+        shift=_pair(shift, "shift"),
+        zoom=(1 - zoom, 1 + zoom),
+        shear=shear,
+        fill=fill,
+    )
 
 
 def brightness(amount: float = 0.2) -> Any:
@@ -121,8 +128,9 @@ def random_erasing(
     """
     from zoo.augment import RandomErasing
 
-    return RandomErasing(p, _pair(scale or [0.02, 0.33], "scale"),
-                         _pair(ratio or [0.3, 3.3], "ratio"), value)
+    return RandomErasing(
+        p, _pair(scale or [0.02, 0.33], "scale"), _pair(ratio or [0.3, 3.3], "ratio"), value
+    )
 
 
 def mixup(num_classes: int, alpha: float = 0.2, p: float = 1.0) -> Any:

@@ -52,8 +52,13 @@ def folder(
 
 
 def _torchvision(name: str) -> Any:
-    def factory(image_size: tuple[int, int] | None, seed: int, val_fraction: float,
-                download: bool = False, root: str | None = None) -> Any:
+    def factory(
+        image_size: tuple[int, int] | None,
+        seed: int,
+        val_fraction: float,
+        download: bool = False,
+        root: str | None = None,
+    ) -> Any:
         from zoo.datasets import load_torchvision
 
         return load_torchvision(name, root, download, image_size)

@@ -19,9 +19,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def stdout() -> Any:
     from rich.console import Console
 
-    console = Console(highlight=False, soft_wrap=False)
+    console = Console(highlight=False, soft_wrap=True)
     if not console.is_terminal:  # piped: rich would assume 80 columns and fold every table
-        console = Console(highlight=False, soft_wrap=False, width=200)
+        console = Console(highlight=False, soft_wrap=True, width=200)
     return console
 
 
@@ -31,8 +31,9 @@ def stderr() -> Any:
     return Console(stderr=True, highlight=False)
 
 
-def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
-                  line: Any = None) -> None:
+def _show_warning(
+    message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 

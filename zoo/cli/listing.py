@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -22,10 +22,12 @@ def register(app: typer.Typer) -> None:
 
 @command
 def list_components(
-    kind: Optional[str] = typer.Argument(
-        None, help="architectures, augmentations, losses, datasets, optimizers or schedulers."),
-    filter: Optional[str] = typer.Option(None, "--filter", "-f",
-                                         help="Only names matching this glob, e.g. 'resnet*'."),
+    kind: str | None = typer.Argument(
+        None, help="architectures, augmentations, losses, datasets, optimizers or schedulers."
+    ),
+    filter: str | None = typer.Option(
+        None, "--filter", "-f", help="Only names matching this glob, e.g. 'resnet*'."
+    ),
     json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List components with the plugin distribution each comes from."""
@@ -36,8 +38,12 @@ def list_components(
     found = registry.components(normalize_kind(kind) if kind else None, filter)
     conflicts = registry.conflicts()
     if json:
-        print_json([{**c.to_json(), "qualified": c.qualified,
-                     "conflict": (c.kind, c.name) in conflicts} for c in found])
+        print_json(
+            [
+                {**c.to_json(), "qualified": c.qualified, "conflict": (c.kind, c.name) in conflicts}
+                for c in found
+            ]
+        )
         return
     from rich.table import Table
 
@@ -55,12 +61,15 @@ def list_components(
         console.print(table)
     counts = Counter(c.source for c in found)
     per_source = ", ".join(f"{source} {n:,}" for source, n in counts.most_common())
-    console.print(f"{len(found):,} components" + (f": {per_source}" if per_source else ""))
+    noun = "component" if len(found) == 1 else "components"
+    console.print(f"{len(found):,} {noun}" + (f": {per_source}" if per_source else ""))
     for kind_name, name in sorted(conflicts):
         owners = sorted(c.qualified for c in found if (c.kind, c.name) == (kind_name, name))
         if owners:
-            console.print(f"[yellow]conflict:[/] {kind_name} {name!r} is registered by several "
-                          f"plugins; use {' or '.join(owners)}")
+            console.print(
+                f"[yellow]conflict:[/] {kind_name} {name!r} is registered by several "
+                f"plugins; use {' or '.join(owners)}"
+            )
 
 
 @command
@@ -87,9 +96,10 @@ def plugins(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
 @command
 def info(
     name: str = typer.Argument(..., help="A component name, alias or plugin:name."),
-    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only look in this kind."),
-    image_size: int = typer.Option(224, "--image-size",
-                                   help="Input size for an architecture's parameter count."),
+    kind: str | None = typer.Option(None, "--kind", "-k", help="Only look in this kind."),
+    image_size: int = typer.Option(
+        224, "--image-size", help="Input size for an architecture's parameter count."
+    ),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Describe a component: source, parameters, docstring; for an architecture its size."""
@@ -107,8 +117,11 @@ def info(
             errors.append(exc)
     if not found:
         ambiguous = [e for e in errors if "several plugins" in str(e)]
-        raise (ambiguous or errors)[0] if len(kinds) == 1 or ambiguous else ZooError(
-            f"no component named {name!r}; see `zoo list`")
+        raise (
+            (ambiguous or errors)[0]
+            if len(kinds) == 1 or ambiguous
+            else ZooError(f"no component named {name!r}; see `zoo list`")
+        )
     details = [_describe(registry, c, image_size) for c in found]
     if json:
         print_json(details if len(details) > 1 else details[0])
@@ -119,15 +132,24 @@ def info(
         if d["aliases"]:
             console.print(f"aliases: {', '.join(d['aliases'])}")
         if "parameters_count" in d:
-            console.print(f"parameters: {d['parameters_count']:,}  default input: "
-                          f"{d['default_input']}  (built for {d['built_with']})")
+            console.print(
+                f"parameters: {d['parameters_count']:,}  default input: "
+                f"{d['default_input']}  (built for {d['built_with']})"
+            )
         if d["parameters"]:
-            console.print("accepts: " + ", ".join(
-                f"{p['name']}={p['default']}" if p["default"] is not None else p["name"]
-                for p in d["parameters"]))
+            console.print(
+                "accepts: "
+                + ", ".join(
+                    f"{p['name']}={p['default']}" if p["default"] is not None else p["name"]
+                    for p in d["parameters"]
+                )
+            )
         else:
-            console.print("accepts: no parameters" if d["parameters"] is not None
-                          else "accepts: any keyword (passed through)")
+            console.print(
+                "accepts: no parameters"
+                if d["parameters"] is not None
+                else "accepts: any keyword (passed through)"
+            )
         if d["doc"]:
             console.print(d["doc"])
         console.print()
@@ -143,15 +165,26 @@ def _describe(registry: Any, component: Any, image_size: int) -> dict[str, Any]:
     params = None
     if accepted is not None:
         signature = inspect.signature(factory).parameters
-        params = [{"name": n,
-                   "default": (None if signature[n].default is inspect.Parameter.empty
-                               else repr(signature[n].default)),
-                   "required": signature[n].default is inspect.Parameter.empty}
-                  for n in accepted]
+        params = [
+            {
+                "name": n,
+                "default": (
+                    None
+                    if signature[n].default is inspect.Parameter.empty
+                    else repr(signature[n].default)
+                ),
+                "required": signature[n].default is inspect.Parameter.empty,
+            }
+            for n in accepted
+        ]
     detail: dict[str, Any] = {
-        "kind": component.kind, "name": component.name, "qualified": component.qualified,
-        "source": component.source, "aliases": list(component.aliases),
-        "summary": component.summary, "doc": inspect.getdoc(factory) or "",
+        "kind": component.kind,
+        "name": component.name,
+        "qualified": component.qualified,
+        "source": component.source,
+        "aliases": list(component.aliases),
+        "summary": component.summary,
+        "doc": inspect.getdoc(factory) or "",
         "parameters": params,
     }
     if component.kind == "architecture":
@@ -160,7 +193,8 @@ def _describe(registry: Any, component: Any, image_size: int) -> dict[str, Any]:
         from zoo.components import resolve
 
         net = resolve("architecture", component.qualified).build(
-            num_classes=1000, in_chans=3, image_size=size)
+            num_classes=1000, in_chans=3, image_size=size
+        )
         detail["parameters_count"] = sum(p.numel() for p in net.parameters())
         detail["default_input"] = f"3x{size[0]}x{size[1]}"
         detail["built_with"] = "1000 classes"

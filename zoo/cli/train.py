@@ -9,20 +9,24 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
-from click.core import ParameterSource
 
 from zoo.cli.common import command, stdout
 from zoo.config import FIELDS, TrainConfig
 
 _TYPES: dict[str, Any] = {
-    "str": str, "int": int, "float": float, "bool": bool, "list[str]": List[str],
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list[str]": list[str],
 }
+STR_LIST = list[str]  # compared with ==: each list[str] expression is a new object
 
 
-_METAVARS: dict[Any, str] = {str: "TEXT", int: "N", float: "X", List[str]: "NAME[:K=V,...]"}
+_METAVARS: dict[Any, str] = {str: "TEXT", int: "N", float: "X", STR_LIST: "NAME[:K=V,...]"}
 
 
 def _option(name: str) -> inspect.Parameter:
@@ -35,28 +39,31 @@ def _option(name: str) -> inspect.Parameter:
     decls = [f"{flag}/--no-{flag[2:]}"] if py_type is bool else [flag]
     metavar = f.metadata.get("metavar") or _METAVARS.get(py_type)
     option = typer.Option(
-        None if py_type is List[str] else default,
+        None if py_type == STR_LIST else default,
         *decls,
         metavar=None if py_type is bool else metavar,
         help=f.metadata["help"],
         rich_help_panel=f.metadata.get("panel"),
         show_default=default not in (None, []),
     )
-    annotation = Optional[py_type] if optional or py_type is List[str] else py_type
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                             annotation=annotation)
+    annotation = Optional[py_type] if optional or py_type == STR_LIST else py_type  # noqa: UP045
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
+    )
 
 
-def _train(ctx: typer.Context, config: Optional[Path], **values: Any) -> None:
+def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
     """Train a model. Every option can also come from --config FILE.toml (the command line
     wins); the run directory gets the weights, the resolved config and per-epoch metrics."""
     from zoo.config import from_mapping, load_toml_values
     from zoo.progress import RichReporter
     from zoo.trainer import Trainer, resume_config
 
-    given = {name: (values[name] or [] if name == "aug" else values[name])
-             for name in FIELDS
-             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    given = {
+        name: (values[name] or [] if name == "aug" else values[name])
+        for name in FIELDS
+        if _given(ctx, name)
+    }
     overrides = {**(load_toml_values(config) if config else {}), **given}
     if overrides.get("resume"):
         cfg = resume_config(Path(overrides.pop("resume")), overrides)
@@ -65,6 +72,15 @@ def _train(ctx: typer.Context, config: Optional[Path], **values: Any) -> None:
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch(cfg))
     Trainer(cfg, RichReporter(stdout())).fit()
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether an option was set on the command line (or its environment variable).
+
+    Compared by name: typer vendors its own click, whose ParameterSource is another class.
+    """
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _launch(cfg: TrainConfig) -> int:
@@ -80,26 +96,40 @@ def _launch(cfg: TrainConfig) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
         config.write_text(dump_toml(cfg.to_dict()))
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc-per-node={cfg.nproc}", "-m", "zoo", "train", "--config",
-                   str(config)]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={cfg.nproc}",
+            "-m",
+            "zoo",
+            "train",
+            "--config",
+            str(config),
+        ]
         return subprocess.call(command)
 
 
 def register(app: typer.Typer) -> None:
     params = [
-        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                          annotation=typer.Context),
-        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY,
-                          default=typer.Option(None, "--config", help="TOML file of settings "
-                                               "(keys as the options, e.g. batch_size = 64).",
-                                               rich_help_panel="Output"),
-                          annotation=Optional[Path]),
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                None,
+                "--config",
+                help="TOML file of settings (keys as the options, e.g. batch_size = 64).",
+                rich_help_panel="Output",
+            ),
+            annotation=Optional[Path],  # noqa: UP045 - a runtime object for typer
+        ),
         *(_option(name) for name in FIELDS),
     ]
 
     @command
-    def train(ctx: typer.Context, config: Optional[Path] = None, **values: Any) -> None:
+    def train(ctx: typer.Context, config: Path | None = None, **values: Any) -> None:
         _train(ctx, config, **values)
 
     train.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
