@@ -1,0 +1,82 @@
+"""Shared test set-up: an isolated zoo cache per session, a fresh registry per test, and small
+image folders written to disk."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from zoo.cli import build_app
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    old = os.environ.get("ZOO_CACHE_DIR")
+    os.environ["ZOO_CACHE_DIR"] = str(tmp_path_factory.mktemp("zoo-cache"))
+    yield
+    if old is None:
+        os.environ.pop("ZOO_CACHE_DIR", None)
+    else:
+        os.environ["ZOO_CACHE_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry() -> Iterator[None]:
+    from zoo.discovery import reset
+
+    reset()
+    yield
+    reset()
+
+
+class Cli:
+    """Runs the real typer app in-process."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, code: int | None = 0, input: str | None = None):
+        result = self.runner.invoke(build_app(), [str(a) for a in args], input=input)
+        if code is not None and result.exit_code != code:
+            raise AssertionError(
+                f"zoo {' '.join(map(str, args))} exited {result.exit_code}, expected {code}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n"
+                f"exception: {result.exception!r}"
+            )
+        return result
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+def write_image_folder(
+    root: Path,
+    classes: dict[str, int],
+    size: tuple[int, int] = (20, 24),
+    ext: str = ".png",
+    seed: int = 0,
+) -> Path:
+    """Class folders of real image files whose mean colour depends on the class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for ci, (name, count) in enumerate(classes.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            base = np.zeros((*size, 3), dtype=np.float32)
+            base[..., ci % 3] = 200
+            pixels = (base + rng.normal(0, 25, base.shape)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i:03d}{ext}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return write_image_folder(tmp_path / "images", {"cats": 12, "dogs": 10, "owls": 8})

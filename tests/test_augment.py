@@ -1,0 +1,142 @@
+"""Augmentations: per-sample randomness, value ranges, fusion, soft targets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zoo.augment import FusedGeometric, compose, warp
+from zoo.components import resolve
+
+
+def build(spec: str, num_classes: int = 4):
+    return resolve("augmentation", spec).build(num_classes=num_classes)
+
+
+def batch(n: int = 16, c: int = 3, h: int = 12, w: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(n, c, h, w, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+ALL = [
+    "hflip",
+    "vflip",
+    "rotate:degrees=30",
+    "shift:fraction=0.2",
+    "zoom:amount=0.3",
+    "shear:degrees=20",
+    "affine:degrees=10,shift=[0.1,0.2],zoom=0.1,shear=5",
+    "brightness:amount=0.5",
+    "contrast:amount=0.5",
+    "channel_shift:amount=0.2",
+    "random_erasing:p=1.0",
+    "mixup:alpha=0.4",
+    "cutmix",
+]
+
+
+@pytest.mark.parametrize("spec", ALL)
+def test_shapes_ranges_and_per_sample_randomness(spec: str) -> None:
+    torch.manual_seed(0)
+    x, y = batch()
+    mixing = spec.startswith(("mixup", "cutmix"))
+    # Identical samples must come out differently (mixing needs distinct partners).
+    x2 = x if mixing else x[:1].repeat(16, 1, 1, 1)
+    out, targets = build(spec)(x2, y)
+    assert out.shape == x.shape and out.dtype == torch.float32
+    assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
+    differing = {tuple(o.flatten().tolist()[:50]) for o in out}
+    assert len(differing) > 1, f"{spec} drew the same randomness for every sample"
+    if mixing:
+        assert targets.shape == (16, 4)
+        assert len({round(v, 4) for v in targets.max(dim=1).values.tolist()}) > 1
+        assert torch.allclose(targets.sum(dim=1), torch.ones(16))
+    else:
+        assert torch.equal(targets, y)
+
+
+def test_same_seed_same_result() -> None:
+    aug = build("affine:degrees=20,zoom=0.2")
+    x, y = batch()
+    torch.manual_seed(3)
+    a, _ = aug(x, y)
+    torch.manual_seed(3)
+    b, _ = aug(x, y)
+    assert torch.equal(a, b)
+
+
+def test_flip_alone_is_exact_and_fused_flip_matches() -> None:
+    x, y = batch()
+    torch.manual_seed(0)
+    flipped, _ = build("hflip:p=1.0")(x, y)
+    assert torch.equal(flipped, x.flip(-1))
+    fused = FusedGeometric([build("hflip:p=1.0"), build("vflip:p=1.0")])
+    out, _ = fused(x, y)
+    assert torch.allclose(out, x.flip(-1).flip(-2), atol=1e-5)
+
+
+def test_consecutive_geometric_augmentations_fuse_into_one_warp() -> None:
+    augs = [build("hflip"), build("rotate"), build("zoom"), build("brightness"), build("shear")]
+    composed = compose(augs)
+    assert len(composed) == 3 and isinstance(composed[0], FusedGeometric)
+    assert len(composed[0].parts) == 3
+    # Different fill modes cannot share one warp.
+    assert len(compose([build("rotate:fill=reflect"), build("zoom:fill=constant")])) == 2
+
+
+def test_fused_warp_equals_sequential_warps_for_the_same_matrices() -> None:
+    # A smooth image, so that resampling once or twice differs only a little.
+    r = torch.linspace(-1, 1, 16)
+    x = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) * 2).expand(4, 1, 16, 16).contiguous()
+    rot = build("rotate:degrees=30")
+    shift = build("shift:fraction=0.1")
+    torch.manual_seed(5)
+    m1 = rot.affine_matrices(4, 16, 16, x.device)
+    m2 = shift.affine_matrices(4, 16, 16, x.device)
+    once = warp(x, m1 @ m2, "nearest")  # rotate, then shift
+    twice = warp(warp(x, m1, "nearest"), m2, "nearest")
+    inner = (slice(None), slice(None), slice(4, 12), slice(4, 12))  # away from border fill
+    assert (once - twice)[inner].abs().max() < 0.03  # one resampling vs two
+    wrong_order = warp(warp(x, m2, "nearest"), m1, "nearest")
+    assert (once - wrong_order)[inner].abs().max() > 0.1
+
+
+def test_rotation_by_90_degrees_is_a_rotation() -> None:
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 0, 2] = 1.0  # top-centre pixel
+    m = torch.eye(3)[None]
+    m[0, :2, :2] = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+    out = warp(x, m, "constant")
+    assert out[0, 0].argmax().item() in (10, 14)  # moved to the left or right centre
+
+
+def test_mixup_targets_follow_the_mix() -> None:
+    torch.manual_seed(0)
+    x, y = batch()
+    _, soft = build("mixup:alpha=1.0")(x, y)
+    lam = soft.gather(1, y[:, None]).squeeze(1)
+    assert (lam >= 0.5 - 1e-6).any() and torch.all(lam <= 1 + 1e-6)
+
+
+def test_cutmix_targets_match_pasted_area() -> None:
+    torch.manual_seed(0)
+    x = torch.zeros(8, 1, 10, 10)
+    x[4:] = 1.0
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    out, soft = build("cutmix:alpha=1.0", num_classes=2)(x, y)
+    for i in range(8):
+        changed = (out[i] != x[i]).float().mean()
+        other = soft[i, 1 - y[i]]
+        # The box may come from a same-class partner (no visible change, same targets).
+        assert other == pytest.approx(changed.item(), abs=1e-6) or changed == 0
+
+
+def test_bad_parameters_are_reported_with_the_component() -> None:
+    from zoo.errors import ZooError
+
+    with pytest.raises(
+        ZooError,
+        match=r"augmentation 'zoo:rotate' failed to build: "
+        r"ValueError: fill must be one of",
+    ):
+        build("rotate:fill=wrap")

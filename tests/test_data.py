@@ -1,0 +1,154 @@
+"""Datasets: the embedded digits, image folders (and their bad inputs), torchvision files."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_image_folder
+
+from zoo.components import resolve
+from zoo.data import DataSplits, ImageTensors, stratified_split
+from zoo.errors import ZooError
+from zoo.folder import DecodedCache, StreamedFolder, decode_image, list_folder
+
+
+def build(spec: str, image_size=None, seed: int = 0, val: float = 0.2, **kw) -> DataSplits:
+    return resolve("dataset", spec).build(image_size=image_size, seed=seed, val_fraction=val, **kw)
+
+
+def test_digits_is_real_embedded_data() -> None:
+    data = build("digits")
+    assert isinstance(data.train, ImageTensors) and isinstance(data.val, ImageTensors)
+    assert len(data.train) + len(data.val) == 1797
+    assert data.classes == [str(d) for d in range(10)] and data.in_chans == 1
+    assert data.train.images.shape[1:] == (1, 32, 32) and data.train.images.dtype == torch.uint8
+    # Stratified: every class is in both splits, in proportion.
+    val_counts = torch.bincount(data.val.labels, minlength=10)
+    assert val_counts.min() >= 30 and val_counts.max() <= 40
+    assert data.train.images.float().std() > 50  # real scans, not zeros
+    small = build("digits", image_size=(8, 8))
+    assert small.train.images.shape[1:] == (1, 8, 8)
+
+
+def test_split_is_seeded_and_disjoint() -> None:
+    labels = [i % 3 for i in range(30)]
+    a = stratified_split(labels, 0.2, seed=1)
+    assert a == stratified_split(labels, 0.2, seed=1)
+    assert a != stratified_split(labels, 0.2, seed=2)
+    train, val = a
+    assert not set(train) & set(val) and len(train) + len(val) == 30 and len(val) == 6
+
+
+def test_folder_reads_classes_and_splits(image_folder: Path) -> None:
+    data = build(f"folder:root={image_folder}", image_size=(16, 16))
+    assert data.classes == ["cats", "dogs", "owls"] and data.in_chans == 3
+    assert len(data.train) + len(data.val) == 30
+    assert set(torch.bincount(data.val.labels).tolist()) == {2}  # 20% of 12, 10 and 8, rounded
+    assert data.train.images.shape[1:] == (3, 16, 16)
+    # The class's colour channel dominates (the pixels really were decoded).
+    for label in range(3):
+        images = data.train.images[data.train.labels == label].float()
+        assert images.mean(dim=(0, 2, 3)).argmax().item() == label
+
+
+def test_folder_with_train_and_val_subfolders(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "train", {"a": 4, "b": 5})
+    write_image_folder(tmp_path / "val", {"a": 2, "b": 1}, seed=1)
+    data = build(f"folder:root={tmp_path},channels=1", image_size=(8, 8))
+    assert (len(data.train), len(data.val), data.in_chans) == (9, 3, 1)
+    write_image_folder(tmp_path / "val", {"zebra": 1})
+    with pytest.raises(ZooError, match="classes the training data lacks: zebra"):
+        build(f"folder:root={tmp_path}", image_size=(8, 8))
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tiff"])
+def test_every_listed_format_decodes(tmp_path: Path, ext: str) -> None:
+    write_image_folder(tmp_path, {"x": 1, "y": 1}, ext=ext)
+    files = list_folder(tmp_path).files
+    assert len(files) == 2
+    pixels = decode_image(files[0], (10, 12), 3)
+    assert pixels.shape == (3, 10, 12) and pixels.dtype == np.uint8 and pixels.max() > 100
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("missing", "does not exist"),
+        ("file", "is not a folder"),
+        ("empty", "no class folders with images"),
+        ("single", r"only one class \('only'\)"),
+    ],
+)
+def test_folder_bad_input_fails_before_training(tmp_path: Path, layout: str, message: str) -> None:
+    root = tmp_path / "data"
+    if layout == "file":
+        root.write_text("not a folder")
+    elif layout == "empty":
+        (root / "a").mkdir(parents=True)
+        (root / "a" / "notes.txt").write_text("no images")
+    elif layout == "single":
+        write_image_folder(root, {"only": 3})
+    with pytest.raises(ZooError, match=message):
+        build(f"folder:root={root}", image_size=(8, 8))
+
+
+def test_corrupt_images_are_skipped_with_a_warning(image_folder: Path, capsys) -> None:
+    (image_folder / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    (image_folder / "dogs" / "empty.png").write_bytes(b"")
+    data = build(f"folder:root={image_folder},cache=false", image_size=(8, 8))
+    err = capsys.readouterr().err
+    assert "warning: skipped unreadable image" in err
+    assert "broken.jpg" in err and "empty.png" in err
+    assert len(data.skipped) == 2 and len(data.train) + len(data.val) == 30
+
+
+def test_decoded_cache_skips_decoding_on_later_runs(image_folder: Path, tmp_path: Path) -> None:
+    files = list_folder(image_folder).files
+    cache = DecodedCache(files, (8, 8), 3, tmp_path / "cache")
+    decoded, _ = cache.decode_missing(workers=2)
+    assert decoded == 30
+    again = DecodedCache(files, (8, 8), 3, tmp_path / "cache")
+    assert again.decode_missing(workers=2)[0] == 0
+    assert np.array_equal(again.arrays()[0], cache.arrays()[0])
+    # Touching a file changes the key: a new cache, decoded afresh.
+    files[0].write_bytes(files[1].read_bytes())
+    assert DecodedCache(files, (8, 8), 3, tmp_path / "cache").key != cache.key
+
+
+def test_large_folders_stream_and_count_decodes(image_folder: Path) -> None:
+    data = build(f"folder:root={image_folder},max_memory_mb=0.001", image_size=(8, 8))
+    assert isinstance(data.train, StreamedFolder)
+    first = [data.train[i] for i in range(len(data.train))]
+    assert all(item[0].shape == (3, 8, 8) for item in first)
+    decoded = int(data.train.decoded.sum())
+    again = [data.train[i] for i in range(len(data.train))]
+    assert int(data.train.decoded.sum()) == decoded  # the second pass decoded nothing
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    magic = struct.pack(">HBB", 0, 0x08, array.ndim)
+    dims = struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(magic + dims + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_from_local_files(tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 255, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    data = build(f"mnist:root={tmp_path}")
+    assert (len(data.train), len(data.val), data.in_chans) == (20, 10, 1)
+    assert data.image_size == (28, 28) and data.classes[0].startswith("0")
+    assert build(f"mnist:root={tmp_path}", image_size=(16, 16)).image_size == (16, 16)
+
+
+def test_missing_torchvision_files_say_how_to_get_them(tmp_path: Path) -> None:
+    with pytest.raises(ZooError, match=r"CIFAR-10 files not found under .*add --download"):
+        build(f"cifar10:root={tmp_path}")
