@@ -108,8 +108,9 @@ def seed_everything(seed: int) -> None:
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    """Augmentation and dropout randomness of one epoch on one rank: a function of these
-    alone, so a resumed run draws exactly the numbers an uninterrupted one would."""
+    """The seed of one epoch on one rank, for torch, numpy and python's ``random`` alike
+    (augmentation policies and dropout draw from all three): a function of these alone, so a
+    resumed run draws exactly the numbers an uninterrupted one would."""
     return (seed * 1_000_003 + epoch * 1_009 + rank * 7_919 + 1) % 2**63
 
 

@@ -442,7 +442,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
         self.model.train()
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, self.dist.rank))
+        seed_everything(epoch_seed(cfg.seed, epoch, self.dist.rank))
         meter = Accumulator(self.device)
         steps = len(self.train_batches)
         accum = cfg.accum_steps
