@@ -1,0 +1,47 @@
+"""The CLI reference as Markdown, generated from the typer app itself so the docs cannot drift
+from the commands. The docs site's build hook (docs/hooks.py) inserts it."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import typer
+
+
+def cli_reference(app: typer.Typer | None = None) -> str:
+    """Markdown for every command: usage, description and a table of its options."""
+    import typer.main
+
+    from zoo.cli import build_app
+
+    group = typer.main.get_command(app or build_app())
+    root = group.make_context("zoo", [], resilient_parsing=True)
+    sections = []
+    for name in group.list_commands(root):
+        command = group.get_command(root, name)
+        if command is None or command.hidden:
+            continue
+        ctx = command.make_context(name, [], parent=root, resilient_parsing=True)
+        sections.append(_command(command, ctx))
+    return "\n\n".join(sections) + "\n"
+
+
+def _command(command: Any, ctx: Any) -> str:
+    usage = " ".join(command.collect_usage_pieces(ctx))
+    lines = [f"## `zoo {command.name}`", "", "```text", f"zoo {command.name} {usage}", "```", ""]
+    if command.help:
+        lines += [inspect.cleandoc(command.help), ""]
+    rows = []
+    for param in command.get_params(ctx):
+        record = param.get_help_record(ctx)  # what `--help` prints: (names, description)
+        if record:
+            names, text = (_cell(part) for part in record)
+            rows.append(f"| `{names}` | {text} |")
+    if rows:
+        lines += ["| option | description |", "| --- | --- |", *rows]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
