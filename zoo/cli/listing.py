@@ -23,10 +23,16 @@ def register(app: typer.Typer) -> None:
 @command
 def list_components(
     kind: str | None = typer.Argument(
-        None, help="architectures, augmentations, losses, datasets, optimizers or schedulers."
+        None,
+        metavar="KIND",
+        help="architectures, augmentations, losses, datasets, optimizers or schedulers.",
     ),
     filter: str | None = typer.Option(
-        None, "--filter", "-f", help="Only names matching this glob, e.g. 'resnet*'."
+        None,
+        "--filter",
+        "-f",
+        metavar="GLOB",
+        help="Only names matching this glob, e.g. 'resnet*'.",
     ),
     json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -95,10 +101,12 @@ def plugins(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
 
 @command
 def info(
-    name: str = typer.Argument(..., help="A component name, alias or plugin:name."),
-    kind: str | None = typer.Option(None, "--kind", "-k", help="Only look in this kind."),
+    name: str = typer.Argument(..., metavar="NAME", help="A component name, alias or plugin:name."),
+    kind: str | None = typer.Option(
+        None, "--kind", "-k", metavar="KIND", help="Only look in this kind."
+    ),
     image_size: int = typer.Option(
-        224, "--image-size", help="Input size for an architecture's parameter count."
+        224, "--image-size", metavar="N", help="Input size for an architecture's parameter count."
     ),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

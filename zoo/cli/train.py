@@ -120,6 +120,7 @@ def register(app: typer.Typer) -> None:
             default=typer.Option(
                 None,
                 "--config",
+                metavar="FILE",
                 help="TOML file of settings (keys as the options, e.g. batch_size = 64).",
                 rich_help_panel="Output",
             ),
