@@ -198,12 +198,26 @@ def _describe(registry: Any, component: Any, image_size: int) -> dict[str, Any]:
     if component.kind == "architecture":
         default = getattr(factory, "default_image_size", None)
         size = tuple(default) if default else (image_size, image_size)
-        from zoo.components import resolve
 
-        net = resolve("architecture", component.qualified).build(
-            num_classes=1000, in_chans=3, image_size=size
-        )
-        detail["parameters_count"] = sum(p.numel() for p in net.parameters())
+        detail["parameters_count"] = _count_parameters(component.qualified, size)
         detail["default_input"] = f"3x{size[0]}x{size[1]}"
         detail["built_with"] = "1000 classes"
     return detail
+
+
+def _count_parameters(qualified: str, size: tuple[int, int]) -> int:
+    """Parameters of an architecture at 1000 classes, built on the meta device so that a
+    billion-parameter model allocates nothing (falling back to the CPU for networks whose
+    constructors compute with real data)."""
+    import torch
+
+    from zoo.components import resolve
+    from zoo.errors import ZooError
+
+    resolved = resolve("architecture", qualified)
+    try:
+        with torch.device("meta"):
+            net = resolved.build(num_classes=1000, in_chans=3, image_size=size)
+    except ZooError:
+        net = resolved.build(num_classes=1000, in_chans=3, image_size=size)
+    return sum(p.numel() for p in net.parameters())
