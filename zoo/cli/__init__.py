@@ -8,7 +8,7 @@ import typer
 
 def build_app() -> typer.Typer:
     """The typer app with every command registered."""
-    from zoo.cli import evaluate, listing, train
+    from zoo.cli import evaluate, listing, predict, train
 
     app = typer.Typer(
         name="zoo",
@@ -22,6 +22,7 @@ def build_app() -> typer.Typer:
     listing.register(app)
     train.register(app)
     evaluate.register(app)
+    predict.register(app)
     return app
 
 
