@@ -38,6 +38,17 @@ def write_digit_folder(root: Path, digits: list[int], per_class: int = 6) -> Pat
     return root
 
 
+def assert_averages_equal_scikit_learn(report: dict, y_true: object, y_pred: object) -> None:
+    """Macro and weighted averages as scikit-learn computes them by default."""
+    for average in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, average=average, zero_division=0
+        )
+        assert [report[average][k] for k in ("precision", "recall", "f1")] == pytest.approx(
+            [p, r, f], abs=1e-12
+        )
+
+
 def test_eval_numbers_equal_scikit_learn(cli, small_run: Path, tmp_path: Path) -> None:
     report = eval_json(cli, small_run, "--samples", "--out", tmp_path)
 
@@ -58,13 +69,7 @@ def test_eval_numbers_equal_scikit_learn(cli, small_run: Path, tmp_path: Path) -
     )
     cm = skm.confusion_matrix(y_true, y_pred, labels=LABELS)
     assert report["confusion_matrix"] == cm.tolist()
-    for average in ("macro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(
-            y_true, y_pred, labels=LABELS, average=average, zero_division=0
-        )
-        assert [report[average][k] for k in ("precision", "recall", "f1")] == pytest.approx(
-            [p, r, f], abs=1e-12
-        )
+    assert_averages_equal_scikit_learn(report, y_true, y_pred)
     p, r, f, s = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=LABELS, average=None, zero_division=0
     )
@@ -125,11 +130,19 @@ def test_without_matplotlib_the_metrics_still_print(cli, small_run, tmp_path, mo
 def test_eval_on_a_folder_with_some_of_the_classes(cli, small_run, tmp_path) -> None:
     folder = write_digit_folder(tmp_path / "scans", [3, 7], per_class=6)
     # A path: the folder dataset, decoded greyscale at the model's 8x8 (the model has 1 channel).
-    report = eval_json(cli, small_run, "--data", folder, "--split", "all", "--out", tmp_path)
+    args = ["--data", folder, "--split", "all", "--out", tmp_path, "--samples"]
+    report = eval_json(cli, small_run, *args)
     cm = np.array(report["confusion_matrix"])
     assert report["count"] == 12 and cm.shape == (10, 10)
     assert cm.sum(axis=1).tolist() == [0, 0, 0, 6, 0, 0, 0, 6, 0, 0]  # rows in the model's order
     assert report["per_class"][3]["support"] == 6
+    y_true, y_pred = report["samples"]["targets"], report["samples"]["predictions"]
+    assert sorted(set(y_true)) == [3, 7]
+    # Macro averages skip the classes neither in the data nor predicted, as scikit-learn's.
+    assert report["macro"]["classes"] == len(set(y_true) | set(y_pred)) < 10
+    assert_averages_equal_scikit_learn(report, y_true, y_pred)
+    assert report["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred), abs=1e-12)
+    assert "macro averages over the" in cli("eval", small_run, *args[:-1]).stdout
 
 
 def test_eval_refuses_data_whose_classes_the_model_lacks(cli, small_run, image_folder) -> None:

@@ -59,8 +59,8 @@ def eval_data(info: ModelInfo, data: str | None, split: str, source: Path) -> Ev
         raise ZooError(
             f"{data} has {splits.in_chans}-channel images; the model takes {info.in_chans}"
         )
-    chosen = _pick(splits, split, str(data))
-    chosen = _relabel(chosen, _label_map(splits.classes, info.classes, str(data)))
+    mapping = _label_map(splits.classes, info.classes, str(data))
+    chosen = _relabel(_pick(splits, split, str(data)), mapping)
     if tuple(splits.image_size) != tuple(info.image_size):
         if not isinstance(chosen, ImageTensors):
             raise ZooError(
@@ -182,11 +182,16 @@ def run(
 def report(evaluation: Evaluation, model_path: Path, samples: bool = False) -> dict[str, Any]:
     """The JSON report: accuracy, top-5, macro and weighted averages, per-class metrics and the
     confusion matrix (rows: true class, columns: predicted); with ``samples``, each image's
-    true class, predicted class and top-5 classes (indices, in split order)."""
+    true class, predicted class and top-5 classes (indices, in split order).
+
+    Macro averages run over the classes present among the targets or predictions, as
+    scikit-learn's defaults do: evaluating on data that lacks some of the model's classes does
+    not count those as zeros.
+    """
     from zoo.metrics import from_confusion
 
     info = evaluation.info
-    m = from_confusion(evaluation.confusion, info.classes)
+    m = from_confusion(evaluation.confusion, info.classes, present_only=True)
     out: dict[str, Any] = {
         "model": str(model_path),
         "arch": info.arch,
@@ -198,7 +203,12 @@ def report(evaluation: Evaluation, model_path: Path, samples: bool = False) -> d
         "top5_accuracy": evaluation.top_k_accuracy,
         "top_k": evaluation.top_k,
         "loss": evaluation.loss,
-        "macro": {"precision": m["precision"], "recall": m["recall"], "f1": m["f1"]},
+        "macro": {
+            "precision": m["precision"],
+            "recall": m["recall"],
+            "f1": m["f1"],
+            "classes": m["averaged_classes"],
+        },
         "weighted": {
             "precision": m["weighted_precision"],
             "recall": m["weighted_recall"],

@@ -143,6 +143,11 @@ def _print_report(console: Any, report: dict[str, Any]) -> None:
             f"{report['count']:,}",
         )
     console.print(table)
+    if report["macro"]["classes"] < len(report["classes"]):
+        console.print(
+            f"macro averages over the {report['macro']['classes']} classes in the data or the "
+            f"predictions, of the model's {len(report['classes'])}"
+        )
     console.print(
         f"accuracy {report['accuracy']:.4f}  top-{report['top_k']} accuracy "
         f"{report['top5_accuracy']:.4f}  loss {report['loss']:.4f}"
