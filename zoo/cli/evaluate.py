@@ -26,12 +26,20 @@ def evaluate(
         metavar="NAME|PATH",
         help="Dataset name[:k=v] or image folder (default: the data the run trained on).",
     ),
-    split: str = typer.Option("val", "--split", help="val, train or all (train + val)."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per batch."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 | auto."),
+    split: str = typer.Option(
+        "val", "--split", metavar="SPLIT", help="val, train or all (train + val)."
+    ),
+    batch_size: int = typer.Option(
+        256, "--batch-size", min=1, metavar="N", help="Images per batch."
+    ),
+    device: str = typer.Option(
+        "auto", "--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N | mps."
+    ),
+    precision: str = typer.Option(
+        "fp32", "--precision", metavar="PRECISION", help="fp32 | bf16 | fp16 | auto."
+    ),
     workers: int | None = typer.Option(
-        None, "--workers", min=0, help="Data loading workers (default: up to 8)."
+        None, "--workers", min=0, metavar="N", help="Data loading workers (default: up to 8)."
     ),
     out: str | None = typer.Option(
         None,

@@ -16,13 +16,16 @@ def register(app: typer.Typer) -> None:
 @command
 def export(
     weights: str = typer.Argument(..., metavar="WEIGHTS", help="A run or weights file."),
-    format: str = typer.Option(..., "--format", "-f", help="onnx or torchscript."),
+    format: str = typer.Option(
+        ..., "--format", "-f", metavar="FORMAT", help="onnx or torchscript."
+    ),
     out: str | None = typer.Option(
         None, "--out", metavar="PATH", help="Output file (default: beside the weights)."
     ),
     input: str = typer.Option(
         "normalized",
         "--input",
+        metavar="KIND",
         help="What the exported model takes: normalized (the bare network; mean and std are "
         "in the metadata), uint8 (0-255 images) or float (0-1 images).",
     ),

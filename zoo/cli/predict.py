@@ -30,11 +30,17 @@ def predict(
             metavar="IMAGE_OR_DIR...", help="Image files, or folders searched recursively."
         ),
     ],
-    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Classes shown per image."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
+    top_k: int = typer.Option(
+        5, "--top-k", "-k", min=1, metavar="K", help="Classes shown per image."
+    ),
+    batch_size: int = typer.Option(
+        64, "--batch-size", min=1, metavar="N", help="Images per batch."
+    ),
+    device: str = typer.Option(
+        "auto", "--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N | mps."
+    ),
     workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Decoding threads (default: up to 8)."
+        None, "--workers", min=1, metavar="N", help="Decoding threads (default: up to 8)."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     csv_output: bool = typer.Option(False, "--csv", help="Print CSV, one row per file."),
