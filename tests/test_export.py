@@ -105,3 +105,10 @@ def test_missing_onnx_packages_are_named(cli, run: Path, monkeypatch) -> None:
     assert result.stderr.strip() == (
         "error: --format onnx needs onnxscript: pip install 'zoo[onnx]'"
     )
+
+
+def test_without_onnxruntime_the_file_is_written_unchecked(cli, run: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    result = cli("export", run, "--format", "onnx")
+    assert "not checked: onnxruntime is not installed" in result.stdout
+    assert onnx.load(str(run / "model.onnx")).graph.output[0].name == "logits"

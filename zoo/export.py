@@ -46,13 +46,15 @@ class Preprocessed(nn.Module):
 
 @dataclass
 class Exported:
-    """What was written, and how far its outputs are from PyTorch's (None: not checked)."""
+    """What was written, and how far its outputs are from PyTorch's (None: not checked, and
+    ``unchecked`` says why)."""
 
     path: Path
     input_name: str
     input_spec: str
     output_spec: str
     max_abs_diff: float | None
+    unchecked: str | None = None
 
 
 def default_output(weights: Path, fmt: str) -> Path:
@@ -133,13 +135,25 @@ def export(
         data = _onnx_bytes(module, example, input_name, meta, info)
     else:
         data = _torchscript_bytes(module, example, meta)
-    atomic_write(out, data)
+    try:
+        atomic_write(out, data)
+    except OSError as exc:
+        raise ZooError(f"cannot write {out}: {exc}", exit_code=1) from None
+    exported = Exported(out, input_name, meta["input_spec"], meta["output_spec"], None)
+    if fmt == "onnx" and not _importable("onnxruntime"):
+        exported.unchecked = "onnxruntime is not installed (pip install 'zoo[onnx]')"
+        return exported
     check = _example(info, input_kind, 3, seed=1)
     with torch.inference_mode():
         expected = module(check).float()
-    got = _run_onnx(data, input_name, check) if fmt == "onnx" else _run_torchscript(data, check)
-    diff = None if got is None else float((got - expected).abs().max())
-    return Exported(out, input_name, meta["input_spec"], meta["output_spec"], diff)
+    try:
+        got = _run_onnx(data, input_name, check) if fmt == "onnx" else _run_torchscript(data, check)
+    except Exception as exc:  # a runtime that cannot load or run the file: report, keep it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        exported.unchecked = f"running the file back failed: {first[:300]}"
+        return exported
+    exported.max_abs_diff = float((got - expected).abs().max())
+    return exported
 
 
 def _onnx_bytes(
@@ -188,9 +202,7 @@ def _torchscript_bytes(module: nn.Module, example: torch.Tensor, meta: dict[str,
     return buffer.getvalue()
 
 
-def _run_onnx(data: bytes, input_name: str, x: torch.Tensor) -> torch.Tensor | None:
-    if not _importable("onnxruntime"):
-        return None
+def _run_onnx(data: bytes, input_name: str, x: torch.Tensor) -> torch.Tensor:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])

@@ -58,7 +58,6 @@ def evaluate(
     split, rebuilt from the seed the run used."""
     from zoo import evaluation
     from zoo.api import load, weights_path
-    from zoo.checkpoint import atomic_write
     from zoo.data import default_workers
     from zoo.errors import ZooError
     from zoo.runtime import resolve_device, resolve_precision
@@ -83,7 +82,7 @@ def evaluate(
         workers=default_workers() if workers is None else workers,
     )
     report = evaluation.report(result, file, samples=samples)
-    atomic_write(target / "eval.json", (json.dumps(report, indent=2) + "\n").encode())
+    _write(target / "eval.json", (json.dumps(report, indent=2) + "\n").encode())
     written = [target / "eval.json"]
     notes: list[str] = []
     if plots:
@@ -103,22 +102,32 @@ def evaluate(
 def _plots(report: dict[str, Any], run_dir: Path, target: Path, notes: list[str]) -> list[Path]:
     """Write confusion_matrix.png and (when the run has metrics.jsonl) training_curves.png."""
     from zoo import plots
-    from zoo.checkpoint import atomic_write
 
     if not plots.available():
         notes.append("note: matplotlib is not installed, so no plots: pip install 'zoo[plots]'")
         return []
     title = f"{report['arch']} on {report['data']} ({report['split']})"
     written = [target / "confusion_matrix.png"]
-    atomic_write(
-        written[0], plots.confusion_png(report["confusion_matrix"], report["classes"], title)
-    )
+    _write(written[0], plots.confusion_png(report["confusion_matrix"], report["classes"], title))
     metrics = run_dir / "metrics.jsonl"
     history = plots.read_history(metrics) if metrics.is_file() else []
     if history:
         written.append(target / "training_curves.png")
-        atomic_write(written[1], plots.curves_png(history, report["arch"]))
+        _write(written[1], plots.curves_png(history, report["arch"]))
     return written
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write atomically; a read-only run gets a one-line error that suggests --out."""
+    from zoo.checkpoint import atomic_write
+    from zoo.errors import ZooError
+
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise ZooError(
+            f"cannot write {path}: {exc}; choose another place with --out DIR", exit_code=1
+        ) from None
 
 
 def _print_report(console: Any, report: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ def export(
     console.print(f"input{names[0]}: {result.input_spec}")
     console.print(f"output{names[1]}: {result.output_spec}")
     if result.max_abs_diff is None:
-        console.print("not checked: onnxruntime is not installed (pip install 'zoo[onnx]')")
+        console.print(f"not checked: {result.unchecked}")
     else:
         runner = "onnxruntime" if fmt == "onnx" else "torch.jit.load"
         console.print(
