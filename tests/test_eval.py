@@ -167,3 +167,13 @@ def test_eval_bad_options_fail_in_one_line(cli, small_run, args, message) -> Non
 def test_eval_of_a_path_that_is_not_a_run(cli, tmp_path) -> None:
     result = cli("eval", tmp_path, code=2)
     assert "holds no model.safetensors" in result.stderr
+
+
+def test_data_without_a_validation_split_says_which_split_to_use(cli, small_run, tmp_path):
+    folder = write_digit_folder(tmp_path / "scans", [1, 2], per_class=1)  # nothing held out
+    result = cli("eval", small_run, "--data", folder, code=2)
+    assert "has no val split (no images were held out); use --split train or all" in result.stderr
+    assert (
+        eval_json(cli, small_run, "--data", folder, "--split", "train", "--out", tmp_path)["count"]
+        == 2
+    )

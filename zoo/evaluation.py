@@ -78,7 +78,7 @@ def _pick(splits: DataSplits, split: str, data: str) -> Any:
     if not chosen:
         raise ZooError(
             f"{data} has no {split} split"
-            + (" (the run used --val-split 0); use --split train or all" if split == "val" else "")
+            + (" (no images were held out); use --split train or all" if split == "val" else "")
         )
     if len(chosen) == 1:
         return chosen[0]
