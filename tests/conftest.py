@@ -80,3 +80,15 @@ def write_image_folder(
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "images", {"cats": 12, "dogs": 10, "owls": 8})
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A digits run trained for one epoch at 8x8: quick, and imperfect enough that every
+    metric is non-trivial. Tests must not modify it (copy it first)."""
+    from zoo.config import TrainConfig
+    from zoo.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("small-run") / "run"
+    Trainer(TrainConfig(out=str(out), epochs=1, image_size="8", batch_size=128)).fit()
+    return out

@@ -50,11 +50,16 @@ def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: in
     return torch.bincount(index, minlength=num_classes**2).view(num_classes, num_classes)
 
 
-def from_confusion(cm: Any, classes: list[str] | None = None) -> dict[str, Any]:
+def from_confusion(
+    cm: Any, classes: list[str] | None = None, *, present_only: bool = False
+) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1/support, and macro and weighted averages.
 
     A class with no predictions (or no samples) gets precision (or recall) 0, as scikit-learn
-    does with ``zero_division=0``.
+    does with ``zero_division=0``. Macro averages run over every class, as scikit-learn's with
+    ``labels`` set to all of them; with ``present_only``, over the classes that occur among
+    the targets or the predictions, as scikit-learn's default (a test set that lacks some of
+    the model's classes is then not marked down for them).
     """
     cm = torch.as_tensor(cm, dtype=torch.float64).cpu()
     tp = cm.diag()
@@ -69,11 +74,15 @@ def from_confusion(cm: Any, classes: list[str] | None = None) -> dict[str, Any]:
     )
     weights = support / max(total, 1)
     names = classes or [str(i) for i in range(cm.shape[0])]
+    averaged = support + predicted > 0
+    if not present_only or not averaged.any():
+        averaged = torch.ones_like(averaged)
     return {
         "accuracy": tp.sum().item() / max(total, 1),
-        "precision": precision.mean().item(),
-        "recall": recall.mean().item(),
-        "f1": f1.mean().item(),
+        "precision": precision[averaged].mean().item(),
+        "recall": recall[averaged].mean().item(),
+        "f1": f1[averaged].mean().item(),
+        "averaged_classes": int(averaged.sum().item()),
         "weighted_precision": (precision * weights).sum().item(),
         "weighted_recall": (recall * weights).sum().item(),
         "weighted_f1": (f1 * weights).sum().item(),

@@ -1,0 +1,116 @@
+"""``zoo predict``: order, batching, output formats and unreadable files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import zoo
+from zoo.datasets import digits_arrays
+from zoo.folder import decode_image
+
+
+@pytest.fixture
+def scans(tmp_path: Path) -> Path:
+    """Digit scans as image files: two in a nested folder, one JPEG in colour at another size,
+    a text file and a truncated PNG."""
+    pixels, _ = digits_arrays()
+    root = tmp_path / "scans"
+    (root / "b" / "deep").mkdir(parents=True)
+    Image.fromarray(pixels[0, 0]).save(root / "b" / "deep" / "z.png")
+    Image.fromarray(pixels[1, 0]).save(root / "b" / "a.png")
+    Image.fromarray(pixels[2, 0]).resize((24, 24)).convert("RGB").save(root / "c.jpg")
+    (root / "b" / "notes.md").write_text("not an image, and not picked from a folder")
+    (tmp_path / "notes.txt").write_text("not an image")
+    good = io.BytesIO()
+    Image.fromarray(pixels[3, 0]).save(good, format="PNG")
+    (tmp_path / "broken.png").write_bytes(good.getvalue()[:40])
+    return root
+
+
+def expected_top(run: Path, files: list[Path], k: int) -> list[list[tuple[str, float]]]:
+    model = zoo.load(run)
+    images = np.stack([decode_image(f, model.image_size, 1) for f in files])
+    return model.predict(torch.from_numpy(images), top_k=k)
+
+
+def test_predict_keeps_the_order_given_and_reports_bad_files(cli, small_run, scans) -> None:
+    tmp = scans.parent
+    args = [scans / "c.jpg", tmp / "notes.txt", scans / "b", tmp / "broken.png"]
+    result = cli("predict", small_run, *args, "--json", "--top-k", "3", code=1)
+    entries = json.loads(result.stdout)
+    order = [scans / "c.jpg", tmp / "notes.txt", scans / "b" / "a.png"]
+    order += [scans / "b" / "deep" / "z.png", tmp / "broken.png"]
+    assert [e["path"] for e in entries] == [str(p) for p in order]
+    failed = {e["path"]: e["error"] for e in entries if e["error"]}
+    assert set(failed) == {str(tmp / "notes.txt"), str(tmp / "broken.png")}
+    assert all("not a readable image" in reason for reason in failed.values())
+    good = [p for p in order if str(p) not in failed]
+    expected = expected_top(small_run, good, 3)
+    got = [[(p["class"], p["probability"]) for p in e["predictions"]] for e in entries]
+    got = [top for top, e in zip(got, entries, strict=True) if not e["error"]]
+    assert got == expected
+    assert all(e["predictions"] == [] for e in entries if e["error"])
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"warning: {tmp / 'notes.txt'}: not a readable image")
+    assert lines[1].startswith(f"warning: {tmp / 'broken.png'}: not a readable image")
+    assert lines[2] == "error: 2 of 5 files could not be read"
+
+
+def test_batch_size_does_not_change_predictions(cli, small_run, scans) -> None:
+    one = json.loads(cli("predict", small_run, scans, "--json", "--batch-size", "1").stdout)
+    many = json.loads(cli("predict", small_run, scans, "--json", "--batch-size", "64").stdout)
+    assert [e["path"] for e in one] == [e["path"] for e in many]
+    for a, b in zip(one, many, strict=True):
+        assert [p["class"] for p in a["predictions"]] == [p["class"] for p in b["predictions"]]
+        assert [p["probability"] for p in a["predictions"]] == pytest.approx(
+            [p["probability"] for p in b["predictions"]], abs=1e-5
+        )
+
+
+def test_predict_csv_has_one_row_per_file(cli, small_run, scans) -> None:
+    notes = scans.parent / "notes.txt"
+    result = cli("predict", small_run, scans / "b", notes, "--csv", "-k", "2", code=1)
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == ["path", "class_1", "probability_1", "class_2", "probability_2", "error"]
+    assert [r[0] for r in rows[1:]] == [
+        str(scans / "b" / "a.png"),
+        str(scans / "b" / "deep" / "z.png"),
+        str(notes),
+    ]
+    (c1, p1), (c2, p2) = expected_top(small_run, [scans / "b" / "a.png"], 2)[0]
+    assert rows[1][1:5] == [c1, str(p1), c2, str(p2)]
+    assert rows[1][5] == "" and rows[3][1:5] == ["", "", "", ""]
+    assert "not a readable image" in rows[3][5]
+
+
+def test_predict_table_and_top_k_beyond_the_classes(cli, small_run, scans) -> None:
+    result = cli("predict", small_run, scans / "c.jpg", "--top-k", "50")
+    assert str(scans / "c.jpg") in result.stdout and "probability" in result.stdout
+    entries = json.loads(cli("predict", small_run, scans / "c.jpg", "--json", "-k", "50").stdout)
+    probabilities = [p["probability"] for p in entries[0]["predictions"]]
+    assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1, abs=1e-4)
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda tmp: [tmp / "missing.png"], "missing.png does not exist"),
+        (lambda tmp: [tmp / "empty"], "holds no image files"),
+        (lambda tmp: [tmp / "empty", "--json", "--csv"], "choose one of --json and --csv"),
+    ],
+    ids=["missing", "no-images", "two-formats"],
+)
+def test_predict_bad_input_fails_before_predicting(cli, small_run, tmp_path, make_args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    result = cli("predict", small_run, *make_args(tmp_path), code=2)
+    assert result.stdout == "" and message in result.stderr

@@ -1,0 +1,119 @@
+"""``zoo predict``: class names and probabilities for image files, in the order given.
+
+Exit codes: 0 when every file was predicted; 1 when some files could not be read (each is
+reported on stderr and as an error entry in the output, and the others are still predicted);
+2 for bad input (missing paths, unusable weights).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from zoo.cli.common import command, print_json, stdout
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)
+
+
+@command
+def predict(
+    weights: Annotated[str, typer.Argument(metavar="WEIGHTS", help="A run or weights file.")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IMAGE_OR_DIR...", help="Image files, or folders searched recursively."
+        ),
+    ],
+    top_k: int = typer.Option(
+        5, "--top-k", "-k", min=1, metavar="K", help="Classes shown per image."
+    ),
+    batch_size: int = typer.Option(
+        64, "--batch-size", min=1, metavar="N", help="Images per batch."
+    ),
+    device: str = typer.Option(
+        "auto", "--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N | mps."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, metavar="N", help="Decoding threads (default: up to 8)."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+    csv_output: bool = typer.Option(False, "--csv", help="Print CSV, one row per file."),
+) -> None:
+    """Predict the classes of images with a trained model. Files that are not readable images
+    are reported and the others predicted (exit code 1 if any failed)."""
+    from zoo.api import load
+    from zoo.data import default_workers
+    from zoo.errors import ZooError
+    from zoo.prediction import collect_files, predict_files
+
+    if json_output and csv_output:
+        raise ZooError("choose one of --json and --csv")
+    files = collect_files([Path(p) for p in paths])
+    model = load(weights, device=device)
+    k = min(top_k, len(model.classes))
+    results = predict_files(
+        model,
+        files,
+        top_k=k,
+        batch_size=batch_size,
+        workers=default_workers() if workers is None else workers,
+    )
+    if csv_output:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(
+            ["path"]
+            + [f"{name}_{i}" for i in range(1, k + 1) for name in ("class", "probability")]
+            + ["error"]
+        )
+    collected = []
+    failed = 0
+    for result in results:
+        if result.error:
+            failed += 1
+            print(f"warning: {result.path}: {result.error}", file=sys.stderr)
+        if csv_output:
+            cells = [c for pair in result.top for c in pair] or [""] * (2 * k)
+            writer.writerow([str(result.path), *cells, result.error or ""])
+            sys.stdout.flush()
+        else:
+            collected.append(result)
+    if json_output:
+        print_json(
+            [
+                {
+                    "path": str(r.path),
+                    "predictions": [{"class": c, "probability": p} for c, p in r.top],
+                    "error": r.error,
+                }
+                for r in collected
+            ]
+        )
+    elif not csv_output:
+        _print_table(collected)
+    if failed:
+        raise ZooError(f"{failed} of {len(files)} files could not be read", exit_code=1)
+
+
+def _print_table(results: list[Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("file", overflow="fold")
+    table.add_column("class", overflow="fold")
+    table.add_column("probability", justify="right", no_wrap=True)
+    table.add_column("next", overflow="fold")
+    for r in results:
+        if r.error:
+            table.add_row(escape(str(r.path)), "[red]unreadable[/]", "", escape(r.error))
+            continue
+        (best, p), rest = r.top[0], r.top[1:]
+        others = ", ".join(f"{escape(c)} {q:.4f}" for c, q in rest)
+        table.add_row(escape(str(r.path)), escape(best), f"{p:.4f}", others)
+    stdout().print(table)

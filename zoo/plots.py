@@ -1,0 +1,118 @@
+"""PNG figures for a run: the confusion matrix and the training curves.
+
+matplotlib is optional (``pip install 'zoo[plots]'``). Figures are drawn on an Agg canvas
+without pyplot, so nothing global (the backend, open figures) changes in the caller's process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+# Annotating every cell stays legible up to about this many classes.
+_ANNOTATE_MAX = 30
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported (it is an optional dependency)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def confusion_png(matrix: list[list[int]], classes: list[str], title: str = "") -> bytes:
+    """Counts in each cell, coloured by the share of the true class (the row), so rare classes
+    are as readable as frequent ones."""
+    import numpy as np
+
+    cm = np.asarray(matrix, dtype=np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    k = len(classes)
+    side = min(4 + 0.45 * k, 40)
+    fig = _figure(side + 1.5, side)
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    ticks = list(range(k))
+    ax.set_xticks(ticks, labels=classes, rotation=90 if k > 10 else 0)
+    ax.set_yticks(ticks, labels=classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title)
+    if k <= _ANNOTATE_MAX:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    color = "white" if share[i, j] > 0.5 else "black"
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", color=color)
+    return _png(fig)
+
+
+# Panels of the training curves: title and the metrics.jsonl keys drawn in it.
+_PANELS = (
+    ("loss", ("train_loss", "val_loss", "ema_val_loss")),
+    ("accuracy and F1", ("train_accuracy", "val_accuracy", "val_f1", "ema_val_accuracy")),
+    ("learning rate", ("lr",)),
+)
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file."""
+    try:
+        lines = path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise ZooError(f"cannot read {path}: {exc}") from None
+
+
+def curves_png(history: list[dict[str, Any]], title: str = "") -> bytes:
+    """Loss, accuracy/F1 and learning rate per epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [
+        (name, [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in history)])
+        for name, keys in _PANELS
+    ]
+    panels = [(name, keys) for name, keys in panels if keys]
+    fig = _figure(4.5 * max(len(panels), 1), 3.8)
+    for n, (name, keys) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, len(panels), n)
+        for key in keys:
+            points = [
+                (r["epoch"], r[key])
+                for r in history
+                if isinstance(r.get(key), (int, float)) and "epoch" in r
+            ]
+            xs, ys = zip(*points, strict=True) if points else ((), ())
+            ax.plot(xs, ys, marker="o" if len(points) < 30 else None, label=key)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _png(fig)

@@ -1,0 +1,81 @@
+"""Predicting classes for image files: collect the files in the order given, decode them at the
+model's input size, and run the model batch by batch. A file that cannot be decoded becomes an
+error entry instead of stopping the others."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+
+@dataclass
+class Prediction:
+    """One file's top-k ``(class, probability)`` pairs, or why it could not be read."""
+
+    path: Path
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def collect_files(paths: list[Path]) -> list[Path]:
+    """Files in the order given; a directory contributes its image files (by extension,
+    recursively, sorted). A file named explicitly is kept whatever its extension, so a
+    non-image file is reported rather than silently dropped."""
+    from zoo.folder import IMAGE_EXTENSIONS
+
+    files: list[Path] = []
+    for path in paths:
+        path = path.expanduser()
+        if path.is_dir():
+            found = sorted(
+                Path(root, name)
+                for root, _, names in os.walk(path)
+                for name in names
+                if Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".")
+            )
+            if not found:
+                kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+                raise ZooError(f"{path} holds no image files ({kinds})")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise ZooError(f"{path} does not exist")
+    return files
+
+
+def _decode(path: Path, size: tuple[int, int], channels: int) -> tuple[Any, str | None]:
+    from zoo.folder import decode_image
+
+    try:
+        return decode_image(path, size, channels), None
+    except Exception as exc:  # PIL raises many exception types for corrupt or foreign files
+        return None, f"not a readable image ({type(exc).__name__}: {exc})"
+
+
+def predict_files(
+    model: Any, files: list[Path], *, top_k: int, batch_size: int, workers: int
+) -> Iterator[Prediction]:
+    """Predictions for ``files`` in order, with ``model`` a ``zoo.inference.LoadedModel``.
+
+    Files are decoded by a thread pool (PIL releases the GIL) one batch at a time, so memory
+    stays bounded by the batch size.
+    """
+    import numpy as np
+    import torch
+
+    size, channels = model.info.image_size, model.info.in_chans
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
+            decoded = list(pool.map(lambda f: _decode(f, size, channels), chunk))
+            good = [pixels for pixels, error in decoded if error is None]
+            tops = iter(model.predict(torch.from_numpy(np.stack(good)), top_k) if good else [])
+            for path, (_, error) in zip(chunk, decoded, strict=True):
+                yield Prediction(path, error=error) if error else Prediction(path, next(tops))
