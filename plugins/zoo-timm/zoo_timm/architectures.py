@@ -1,8 +1,8 @@
 """Every timm architecture as a zoo architecture.
 
 Registration must stay cheap: it runs whenever the plugin loads, for 1,300+ models. Each model
-gets one small ``TimmArchitecture`` holding only its name; timm's pretrained config is read when
-a model is built or described, never at registration.
+gets one small ``TimmArchitecture`` holding only its name, and a summary from timm's registry
+(module, default input size: dictionary look-ups, tens of milliseconds for all of them).
 """
 
 from __future__ import annotations
