@@ -191,7 +191,7 @@ def test_previous_run_is_not_overwritten_without_asking(cli, tmp_path: Path) -> 
         (["--arch", "simplecnn:hiden=3"], "unknown parameter 'hiden'; did you mean hidden?"),
         (["--aug", "flip"], "unknown augmentation 'flip'; did you mean"),
         (["--loss", "cross_entropy:smoothing=0.1"], "accepted: label_smoothing"),
-        (["--optimizer", "adan"], "unknown optimizer 'adan'; did you mean adam"),
+        (["--optimizer", "addam"], "unknown optimizer 'addam'; did you mean adam"),
         (["--data", "./no/such/folder"], "data path no/such/folder does not exist"),
         (["--data", "digitz"], "unknown dataset 'digitz'; did you mean digits?"),
         (["--device", "cuda:7"], "--device cuda:7"),

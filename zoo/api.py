@@ -47,13 +47,19 @@ def list_components(kind: str | None = None, pattern: str | None = None) -> list
 
 
 def weights_path(path: str | Path) -> Path:
-    """A weights file from a path that may be a run directory."""
+    """A weights file from a path that may be a run directory or a timm/Hugging Face folder."""
     path = Path(path).expanduser()
     if path.is_dir():
-        for name in ("model.safetensors",):
-            if (path / name).is_file():
-                return path / name
-        raise ZooError(f"{path} holds no model.safetensors (is it a zoo run directory?)")
+        if (path / "model.safetensors").is_file():
+            return path / "model.safetensors"
+        if (path / "pytorch_model.bin").is_file():
+            raise ZooError(
+                f"{path} holds only pytorch_model.bin, a pickle file that zoo does not load; "
+                "convert it to model.safetensors"
+            )
+        raise ZooError(
+            f"{path} holds no model.safetensors (is it a zoo run directory or a timm folder?)"
+        )
     if not path.exists():
         raise ZooError(f"{path} does not exist")
     return path
@@ -96,19 +102,32 @@ def check_state(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Pa
 
 
 def load(path: str | Path, *, device: str = "cpu") -> Any:
-    """Load a run directory or weights file: the model in eval mode, ready for inference, with
-    its class names, image size and normalization (a ``zoo.inference.LoadedModel``)."""
+    """Load a run directory, a weights file or a timm/Hugging Face folder (``config.json`` +
+    ``model.safetensors``): the model in eval mode, ready for inference, with its class names,
+    image size and normalization (a ``zoo.inference.LoadedModel``)."""
     from zoo.checkpoint import load_tensors, read_header
     from zoo.inference import LoadedModel
     from zoo.runtime import resolve_device
 
     file = weights_path(path)
     header = read_header(file)
-    if header.info is None:
-        raise ZooError(
-            f"{file} has no zoo metadata (architecture, classes); it is not a zoo weights file"
-        )
+    info = header.info
+    if info is None:
+        info = _info_from_config(file)
     prefix = "model." if header.state is not None else ""
     state = load_tensors(file, prefix)
-    net = build_from_info(header.info, state, file)
-    return LoadedModel(net, header.info).to(resolve_device(device)).eval()
+    net = build_from_info(info, state, file)
+    return LoadedModel(net, info).to(resolve_device(device)).eval()
+
+
+def _info_from_config(file: Path) -> ModelInfo:
+    """ModelInfo for weights without zoo metadata, from the ``config.json`` beside them."""
+    from zoo import hfconfig
+
+    config = hfconfig.read(file.parent)
+    if config is None:
+        raise ZooError(
+            f"{file} has no zoo metadata (architecture, classes) and no {hfconfig.CONFIG} "
+            "beside it; it is neither a zoo weights file nor a timm/Hugging Face folder"
+        )
+    return hfconfig.model_info(config, file.parent / hfconfig.CONFIG)

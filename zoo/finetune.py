@@ -35,15 +35,25 @@ def init_file(source: str | Path) -> Path:
 
 
 def classifier_keys(net: nn.Module) -> set[str]:
-    """State-dict keys of the final classifier (timm's ``get_classifier`` convention)."""
+    """State-dict keys of the final classifier(s), by timm's conventions: ``get_classifier()``
+    (one module, or several for models with two heads) and ``pretrained_cfg["classifier"]``."""
+    heads: list[nn.Module] = []
     get = getattr(net, "get_classifier", None)
-    head = get() if callable(get) else None
-    if not isinstance(head, nn.Module):
-        return set()
-    for prefix, module in net.named_modules():
-        if module is head:
-            return {f"{prefix}.{k}" if prefix else k for k in head.state_dict()}
-    return set()
+    found = get() if callable(get) else None
+    for head in found if isinstance(found, (tuple, list)) else [found]:
+        if isinstance(head, nn.Module):
+            heads.append(head)
+    cfg = getattr(net, "pretrained_cfg", None)
+    names = cfg.get("classifier") if isinstance(cfg, dict) else None
+    modules = dict(net.named_modules())
+    for name in [names] if isinstance(names, str) else names or []:
+        if isinstance(name, str) and name in modules:
+            heads.append(modules[name])
+    keys = set()
+    for prefix, module in modules.items():
+        if any(module is head for head in heads):
+            keys |= {f"{prefix}.{k}" if prefix else k for k in module.state_dict()}
+    return keys
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
@@ -88,7 +98,21 @@ def initialize(net: nn.Module, source: str | Path, num_classes: int, in_chans: i
             break
     from zoo.api import check_state
 
-    check_state(net, state, path)
+    try:
+        check_state(net, state, path)
+    except ZooError as exc:
+        raise ZooError(f"--init: {exc}{_folder_hint(path)}") from None
     net.load_state_dict(state)
     detail = "; ".join(notes) if notes else "all tensors matched"
     return f"init: loaded {len(state)} tensors from {path} ({detail})"
+
+
+def _folder_hint(weights: Path) -> str:
+    """`` (its config.json names resnet50)``, to say what a timm/HF folder holds."""
+    from zoo import hfconfig
+
+    try:
+        config = hfconfig.read(weights.parent)
+    except ZooError:
+        return ""
+    return f" ({hfconfig.CONFIG} there names {config['architecture']})" if config else ""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo import __version__, checkpoint, rundir
+from zoo import __version__, checkpoint, hfconfig, rundir
 from zoo.augment import compose
 from zoo.batches import make_batches
 from zoo.checkpoint import ModelInfo, flatten_state, unflatten_state
@@ -422,6 +422,7 @@ class Trainer:
         self.info.epoch = epochs_done
         weights = self.net.state_dict()
         checkpoint.save(self.out / "model.safetensors", weights, self.info)
+        hfconfig.write(self.out, self.info, self.net)  # the run is also a timm/HF folder
         if self.ema is not None:
             checkpoint.save(self.out / "model_ema.safetensors", self.ema.state_dict(), self.info)
         tensors, state = self._state(epochs_done)

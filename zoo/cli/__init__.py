@@ -8,7 +8,7 @@ import typer
 
 def build_app() -> typer.Typer:
     """The typer app with every command registered."""
-    from zoo.cli import evaluate, export, listing, predict, train
+    from zoo.cli import evaluate, export, listing, newplugin, predict, train
 
     app = typer.Typer(
         name="zoo",
@@ -24,6 +24,7 @@ def build_app() -> typer.Typer:
     evaluate.register(app)
     predict.register(app)
     export.register(app)
+    newplugin.register(app)
     return app
 
 

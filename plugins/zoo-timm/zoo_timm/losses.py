@@ -1,0 +1,83 @@
+"""timm's single-label classification losses (``timm.loss``) as zoo losses.
+
+Names follow timm's loss factory (``create_classification_loss``): ``ce``, ``bce``, ``asl``,
+``poly``; ``ce`` and ``bce`` are zoo built-in names, so they become ``timm_ce`` and ``timm_bce``.
+Left out: ``jsd`` (it needs batches split into augmented copies, which zoo does not make) and
+the multi-label-only ``twoway``, ``zlpr`` and ``db`` (zoo's targets are single-label).
+Keywords use timm's names (``smoothing``, not ``label_smoothing``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.hookspecs import Register
+
+
+def ce(smoothing: float = 0.0) -> Any:
+    """timm's softmax cross-entropy: label smoothing for class indices, soft targets as given.
+
+    Hard targets go through LabelSmoothingCrossEntropy (plain cross-entropy at smoothing=0), soft
+    ones from mixup/cutmix through SoftTargetCrossEntropy, as timm's train script pairs them.
+    """
+    from zoo_timm.criteria import TimmCrossEntropy
+
+    return TimmCrossEntropy(smoothing)
+
+
+def bce(
+    smoothing: float = 0.1,
+    target_threshold: float | None = None,
+    sum_classes: bool = False,
+    pos_weight: float | None = None,
+    weight: Any = None,
+) -> Any:
+    """timm's BinaryCrossEntropy: per-class sigmoid on one-hot (smoothed) or soft targets.
+
+    target_threshold: binarize soft targets above it. sum_classes: sum over classes before the
+    batch mean. Class weights come from --class-weights auto.
+    """
+    from timm.loss import BinaryCrossEntropy
+
+    from zoo_timm.criteria import OnDevice
+
+    return OnDevice(
+        BinaryCrossEntropy(
+            smoothing=smoothing,
+            target_threshold=target_threshold,
+            weight=weight,
+            sum_classes=sum_classes,
+            pos_weight=pos_weight,
+        )
+    )
+
+
+def asl(gamma_pos: float = 1.0, gamma_neg: float = 4.0, eps: float = 0.1) -> Any:
+    """timm's single-label Asymmetric Loss; class-index targets only (not after mixup/cutmix).
+
+    gamma_pos / gamma_neg: focusing of positive / negative terms. eps: label smoothing.
+    """
+    from timm.loss import AsymmetricLossSingleLabel
+
+    from zoo_timm.criteria import OnDevice
+
+    return OnDevice(
+        AsymmetricLossSingleLabel(gamma_pos=gamma_pos, gamma_neg=gamma_neg, eps=eps),
+        hard_only="asl",
+    )
+
+
+def poly(epsilon: float = 2.0, smoothing: float = 0.0) -> Any:
+    """timm's Poly-1 cross-entropy, CE + epsilon * (1 - p_t); hard or soft targets."""
+    from timm.loss import PolyCrossEntropy
+
+    from zoo_timm.criteria import OnDevice
+
+    return OnDevice(PolyCrossEntropy(epsilon=epsilon, smoothing=smoothing))
+
+
+def register_losses(register: Register) -> None:
+    from zoo_timm.names import zoo_name
+
+    for name, factory in (("ce", ce), ("bce", bce), ("asl", asl), ("poly", poly)):
+        register(zoo_name("loss", name), factory)
