@@ -192,7 +192,8 @@ def test_previous_run_is_not_overwritten_without_asking(cli, tmp_path: Path) -> 
         (["--aug", "flip"], "unknown augmentation 'flip'; did you mean"),
         (["--loss", "cross_entropy:smoothing=0.1"], "accepted: label_smoothing"),
         (["--optimizer", "addam"], "unknown optimizer 'addam'; did you mean adam"),
-        (["--data", "./no/such/folder"], "data path no/such/folder does not exist"),
+        (["--data", "./no/such/folder"], "/no/such/folder does not exist"),
+        (["--data", "folder:root=/no/such/folder,channels=1"], "/no/such/folder does not exist"),
         (["--data", "digitz"], "unknown dataset 'digitz'; did you mean digits?"),
         (["--device", "cuda:7"], "--device cuda:7"),
         (["--image-size", "big"], "image size must be N or HxW"),
@@ -335,3 +336,24 @@ def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path: Path) -> None:
     info = read_header(out / "model.safetensors").info
     assert info is not None and info.epoch >= 1
     zoo.load(out)  # the saved epoch is whole and loadable
+
+
+def test_data_specs_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.trainer import data_spec
+
+    assert data_spec("mnist:root=/data/mnist") == "mnist:root=/data/mnist"
+    assert data_spec("folder:root=/x/y,channels=1") == "folder:root=/x/y,channels=1"
+    assert data_spec("digitz") == "digitz"  # left for the registry to suggest "digits"
+    root = write_image_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
+    monkeypatch.chdir(tmp_path)
+    assert data_spec("pets") == f'folder:root="{root}"' or data_spec("pets") == (
+        f"folder:root={root}"
+    )
+    # A relative folder is recorded absolute: the run evaluates and resumes from anywhere.
+    Trainer(TrainConfig(data="pets", image_size="8", epochs=1, out=str(tmp_path / "run"))).fit()
+    saved = (tmp_path / "run" / "config.toml").read_text()
+    assert f"root={root}" in saved
+    monkeypatch.chdir(tmp_path / "run")
+    from zoo.trainer import resume_config
+
+    assert resume_config(tmp_path / "run", {"data": "../pets"}).data.endswith(str(root))

@@ -112,7 +112,7 @@ def resolve_components(cfg: TrainConfig) -> _Components:
     """Resolve every component named in the config; fails fast, before any data is read."""
     return _Components(
         arch=resolve("architecture", cfg.arch),
-        dataset=resolve("dataset", data_spec(cfg.data)),
+        dataset=resolve("dataset", data_spec(cfg.data)),  # idempotent
         augs=[resolve("augmentation", a) for a in cfg.aug],
         loss=resolve("loss", cfg.loss),
         optimizer=resolve("optimizer", cfg.optimizer),
@@ -121,21 +121,24 @@ def resolve_components(cfg: TrainConfig) -> _Components:
 
 
 def data_spec(text: str) -> str:
-    """``--data`` names a dataset, or is a path (then the ``folder`` dataset reads it)."""
+    """``--data`` as a dataset spec: a dataset's name (``mnist:root=/data``), or a path, which
+    the ``folder`` dataset reads. Paths become absolute so that the saved config evaluates and
+    resumes from any working directory."""
     from zoo.discovery import get_registry
     from zoo.specs import format_spec, parse_spec
 
-    looks_like_path = any(ch in text for ch in "/\\~") or text.startswith(".")
-    if not looks_like_path:
-        try:
-            names = {n for c in get_registry().components("dataset") for n in (c.name, *c.aliases)}
-            spec = parse_spec(text, kind="dataset")
-            if spec.name in names or spec.plugin or not Path(text).is_dir():
-                return text
-        except ZooError:
-            if not Path(text).is_dir():
-                raise
-    return format_spec("folder", {"root": str(Path(text).expanduser())})
+    try:
+        spec = parse_spec(text, kind="dataset")
+    except ZooError:
+        spec = None  # not a spec at all, so a path
+    if spec is not None:
+        names = {n for c in get_registry().components("dataset") for n in (c.name, *c.aliases)}
+        if spec.name in names:
+            return text
+    path = Path(text).expanduser()
+    if path.exists() or any(ch in text for ch in "/\\~") or text.startswith("."):
+        return format_spec("folder", {"root": str(path.resolve())})
+    return text  # an unknown dataset name: resolving it reports the closest valid names
 
 
 def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -178,6 +181,8 @@ def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
     if header.state is None or "config" not in header.state:
         raise ZooError(f"--resume {run}: {rundir.LAST} is not a training checkpoint")
     saved = from_mapping(header.state["config"], where=str(last))
+    if "data" in overrides:
+        overrides = {**overrides, "data": data_spec(overrides["data"])}  # as the run saved it
     for key, value in overrides.items():
         if key in IDENTITY and value != getattr(saved, key):
             raise ZooError(
@@ -192,7 +197,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None) -> None:
         validate(cfg)
-        self.cfg = cfg
+        self.cfg = cfg.replace(data=data_spec(cfg.data))
         self.reporter = reporter or Reporter()
 
     # --- set-up ----------------------------------------------------------------------------
