@@ -28,7 +28,7 @@ from zoo.checkpoint import ModelInfo, flatten_state, unflatten_state
 from zoo.components import Resolved, resolve
 from zoo.config import TrainConfig, parse_image_size, validate
 from zoo.data import DataSplits, ImageTensors, channel_stats, default_workers
-from zoo.errors import ZooError
+from zoo.errors import ZooError, did_you_mean
 from zoo.inference import Normalizer
 from zoo.metrics import Accumulator, confusion_matrix, from_confusion, mode_for
 from zoo.progress import Reporter
@@ -66,6 +66,10 @@ IDENTITY = (
     "balanced",
     "seed",
 )
+
+
+# The validation metrics, each recorded as val_NAME (and ema_val_NAME with --ema).
+VAL_METRICS = ("loss", "accuracy", "precision", "recall", "f1")
 
 
 class Interrupted(ZooError):
@@ -152,9 +156,10 @@ def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Inverse class frequency, normalised so a balanced dataset gets all ones."""
-    counts = torch.bincount(labels, minlength=num_classes).double().clamp_min(1)
-    return (counts.sum() / (num_classes * counts)).float()
+    """Inverse class frequency, normalised so a balanced dataset gets all ones (a class
+    without training images gets 1: it never weighs a loss term)."""
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    return (counts.sum() / (num_classes * counts.clamp_min(1))).float()
 
 
 def _labels_of(split: Any) -> torch.Tensor:
@@ -296,12 +301,7 @@ class Trainer:
             params=param_groups(self.net, cfg.weight_decay), lr=cfg.lr
         )
         self.updates_per_epoch = math.ceil(len(self.train_batches) / cfg.accum_steps)
-        monitor = cfg.monitor
-        if self.val_batches is None and monitor.startswith("val_"):
-            monitor = monitor.replace("val_", "train_", 1)
-            if monitor not in ("train_loss", "train_accuracy"):
-                monitor = "train_loss"
-            self.reporter.note(f"no validation data: monitoring {monitor}")
+        monitor = self._monitor()
         self.best = _Best(monitor, mode_for(monitor))
         self.scheduler = self.parts.scheduler.build(
             optimizer=self.optimizer,
@@ -320,6 +320,25 @@ class Trainer:
         self.start_epoch = 0
         if cfg.resume:
             self._restore(Path(cfg.resume) / rundir.LAST)
+
+    def _monitor(self) -> str:
+        """The metric --monitor names, checked against those this run records."""
+        monitor, val = self.cfg.monitor, self.val_batches is not None
+        names = ["train_loss", "train_accuracy"]
+        if val:
+            names += [f"val_{m}" for m in VAL_METRICS]
+            if self.cfg.ema:
+                names += [f"ema_val_{m}" for m in VAL_METRICS]
+        if monitor in names:
+            return monitor
+        if not val and monitor.startswith(("val_", "ema_val_")) and monitor.endswith(VAL_METRICS):
+            fallback = "train_accuracy" if monitor.endswith("accuracy") else "train_loss"
+            self.reporter.note(f"no validation data: monitoring {fallback}")
+            return fallback
+        raise ZooError(
+            f"--monitor {monitor}: not a metric of this run{did_you_mean(monitor, names)} "
+            f"(choose from {', '.join(names)})"
+        )
 
     def _stats(self, split: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
         if isinstance(split, ImageTensors):
@@ -463,7 +482,9 @@ class Trainer:
                 with amp:
                     logits = self.model(x)
                     loss = self.loss_fn(logits, y)
-                scaled = loss / accum if accum > 1 else loss
+                # Mean over the micro-batches of this update (the last group may be short).
+                group = min(accum, steps - step // accum * accum)
+                scaled = loss / group if group > 1 else loss
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             if update:
                 self._optimizer_step()
