@@ -32,6 +32,7 @@ from zoo.errors import ZooError, did_you_mean
 from zoo.inference import Normalizer
 from zoo.metrics import Accumulator, confusion_matrix, from_confusion, mode_for
 from zoo.progress import Reporter
+from zoo.ranks import Secondary, broadcast_buffers, broadcast_text, max_over_ranks, together
 from zoo.runtime import (
     Dist,
     autocast,
@@ -171,6 +172,18 @@ def _labels_of(split: Any) -> torch.Tensor:
     return torch.as_tensor(labels)
 
 
+def check_processes(cfg: TrainConfig, world: int, device: torch.device) -> None:
+    """Settings that depend on the number of processes."""
+    if cfg.batch_size % world:
+        raise ZooError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
+    if cfg.sync_bn and world > 1 and device.type != "cuda":
+        raise ZooError(
+            "--sync-bn needs CUDA GPUs: torch's SyncBatchNorm does not run on the "
+            f"{device.type} (gloo); leave it off, each process then normalizes its own share "
+            "of the batch"
+        )
+
+
 def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The configuration of the run in ``run`` with ``overrides`` applied; refuses directories
     that are not runs and overrides that would make it a different run."""
@@ -205,19 +218,33 @@ class Trainer:
     def _setup(self) -> None:
         cfg = self.cfg
         self.dist: Dist = init_distributed(cfg.device)
-        self.device = resolve_device(cfg.device, self.dist)
-        self.amp_dtype = resolve_precision(cfg.precision, self.device)
-        if cfg.batch_size % self.dist.world:
-            raise ZooError(
-                f"batch size {cfg.batch_size} does not split evenly over "
-                f"{self.dist.world} processes"
-            )
-        self.parts = resolve_components(cfg)
-        self.out = Path(cfg.out) if cfg.out else rundir.default_out(self.parts.arch.spec.name)
-        if cfg.resume is None and self.dist.main:
-            rundir.check_out(self.out, cfg.overwrite)
-        seed_everything(cfg.seed)
+        if not self.dist.main:
+            self.reporter = Reporter()  # rank 0 alone reports
+        # Ranks do different work in these blocks (rank 0 checks the output directory, one
+        # process per machine prepares the data first), so a failure must stop them all.
+        with together(self.dist):
+            self.device = resolve_device(cfg.device, self.dist)
+            self.amp_dtype = resolve_precision(cfg.precision, self.device)
+            check_processes(cfg, self.dist.world, self.device)
+            self.parts = resolve_components(cfg)
+            out = cfg.out
+            if out is None and self.dist.main:
+                out = str(rundir.default_out(self.parts.arch.spec.name))
+            if cfg.resume is None and self.dist.main:
+                rundir.check_out(Path(out), cfg.overwrite)  # type: ignore[arg-type]
+            seed_everything(cfg.seed)
+            if self.dist.local_rank == 0:  # decodes, caches or downloads once per machine
+                self.data = self._data()
+        # Every rank writes nothing, but must name the same directory as rank 0 (a timestamp).
+        self.out = Path(out if cfg.out else broadcast_text(self.dist, out))
+        with together(self.dist):
+            if self.dist.local_rank != 0:
+                self.data = self._data()
+            self._build()
+        self._wrap()
 
+    def _data(self) -> DataSplits:
+        cfg = self.cfg
         data = self.parts.dataset.build(
             image_size=parse_image_size(cfg.image_size),
             seed=cfg.seed,
@@ -229,7 +256,11 @@ class Trainer:
                 f"{self.parts.dataset.label} returned {type(data).__name__}, "
                 "not zoo.data.DataSplits"
             )
-        self.data = data
+        return data
+
+    def _build(self) -> None:
+        """Network, batches, loss, optimizer, schedule, EMA; then the saved state on resume."""
+        cfg, data = self.cfg, self.data
         self.num_classes = len(data.classes)
         mean, std = data.mean, data.std
         if mean is None or std is None:
@@ -352,7 +383,7 @@ class Trainer:
         return channel_stats(torch.stack(images))
 
     def _place(self, net: nn.Module) -> None:
-        """Move the network to its device and memory format; wrap for DDP and compile."""
+        """Move the network to its device and memory format."""
         cfg = self.cfg
         has_conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
         self.channels_last = (
@@ -366,15 +397,18 @@ class Trainer:
         if self.dist.enabled and cfg.sync_bn:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         self.net = net  # the plain network: what is saved, averaged and evaluated
-        model: nn.Module = net
+        self.params = sum(p.numel() for p in net.parameters())
+
+    def _wrap(self) -> None:
+        """Wrap for DDP (a collective: rank 0's weights go to every rank) and compile."""
+        model: nn.Module = self.net
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            model = DistributedDataParallel(net, device_ids=ids)
-        self.eval_model: Any = torch.compile(net) if cfg.compile else net
-        self.model: Any = torch.compile(model) if cfg.compile else model
-        self.params = sum(p.numel() for p in net.parameters())
+            model = DistributedDataParallel(self.net, device_ids=ids)
+        self.eval_model: Any = torch.compile(self.net) if self.cfg.compile else self.net
+        self.model: Any = torch.compile(model) if self.cfg.compile else model
 
     # --- state -----------------------------------------------------------------------------
 
@@ -540,16 +574,32 @@ class Trainer:
 
     def fit(self) -> RunResult:
         started = time.perf_counter()
-        self._setup()
+        try:
+            self._setup()
+            return self._run(started)
+        finally:
+            dist = self.__dict__.get("dist")
+            if dist is not None and dist.enabled and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+    def _prepare_out(self) -> Any:
+        """Create (or take over) the run directory; returns the TensorBoard writer, if any."""
+        cfg = self.cfg
+        if cfg.resume is None:
+            if cfg.overwrite:
+                rundir.clear_previous(self.out)
+            self.out.mkdir(parents=True, exist_ok=True)
+        rundir.write_config(self.out, cfg.to_dict(saved_only=True), __version__)
+        if self.history:
+            rundir.write_metrics(self.out, self.history)
+        return self._tensorboard() if cfg.tensorboard else None
+
+    def _run(self, started: float) -> RunResult:
         cfg, main = self.cfg, self.dist.main
-        if main:
-            if cfg.resume is None:
-                if cfg.overwrite:
-                    rundir.clear_previous(self.out)
-                self.out.mkdir(parents=True, exist_ok=True)
-            rundir.write_config(self.out, cfg.to_dict(saved_only=True), __version__)
-            if self.history:
-                rundir.write_metrics(self.out, self.history)
+        writer = None
+        with together(self.dist):
+            if main:
+                writer = self._prepare_out()
         header = {
             "arch": self.parts.arch.component.qualified,
             "params": f"{self.params:,}",
@@ -564,7 +614,6 @@ class Trainer:
         if cfg.resume:
             header["resumed at epoch"] = str(self.start_epoch)
         self.reporter.start(header)
-        writer = self._tensorboard() if main and cfg.tensorboard else None
         stopped: str | None = None
         images_seen, train_seconds = 0, 0.0
         try:
@@ -573,22 +622,23 @@ class Trainer:
                     record, seen, seconds = self._epoch(epoch)
                     images_seen += seen
                     train_seconds += seconds
-                    value = record.get(self.best.metric)
-                    is_best = value is not None and self.best.improved(value)
+                    value = record[self.best.metric]
+                    is_best = self.best.improved(value)
                     if is_best:
                         self.best.value, self.best.epoch, self.best.bad_epochs = value, epoch + 1, 0
                     else:
                         self.best.bad_epochs += 1
-                    if self.plateau and value is not None:
+                    if self.plateau:
                         self.scheduler.step(value)
                     self.history.append(record)
-                    if main:
-                        self._save(epoch + 1, is_best)
-                        if writer is not None:
-                            for k, v in record.items():
-                                if isinstance(v, (int, float)) and k != "epoch":
-                                    writer.add_scalar(k, v, epoch + 1)
-                            writer.flush()
+                    with together(self.dist):
+                        if main:
+                            self._save(epoch + 1, is_best)
+                            if writer is not None:
+                                for k, v in record.items():
+                                    if isinstance(v, (int, float)) and k != "epoch":
+                                        writer.add_scalar(k, v, epoch + 1)
+                                writer.flush()
                     self.reporter.epoch_end(record)
                     if cfg.patience is not None and self.best.bad_epochs >= cfg.patience:
                         stopped = "early_stopping"
@@ -599,8 +649,13 @@ class Trainer:
                         )
                         break
         except KeyboardInterrupt:
+            if not main:
+                raise Secondary("interrupted", exit_code=130) from None
             raise Interrupted(self._interrupt_message()) from None
         except _NonFinite:
+            # Every rank sees the all-reduced flag; rank 0 alone says so.
+            if not main:
+                raise Secondary("non-finite loss", exit_code=1) from None
             done = len(self.history)
             kept = (
                 f"the last good weights (epoch {done}) are in {self.out}"
@@ -615,8 +670,6 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
-            if self.dist.enabled and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
         summary = {
             "epochs_completed": len(self.history),
             "stopped": stopped,
@@ -628,14 +681,15 @@ class Trainer:
             "wall_seconds": round(time.perf_counter() - started, 3),
             "train_seconds": round(train_seconds, 3),
             "images_per_second": round(images_seen / train_seconds, 1) if train_seconds else 0.0,
-            "memory": peak_memory_mb(self.device),
+            "memory": max_over_ranks(self.dist, peak_memory_mb(self.device)),
             "skipped_images": len(self.data.skipped),
             "weights": str(self.out / "model.safetensors"),
             "device": str(self.device),
             "world_size": self.dist.world,
         }
-        if main:
-            rundir.write_summary(self.out, summary)
+        with together(self.dist):
+            if main:
+                rundir.write_summary(self.out, summary)
         self.reporter.finish(summary)
         return RunResult(self.out, self.history, summary, stopped)
 
@@ -646,6 +700,7 @@ class Trainer:
         t0 = time.perf_counter()
         record: dict[str, Any] = {"epoch": epoch + 1}
         record.update(self._train_epoch(epoch))
+        broadcast_buffers(self.dist, self.net, *([self.ema.module] if self.ema else []))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0

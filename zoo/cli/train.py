@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -15,6 +13,7 @@ import typer
 
 from zoo.cli.common import command, stdout
 from zoo.config import FIELDS, TrainConfig
+from zoo.errors import ZooError
 
 _TYPES: dict[str, Any] = {
     "str": str,
@@ -71,7 +70,25 @@ def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
         cfg = from_mapping(overrides, where=str(config) if config else "command line")
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch(cfg))
-    Trainer(cfg, RichReporter(stdout())).fit()
+    try:
+        Trainer(cfg, RichReporter(stdout())).fit()
+    except ZooError as exc:
+        _quiet_unless_rank_zero(exc)
+        raise
+
+
+def _quiet_unless_rank_zero(exc: ZooError) -> None:
+    """Under torchrun, rank 0 reports what every rank hit (bad input, interrupts, failures
+    the ranks agreed on); the other ranks exit with the same code without repeating it. Their
+    own failures during a run still print, naming the process."""
+    from zoo.ranks import Secondary
+
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if rank == 0:
+        return
+    if isinstance(exc, Secondary) or exc.exit_code in (2, 130):
+        raise typer.Exit(exc.exit_code) from None
+    raise ZooError(f"process {rank}: {exc}", exit_code=exc.exit_code) from None
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -84,31 +101,52 @@ def _given(ctx: typer.Context, name: str) -> bool:
 
 
 def _launch(cfg: TrainConfig) -> int:
-    """``--nproc N``: re-run this training under torch.distributed.run with N processes."""
-    from zoo.config import dump_toml
-    from zoo.rundir import check_out, default_out
-    from zoo.specs import parse_spec
+    """``--nproc N``: run this training in N processes on this machine through
+    torch.distributed.run (torchrun), which gives each its rank and watches them all.
 
+    Bad input is refused here, before any process starts. Returns the exit code of the first
+    process that failed (each has already printed its error), 130 when interrupted.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from zoo.config import dump_toml, validate
+    from zoo.rundir import check_out, default_out
+    from zoo.runtime import Dist, resolve_device
+    from zoo.trainer import check_processes, resolve_components
+
+    validate(cfg)
+    check_processes(cfg, cfg.nproc, resolve_device(cfg.device, Dist(0, 0, cfg.nproc, cfg.nproc)))
+    parts = resolve_components(cfg)
     if cfg.out is None:
-        cfg = cfg.replace(out=str(default_out(parse_spec(cfg.arch).name)))
+        cfg = cfg.replace(out=str(default_out(parts.arch.spec.name)))
     if cfg.resume is None:
         check_out(Path(cfg.out), cfg.overwrite)  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
         config.write_text(dump_toml(cfg.to_dict()))
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={cfg.nproc}",
-            "-m",
-            "zoo",
-            "train",
-            "--config",
-            str(config),
-        ]
-        return subprocess.call(command)
+        args = ["--standalone", f"--nproc-per-node={cfg.nproc}", "-m", "zoo", "train"]
+        # torchrun would give each process one thread; share this machine's cores instead.
+        preset = "OMP_NUM_THREADS" in os.environ
+        os.environ.setdefault("OMP_NUM_THREADS", str(_threads(cfg.nproc)))
+        try:
+            run(parse_args([*args, "--config", str(config)]))
+        except ChildFailedError as exc:
+            code = exc.get_first_failure()[1].exitcode
+            return 128 - code if code < 0 else code  # killed by a signal: 128 + its number
+        except SignalException:
+            return 130
+        finally:
+            if not preset:
+                os.environ.pop("OMP_NUM_THREADS", None)
+    return 0
+
+
+def _threads(nproc: int) -> int:
+    """CPU threads per process: the cores this process may use, shared out."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // nproc)
 
 
 def register(app: typer.Typer) -> None:
