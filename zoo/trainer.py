@@ -186,22 +186,32 @@ def check_processes(cfg: TrainConfig, world: int, device: torch.device) -> None:
 
 def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The configuration of the run in ``run`` with ``overrides`` applied; refuses directories
-    that are not runs and overrides that would make it a different run."""
-    from zoo.config import from_mapping
+    that are not runs and overrides that would make it a different run.
+
+    A run killed before its first checkpoint has only its ``config.toml``: it restarts from
+    the first epoch, as it would have run.
+    """
+    from zoo.config import from_mapping, load_toml
 
     last = run / rundir.LAST
-    if not last.is_file():
+    if last.is_file():
+        header = checkpoint.read_header(last)
+        if header.state is None or "config" not in header.state:
+            raise ZooError(f"--resume {run}: {rundir.LAST} is not a training checkpoint")
+        saved = from_mapping(header.state["config"], where=str(last))
+    elif rundir.started_run(run):
+        saved = load_toml(run / "config.toml")
+    else:
         raise ZooError(f"--resume {run}: not a zoo run directory (no {rundir.LAST})")
-    header = checkpoint.read_header(last)
-    if header.state is None or "config" not in header.state:
-        raise ZooError(f"--resume {run}: {rundir.LAST} is not a training checkpoint")
-    saved = from_mapping(header.state["config"], where=str(last))
     for key, value in overrides.items():
         if key in IDENTITY and value != getattr(saved, key):
             raise ZooError(
                 f"--resume {run}: {key} differs from the run's "
                 f"({value!r} vs {getattr(saved, key)!r}); start a new run instead"
             )
+    out = overrides.get("out")
+    if out is not None and Path(out).resolve() != run.resolve():
+        raise ZooError(f"--resume {run} continues in that directory; leave out --out {out}")
     return from_mapping({**overrides, "resume": str(run), "out": str(run)}, base=saved)
 
 
@@ -349,8 +359,10 @@ class Trainer:
         self.ema = EMA(self.net, cfg.ema_decay) if cfg.ema else None
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
-        if cfg.resume:
+        if cfg.resume and (Path(cfg.resume) / rundir.LAST).is_file():
             self._restore(Path(cfg.resume) / rundir.LAST)
+        elif cfg.resume:
+            self.reporter.note("no epoch of this run had completed: starting from the first")
 
     def _monitor(self) -> str:
         """The metric --monitor names, checked against those this run records."""
@@ -471,7 +483,11 @@ class Trainer:
         self.start_epoch = int(state["epoch"])
 
     def _save(self, epochs_done: int, is_best: bool) -> None:
-        """Write weights and the training state (rank 0 only), each file atomically."""
+        """Write weights and the training state (rank 0 only), each file atomically.
+
+        ``last`` is written after everything derived from the same epoch: a run killed in
+        between resumes from the previous epoch and rewrites them all.
+        """
         self.info.epoch = epochs_done
         weights = self.net.state_dict()
         checkpoint.save(self.out / "model.safetensors", weights, self.info)
@@ -479,13 +495,14 @@ class Trainer:
             checkpoint.save(self.out / "model_ema.safetensors", self.ema.state_dict(), self.info)
         tensors, state = self._state(epochs_done)
         blob = checkpoint.encode(tensors, self.info, state)
-        checkpoint.atomic_write(self.out / rundir.LAST, blob)
         if is_best:
             checkpoint.atomic_write(self.out / rundir.BEST, blob)
         if self.cfg.keep:
             checkpoint.atomic_write(
                 self.out / f"checkpoints/epoch-{epochs_done:04d}.safetensors", blob
             )
+        checkpoint.atomic_write(self.out / rundir.LAST, blob)
+        if self.cfg.keep:
             for old in rundir.epoch_checkpoints(self.out)[: -self.cfg.keep]:
                 old.unlink(missing_ok=True)
         rundir.write_metrics(self.out, self.history)
@@ -589,6 +606,8 @@ class Trainer:
             if cfg.overwrite:
                 rundir.clear_previous(self.out)
             self.out.mkdir(parents=True, exist_ok=True)
+        else:
+            rundir.remove_partial(self.out)
         rundir.write_config(self.out, cfg.to_dict(saved_only=True), __version__)
         if self.history:
             rundir.write_metrics(self.out, self.history)
@@ -631,7 +650,7 @@ class Trainer:
                     if self.plateau:
                         self.scheduler.step(value)
                     self.history.append(record)
-                    with together(self.dist):
+                    with together(self.dist), _signals_deferred():
                         if main:
                             self._save(epoch + 1, is_best)
                             if writer is not None:
@@ -751,6 +770,33 @@ def _declared(factory: Any) -> list[str]:
     from zoo.specs import accepted_params
 
     return accepted_params(factory) or []
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while an epoch is written, so an interrupt never splits an
+    epoch's files (SIGKILL cannot be held: atomic writes and the write order cover it).
+
+    The handlers note the signal and the interrupt is raised afterwards. (Blocking the signal
+    in this thread is not enough: the kernel hands it to another of torch's threads.)
+    """
+    received: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    try:
+        previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
