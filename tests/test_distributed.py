@@ -153,3 +153,26 @@ def test_launcher_refuses_bad_input_before_starting_processes(cli, tmp_path: Pat
         result = cli("train", "--nproc", "2", "--device", "cpu", "--out", out, *args, code=2)
         assert result.stderr.startswith(f"error: {message}") and result.stderr.count("\n") == 1
         assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE is set but RANK is not: start distributed runs with"),
+        ({"WORLD_SIZE": "2", "RANK": "two"}, "RANK='two' is not an integer"),
+        (
+            {"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0"},
+            "process 2: inconsistent torchrun environment: RANK=2, LOCAL_RANK=0, WORLD_SIZE=2",
+        ),
+    ],
+)
+def test_a_broken_torchrun_environment_is_refused(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name in ("RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = cli("train", "--device", "cpu", "--out", tmp_path / "run", code=2)
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "run").exists()

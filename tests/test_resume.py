@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from zoo.checkpoint import read_header
 from zoo.config import TrainConfig
-from zoo.trainer import Trainer
+from zoo.trainer import Trainer, resume_config
 
 # Everything that carries state across epochs: AdamW moments, a warmup+cosine schedule,
 # accumulation, clipping, EMA, dropout and augmentation randomness, per-epoch checkpoints.
@@ -213,6 +214,23 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint(cli, tmp_path: Path)
     assert "no epoch of this run had completed: starting from the first" in result.stdout
     Trainer(fast(tmp_path / "straight", seed=4)).fit()
     assert same_tensors(out / "model.safetensors", tmp_path / "straight" / "model.safetensors")
+
+
+def test_reduce_on_plateau_state_survives_resume(tmp_path: Path) -> None:
+    # Clipping the gradients to nothing keeps val_loss flat, so the rate halves every epoch
+    # past the first; a resumed run must carry on from the reduced rate and the plateau counts.
+    frozen = dict(
+        optimizer="sgd:momentum=0",
+        lr=0.01,
+        clip_grad=1e-30,
+        monitor="val_loss",
+        scheduler="plateau:patience=0,factor=0.5",
+    )
+    full = Trainer(fast(tmp_path / "full", epochs=4, **frozen)).fit()
+    Trainer(fast(tmp_path / "part", epochs=2, **frozen)).fit()
+    resumed = Trainer(resume_config(tmp_path / "part", {"epochs": 4})).fit()
+    assert [r["lr"] for r in resumed.history] == [r["lr"] for r in full.history]
+    assert [r["lr"] for r in full.history] == pytest.approx([0.01, 0.01, 0.005, 0.0025])
 
 
 def test_resume_refuses_what_it_cannot_continue_and_touches_nothing(cli, tmp_path: Path) -> None:

@@ -58,37 +58,42 @@ def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
     from zoo.progress import RichReporter
     from zoo.trainer import Trainer, resume_config
 
+    rank = _rank()
     given = {
         name: (values[name] or [] if name == "aug" else values[name])
         for name in FIELDS
         if _given(ctx, name)
     }
-    overrides = {**(load_toml_values(config) if config else {}), **given}
-    if overrides.get("resume"):
-        cfg = resume_config(Path(overrides.pop("resume")), overrides)
-    else:
-        cfg = from_mapping(overrides, where=str(config) if config else "command line")
+    try:
+        overrides = {**(load_toml_values(config) if config else {}), **given}
+        if overrides.get("resume"):
+            cfg = resume_config(Path(overrides.pop("resume")), overrides)
+        else:
+            cfg = from_mapping(overrides, where=str(config) if config else "command line")
+    except ZooError as exc:
+        if rank:  # every process of a torchrun job reads the same command line: rank 0 says it
+            raise typer.Exit(exc.exit_code) from None
+        raise
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch(cfg))
+    from zoo.ranks import Secondary
+
     try:
         Trainer(cfg, RichReporter(stdout())).fit()
+    except Secondary as exc:  # rank 0 reports it for the whole run
+        raise typer.Exit(exc.exit_code) from None
     except ZooError as exc:
-        _quiet_unless_rank_zero(exc)
+        if rank:
+            raise ZooError(f"process {rank}: {exc}", exit_code=exc.exit_code) from None
         raise
 
 
-def _quiet_unless_rank_zero(exc: ZooError) -> None:
-    """Under torchrun, rank 0 reports what every rank hit (bad input, interrupts, failures
-    the ranks agreed on); the other ranks exit with the same code without repeating it. Their
-    own failures during a run still print, naming the process."""
-    from zoo.ranks import Secondary
-
-    rank = int(os.environ.get("RANK", "0") or 0)
-    if rank == 0:
-        return
-    if isinstance(exc, Secondary) or exc.exit_code in (2, 130):
-        raise typer.Exit(exc.exit_code) from None
-    raise ZooError(f"process {rank}: {exc}", exit_code=exc.exit_code) from None
+def _rank() -> int:
+    """This process's rank under torchrun (0 alone, or when RANK is unreadable)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
