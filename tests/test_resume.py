@@ -231,6 +231,10 @@ def test_reduce_on_plateau_state_survives_resume(tmp_path: Path) -> None:
     resumed = Trainer(resume_config(tmp_path / "part", {"epochs": 4})).fit()
     assert [r["lr"] for r in resumed.history] == [r["lr"] for r in full.history]
     assert [r["lr"] for r in full.history] == pytest.approx([0.01, 0.01, 0.005, 0.0025])
+    # the summary covers the whole run, not only the resumed epochs
+    assert resumed.summary["epochs_completed"] == 4
+    seconds = sum(r["seconds"] for r in resumed.history)
+    assert resumed.summary["train_seconds"] == pytest.approx(seconds, abs=1e-3)
 
 
 def test_resume_refuses_what_it_cannot_continue_and_touches_nothing(cli, tmp_path: Path) -> None:

@@ -634,13 +634,10 @@ class Trainer:
             header["resumed at epoch"] = str(self.start_epoch)
         self.reporter.start(header)
         stopped: str | None = None
-        images_seen, train_seconds = 0, 0.0
         try:
             with _sigterm_as_interrupt():
                 for epoch in range(self.start_epoch, cfg.epochs):
-                    record, seen, seconds = self._epoch(epoch)
-                    images_seen += seen
-                    train_seconds += seconds
+                    record = self._epoch(epoch)
                     value = record[self.best.metric]
                     is_best = self.best.improved(value)
                     if is_best:
@@ -698,8 +695,7 @@ class Trainer:
                 "epoch": self.best.epoch,
             },
             "wall_seconds": round(time.perf_counter() - started, 3),
-            "train_seconds": round(train_seconds, 3),
-            "images_per_second": round(images_seen / train_seconds, 1) if train_seconds else 0.0,
+            **_throughput(self.history),
             "memory": max_over_ranks(self.dist, peak_memory_mb(self.device)),
             "skipped_images": len(self.data.skipped),
             "weights": str(self.out / "model.safetensors"),
@@ -712,7 +708,7 @@ class Trainer:
         self.reporter.finish(summary)
         return RunResult(self.out, self.history, summary, stopped)
 
-    def _epoch(self, epoch: int) -> tuple[dict[str, Any], int, float]:
+    def _epoch(self, epoch: int) -> dict[str, Any]:
         steps = len(self.train_batches)
         self.reporter.epoch_start(epoch, self.cfg.epochs, steps)
         decoded_before = _decoded(self.train_batches)
@@ -735,7 +731,7 @@ class Trainer:
         decoded_after = _decoded(self.train_batches)
         if decoded_after is not None:
             record["decoded_images"] = decoded_after - (decoded_before or 0)
-        return record, seen, seconds
+        return record
 
     def _interrupt_message(self) -> str:
         done = len(self.history)
@@ -755,6 +751,16 @@ class Trainer:
                 "--tensorboard needs the tensorboard package: pip install 'zoo[tensorboard]'"
             ) from None
         return SummaryWriter(str(self.out / "tensorboard"))
+
+
+def _throughput(history: list[dict[str, Any]]) -> dict[str, float]:
+    """Training time and images/s over every epoch of the run, resumed ones included."""
+    seconds = sum(r["seconds"] for r in history)
+    images = sum(r["seconds"] * r["images_per_second"] for r in history)
+    return {
+        "train_seconds": round(seconds, 3),
+        "images_per_second": round(images / seconds, 1) if seconds else 0.0,
+    }
 
 
 class _NonFinite(Exception):
