@@ -245,7 +245,7 @@ class Trainer:
             seed_everything(cfg.seed)
             if self.dist.local_rank == 0:  # decodes, caches or downloads once per machine
                 self.data = self._data()
-        # Every rank writes nothing, but must name the same directory as rank 0 (a timestamp).
+        # Rank 0 alone writes, but messages on every rank name its (timestamped) directory.
         self.out = Path(out if cfg.out else broadcast_text(self.dist, out))
         with together(self.dist):
             if self.dist.local_rank != 0:
