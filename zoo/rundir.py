@@ -51,6 +51,15 @@ def holds_run(path: Path) -> bool:
     return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
 
 
+def started_run(path: Path) -> bool:
+    """A run killed before its first checkpoint: only zoo's ``config.toml`` is there."""
+    config = path / "config.toml"
+    try:
+        return config.is_file() and config.read_text().startswith("zoo_version = ")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def check_out(path: Path, overwrite: bool) -> None:
     """Refuse to write into a previous run unless asked to replace it."""
     if path.exists() and not path.is_dir():
@@ -96,3 +105,13 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
 
 def epoch_checkpoints(path: Path) -> list[Path]:
     return sorted((path / "checkpoints").glob("epoch-*.safetensors"))
+
+
+def remove_partial(path: Path) -> None:
+    """Delete the temporary files that a killed run's atomic writes left behind (named
+    ``.NAME.XXXX.tmp`` beside their target); only zoo's own names, completed files untouched."""
+    found = [t for name in RUN_OUTPUTS for t in path.glob(f".{name}.*.tmp")]
+    found += (path / "checkpoints").glob(".*.safetensors.*.tmp")
+    for tmp in found:
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)

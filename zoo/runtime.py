@@ -22,6 +22,7 @@ class Dist:
     rank: int = 0
     local_rank: int = 0
     world: int = 1
+    local_world: int = 1
 
     @property
     def main(self) -> bool:
@@ -32,32 +33,63 @@ class Dist:
         return self.world > 1
 
 
+def _env_int(name: str, default: int | None = None) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        if default is None:
+            raise ZooError(
+                f"WORLD_SIZE is set but {name} is not: start distributed runs with torchrun "
+                "(python -m torch.distributed.run) or zoo train --nproc N"
+            )
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ZooError(f"environment variable {name}={text!r} is not an integer") from None
+
+
 def init_distributed(device_text: str) -> Dist:
-    """Join the process group torchrun set up (NCCL on CUDA, gloo on CPU), if any."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """Join the process group torchrun set up (NCCL on CUDA, gloo on CPU), if any.
+
+    torchrun describes each process in the environment: WORLD_SIZE, RANK, LOCAL_RANK,
+    LOCAL_WORLD_SIZE, and MASTER_ADDR/MASTER_PORT for the rendezvous of the process group.
+    """
+    world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return Dist()
     import torch.distributed as dist
 
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if not dist.is_initialized():
-        cuda = device_text.startswith("cuda") or (
-            device_text == "auto" and torch.cuda.is_available()
+    rank = _env_int("RANK")
+    local_rank = _env_int("LOCAL_RANK", rank)
+    local_world = _env_int("LOCAL_WORLD_SIZE", world)
+    if not 0 <= rank < world or not 0 <= local_rank < local_world:
+        raise ZooError(
+            f"inconsistent torchrun environment: RANK={rank}, LOCAL_RANK={local_rank}, "
+            f"WORLD_SIZE={world}, LOCAL_WORLD_SIZE={local_world}"
         )
-        if cuda:
+    if not dist.is_initialized():
+        # Without a GPU, --device cuda fails in resolve_device with a clear message.
+        cuda = torch.cuda.is_available() and device_text.strip().lower() in ("auto", "cuda")
+        if cuda and local_rank < torch.cuda.device_count():  # else resolve_device refuses
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return Dist(rank=rank, local_rank=local_rank, world=world)
+    return Dist(rank=rank, local_rank=local_rank, world=world, local_world=local_world)
 
 
 def resolve_device(text: str, dist: Dist | None = None) -> torch.device:
     """``auto`` takes the GPU when there is one (each local rank its own)."""
     local = dist.local_rank if dist else 0
     text = text.strip().lower()
+    if text in ("auto", "cuda") and dist is not None and torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if dist.local_world > count:
+            raise ZooError(
+                f"{dist.local_world} processes on this machine but {count} CUDA GPU(s): NCCL "
+                "needs a GPU per process; lower --nproc (torchrun: --nproc-per-node)"
+            )
     if text == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", local % torch.cuda.device_count())
+            return torch.device("cuda", local)
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -73,6 +105,11 @@ def resolve_device(text: str, dist: Dist | None = None) -> torch.device:
             raise ZooError(
                 f"--device {text}: no CUDA GPU is available (torch "
                 f"{torch.__version__}, {build}); use --device cpu"
+            )
+        if text != "cuda" and dist is not None and dist.enabled:
+            raise ZooError(
+                f"--device {text} names one GPU for every process; use --device cuda (each "
+                "process takes the GPU of its local rank)"
             )
         index = local if text == "cuda" else int(text.partition(":")[2] or 0)
         count = torch.cuda.device_count()

@@ -28,10 +28,11 @@ from zoo.checkpoint import ModelInfo, flatten_state, unflatten_state
 from zoo.components import Resolved, resolve
 from zoo.config import TrainConfig, parse_image_size, validate
 from zoo.data import DataSplits, ImageTensors, channel_stats, default_workers
-from zoo.errors import ZooError
+from zoo.errors import ZooError, did_you_mean
 from zoo.inference import Normalizer
 from zoo.metrics import Accumulator, confusion_matrix, from_confusion, mode_for
 from zoo.progress import Reporter
+from zoo.ranks import Secondary, broadcast_buffers, broadcast_text, max_over_ranks, together
 from zoo.runtime import (
     Dist,
     autocast,
@@ -66,6 +67,10 @@ IDENTITY = (
     "balanced",
     "seed",
 )
+
+
+# The validation metrics, each recorded as val_NAME (and ema_val_NAME with --ema).
+VAL_METRICS = ("loss", "accuracy", "precision", "recall", "f1")
 
 
 class Interrupted(ZooError):
@@ -155,9 +160,10 @@ def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Inverse class frequency, normalised so a balanced dataset gets all ones."""
-    counts = torch.bincount(labels, minlength=num_classes).double().clamp_min(1)
-    return (counts.sum() / (num_classes * counts)).float()
+    """Inverse class frequency, normalised so a balanced dataset gets all ones (a class
+    without training images gets 1: it never weighs a loss term)."""
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    return (counts.sum() / (num_classes * counts.clamp_min(1))).float()
 
 
 def _labels_of(split: Any) -> torch.Tensor:
@@ -169,18 +175,37 @@ def _labels_of(split: Any) -> torch.Tensor:
     return torch.as_tensor(labels)
 
 
+def check_processes(cfg: TrainConfig, world: int, device: torch.device) -> None:
+    """Settings that depend on the number of processes."""
+    if cfg.batch_size % world:
+        raise ZooError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
+    if cfg.sync_bn and world > 1 and device.type != "cuda":
+        raise ZooError(
+            "--sync-bn needs CUDA GPUs: torch's SyncBatchNorm does not run on the "
+            f"{device.type} (gloo); leave it off, each process then normalizes its own share "
+            "of the batch"
+        )
+
+
 def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The configuration of the run in ``run`` with ``overrides`` applied; refuses directories
-    that are not runs and overrides that would make it a different run."""
-    from zoo.config import from_mapping
+    that are not runs and overrides that would make it a different run.
+
+    A run killed before its first checkpoint has only its ``config.toml``: it restarts from
+    the first epoch, as it would have run.
+    """
+    from zoo.config import from_mapping, load_toml
 
     last = run / rundir.LAST
-    if not last.is_file():
+    if last.is_file():
+        header = checkpoint.read_header(last)
+        if header.state is None or "config" not in header.state:
+            raise ZooError(f"--resume {run}: {rundir.LAST} is not a training checkpoint")
+        saved = from_mapping(header.state["config"], where=str(last))
+    elif rundir.started_run(run):
+        saved = load_toml(run / "config.toml")
+    else:
         raise ZooError(f"--resume {run}: not a zoo run directory (no {rundir.LAST})")
-    header = checkpoint.read_header(last)
-    if header.state is None or "config" not in header.state:
-        raise ZooError(f"--resume {run}: {rundir.LAST} is not a training checkpoint")
-    saved = from_mapping(header.state["config"], where=str(last))
     if "data" in overrides:
         overrides = {**overrides, "data": data_spec(overrides["data"])}  # as the run saved it
     for key, value in overrides.items():
@@ -189,6 +214,9 @@ def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
                 f"--resume {run}: {key} differs from the run's "
                 f"({value!r} vs {getattr(saved, key)!r}); start a new run instead"
             )
+    out = overrides.get("out")
+    if out is not None and Path(out).resolve() != run.resolve():
+        raise ZooError(f"--resume {run} continues in that directory; leave out --out {out}")
     return from_mapping({**overrides, "resume": str(run), "out": str(run)}, base=saved)
 
 
@@ -205,19 +233,33 @@ class Trainer:
     def _setup(self) -> None:
         cfg = self.cfg
         self.dist: Dist = init_distributed(cfg.device)
-        self.device = resolve_device(cfg.device, self.dist)
-        self.amp_dtype = resolve_precision(cfg.precision, self.device)
-        if cfg.batch_size % self.dist.world:
-            raise ZooError(
-                f"batch size {cfg.batch_size} does not split evenly over "
-                f"{self.dist.world} processes"
-            )
-        self.parts = resolve_components(cfg)
-        self.out = Path(cfg.out) if cfg.out else rundir.default_out(self.parts.arch.spec.name)
-        if cfg.resume is None and self.dist.main:
-            rundir.check_out(self.out, cfg.overwrite)
-        seed_everything(cfg.seed)
+        if not self.dist.main:
+            self.reporter = Reporter()  # rank 0 alone reports
+        # Ranks do different work in these blocks (rank 0 checks the output directory, one
+        # process per machine prepares the data first), so a failure must stop them all.
+        with together(self.dist):
+            self.device = resolve_device(cfg.device, self.dist)
+            self.amp_dtype = resolve_precision(cfg.precision, self.device)
+            check_processes(cfg, self.dist.world, self.device)
+            self.parts = resolve_components(cfg)
+            out = cfg.out
+            if out is None and self.dist.main:
+                out = str(rundir.default_out(self.parts.arch.spec.name))
+            if cfg.resume is None and self.dist.main:
+                rundir.check_out(Path(out), cfg.overwrite)  # type: ignore[arg-type]
+            seed_everything(cfg.seed)
+            if self.dist.local_rank == 0:  # decodes, caches or downloads once per machine
+                self.data = self._data()
+        # Rank 0 alone writes, but messages on every rank name its (timestamped) directory.
+        self.out = Path(out if cfg.out else broadcast_text(self.dist, out))
+        with together(self.dist):
+            if self.dist.local_rank != 0:
+                self.data = self._data()
+            self._build()
+        self._wrap()
 
+    def _data(self) -> DataSplits:
+        cfg = self.cfg
         data = self.parts.dataset.build(
             image_size=parse_image_size(cfg.image_size),
             seed=cfg.seed,
@@ -229,7 +271,11 @@ class Trainer:
                 f"{self.parts.dataset.label} returned {type(data).__name__}, "
                 "not zoo.data.DataSplits"
             )
-        self.data = data
+        return data
+
+    def _build(self) -> None:
+        """Network, batches, loss, optimizer, schedule, EMA; then the saved state on resume."""
+        cfg, data = self.cfg, self.data
         self.num_classes = len(data.classes)
         mean, std = data.mean, data.std
         if mean is None or std is None:
@@ -301,12 +347,7 @@ class Trainer:
             params=param_groups(self.net, cfg.weight_decay), lr=cfg.lr
         )
         self.updates_per_epoch = math.ceil(len(self.train_batches) / cfg.accum_steps)
-        monitor = cfg.monitor
-        if self.val_batches is None and monitor.startswith("val_"):
-            monitor = monitor.replace("val_", "train_", 1)
-            if monitor not in ("train_loss", "train_accuracy"):
-                monitor = "train_loss"
-            self.reporter.note(f"no validation data: monitoring {monitor}")
+        monitor = self._monitor()
         self.best = _Best(monitor, mode_for(monitor))
         self.scheduler = self.parts.scheduler.build(
             optimizer=self.optimizer,
@@ -323,8 +364,29 @@ class Trainer:
         self.ema = EMA(self.net, cfg.ema_decay) if cfg.ema else None
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
-        if cfg.resume:
+        if cfg.resume and (Path(cfg.resume) / rundir.LAST).is_file():
             self._restore(Path(cfg.resume) / rundir.LAST)
+        elif cfg.resume:
+            self.reporter.note("no epoch of this run had completed: starting from the first")
+
+    def _monitor(self) -> str:
+        """The metric --monitor names, checked against those this run records."""
+        monitor, val = self.cfg.monitor, self.val_batches is not None
+        names = ["train_loss", "train_accuracy"]
+        if val:
+            names += [f"val_{m}" for m in VAL_METRICS]
+            if self.cfg.ema:
+                names += [f"ema_val_{m}" for m in VAL_METRICS]
+        if monitor in names:
+            return monitor
+        if not val and monitor.startswith(("val_", "ema_val_")) and monitor.endswith(VAL_METRICS):
+            fallback = "train_accuracy" if monitor.endswith("accuracy") else "train_loss"
+            self.reporter.note(f"no validation data: monitoring {fallback}")
+            return fallback
+        raise ZooError(
+            f"--monitor {monitor}: not a metric of this run{did_you_mean(monitor, names)} "
+            f"(choose from {', '.join(names)})"
+        )
 
     def _stats(self, split: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
         if isinstance(split, ImageTensors):
@@ -338,7 +400,7 @@ class Trainer:
         return channel_stats(torch.stack(images))
 
     def _place(self, net: nn.Module) -> None:
-        """Move the network to its device and memory format; wrap for DDP and compile."""
+        """Move the network to its device and memory format."""
         cfg = self.cfg
         has_conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
         self.channels_last = (
@@ -352,15 +414,18 @@ class Trainer:
         if self.dist.enabled and cfg.sync_bn:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         self.net = net  # the plain network: what is saved, averaged and evaluated
-        model: nn.Module = net
+        self.params = sum(p.numel() for p in net.parameters())
+
+    def _wrap(self) -> None:
+        """Wrap for DDP (a collective: rank 0's weights go to every rank) and compile."""
+        model: nn.Module = self.net
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            model = DistributedDataParallel(net, device_ids=ids)
-        self.eval_model: Any = torch.compile(net) if cfg.compile else net
-        self.model: Any = torch.compile(model) if cfg.compile else model
-        self.params = sum(p.numel() for p in net.parameters())
+            model = DistributedDataParallel(self.net, device_ids=ids)
+        self.eval_model: Any = torch.compile(self.net) if self.cfg.compile else self.net
+        self.model: Any = torch.compile(model) if self.cfg.compile else model
 
     # --- state -----------------------------------------------------------------------------
 
@@ -423,7 +488,11 @@ class Trainer:
         self.start_epoch = int(state["epoch"])
 
     def _save(self, epochs_done: int, is_best: bool) -> None:
-        """Write weights and the training state (rank 0 only), each file atomically."""
+        """Write weights and the training state (rank 0 only), each file atomically.
+
+        ``last`` is written after everything derived from the same epoch: a run killed in
+        between resumes from the previous epoch and rewrites them all.
+        """
         self.info.epoch = epochs_done
         weights = self.net.state_dict()
         checkpoint.save(self.out / "model.safetensors", weights, self.info)
@@ -432,13 +501,14 @@ class Trainer:
             checkpoint.save(self.out / "model_ema.safetensors", self.ema.state_dict(), self.info)
         tensors, state = self._state(epochs_done)
         blob = checkpoint.encode(tensors, self.info, state)
-        checkpoint.atomic_write(self.out / rundir.LAST, blob)
         if is_best:
             checkpoint.atomic_write(self.out / rundir.BEST, blob)
         if self.cfg.keep:
             checkpoint.atomic_write(
                 self.out / f"checkpoints/epoch-{epochs_done:04d}.safetensors", blob
             )
+        checkpoint.atomic_write(self.out / rundir.LAST, blob)
+        if self.cfg.keep:
             for old in rundir.epoch_checkpoints(self.out)[: -self.cfg.keep]:
                 old.unlink(missing_ok=True)
         rundir.write_metrics(self.out, self.history)
@@ -469,7 +539,9 @@ class Trainer:
                 with amp:
                     logits = self.model(x)
                     loss = self.loss_fn(logits, y)
-                scaled = loss / accum if accum > 1 else loss
+                # Mean over the micro-batches of this update (the last group may be short).
+                group = min(accum, steps - step // accum * accum)
+                scaled = loss / group if group > 1 else loss
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             if update:
                 self._optimizer_step()
@@ -525,16 +597,34 @@ class Trainer:
 
     def fit(self) -> RunResult:
         started = time.perf_counter()
-        self._setup()
+        try:
+            self._setup()
+            return self._run(started)
+        finally:
+            dist = self.__dict__.get("dist")
+            if dist is not None and dist.enabled and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+    def _prepare_out(self) -> Any:
+        """Create (or take over) the run directory; returns the TensorBoard writer, if any."""
+        cfg = self.cfg
+        if cfg.resume is None:
+            if cfg.overwrite:
+                rundir.clear_previous(self.out)
+            self.out.mkdir(parents=True, exist_ok=True)
+        else:
+            rundir.remove_partial(self.out)
+        rundir.write_config(self.out, cfg.to_dict(saved_only=True), __version__)
+        if self.history:
+            rundir.write_metrics(self.out, self.history)
+        return self._tensorboard() if cfg.tensorboard else None
+
+    def _run(self, started: float) -> RunResult:
         cfg, main = self.cfg, self.dist.main
-        if main:
-            if cfg.resume is None:
-                if cfg.overwrite:
-                    rundir.clear_previous(self.out)
-                self.out.mkdir(parents=True, exist_ok=True)
-            rundir.write_config(self.out, cfg.to_dict(saved_only=True), __version__)
-            if self.history:
-                rundir.write_metrics(self.out, self.history)
+        writer = None
+        with together(self.dist):
+            if main:
+                writer = self._prepare_out()
         header = {
             "arch": self.parts.arch.component.qualified,
             "params": f"{self.params:,}",
@@ -549,31 +639,28 @@ class Trainer:
         if cfg.resume:
             header["resumed at epoch"] = str(self.start_epoch)
         self.reporter.start(header)
-        writer = self._tensorboard() if main and cfg.tensorboard else None
         stopped: str | None = None
-        images_seen, train_seconds = 0, 0.0
         try:
             with _sigterm_as_interrupt():
                 for epoch in range(self.start_epoch, cfg.epochs):
-                    record, seen, seconds = self._epoch(epoch)
-                    images_seen += seen
-                    train_seconds += seconds
-                    value = record.get(self.best.metric)
-                    is_best = value is not None and self.best.improved(value)
+                    record = self._epoch(epoch)
+                    value = record[self.best.metric]
+                    is_best = self.best.improved(value)
                     if is_best:
                         self.best.value, self.best.epoch, self.best.bad_epochs = value, epoch + 1, 0
                     else:
                         self.best.bad_epochs += 1
-                    if self.plateau and value is not None:
+                    if self.plateau:
                         self.scheduler.step(value)
                     self.history.append(record)
-                    if main:
-                        self._save(epoch + 1, is_best)
-                        if writer is not None:
-                            for k, v in record.items():
-                                if isinstance(v, (int, float)) and k != "epoch":
-                                    writer.add_scalar(k, v, epoch + 1)
-                            writer.flush()
+                    with together(self.dist), _signals_deferred():
+                        if main:
+                            self._save(epoch + 1, is_best)
+                            if writer is not None:
+                                for k, v in record.items():
+                                    if isinstance(v, (int, float)) and k != "epoch":
+                                        writer.add_scalar(k, v, epoch + 1)
+                                writer.flush()
                     self.reporter.epoch_end(record)
                     if cfg.patience is not None and self.best.bad_epochs >= cfg.patience:
                         stopped = "early_stopping"
@@ -584,8 +671,13 @@ class Trainer:
                         )
                         break
         except KeyboardInterrupt:
+            if not main:
+                raise Secondary("interrupted", exit_code=130) from None
             raise Interrupted(self._interrupt_message()) from None
         except _NonFinite:
+            # Every rank sees the all-reduced flag; rank 0 alone says so.
+            if not main:
+                raise Secondary("non-finite loss", exit_code=1) from None
             done = len(self.history)
             kept = (
                 f"the last good weights (epoch {done}) are in {self.out}"
@@ -600,8 +692,6 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
-            if self.dist.enabled and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
         summary = {
             "epochs_completed": len(self.history),
             "stopped": stopped,
@@ -611,26 +701,27 @@ class Trainer:
                 "epoch": self.best.epoch,
             },
             "wall_seconds": round(time.perf_counter() - started, 3),
-            "train_seconds": round(train_seconds, 3),
-            "images_per_second": round(images_seen / train_seconds, 1) if train_seconds else 0.0,
-            "memory": peak_memory_mb(self.device),
+            **_throughput(self.history),
+            "memory": max_over_ranks(self.dist, peak_memory_mb(self.device)),
             "skipped_images": len(self.data.skipped),
             "weights": str(self.out / "model.safetensors"),
             "device": str(self.device),
             "world_size": self.dist.world,
         }
-        if main:
-            rundir.write_summary(self.out, summary)
+        with together(self.dist):
+            if main:
+                rundir.write_summary(self.out, summary)
         self.reporter.finish(summary)
         return RunResult(self.out, self.history, summary, stopped)
 
-    def _epoch(self, epoch: int) -> tuple[dict[str, Any], int, float]:
+    def _epoch(self, epoch: int) -> dict[str, Any]:
         steps = len(self.train_batches)
         self.reporter.epoch_start(epoch, self.cfg.epochs, steps)
         decoded_before = _decoded(self.train_batches)
         t0 = time.perf_counter()
         record: dict[str, Any] = {"epoch": epoch + 1}
         record.update(self._train_epoch(epoch))
+        broadcast_buffers(self.dist, self.net, *([self.ema.module] if self.ema else []))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0
@@ -646,7 +737,7 @@ class Trainer:
         decoded_after = _decoded(self.train_batches)
         if decoded_after is not None:
             record["decoded_images"] = decoded_after - (decoded_before or 0)
-        return record, seen, seconds
+        return record
 
     def _interrupt_message(self) -> str:
         done = len(self.history)
@@ -668,6 +759,16 @@ class Trainer:
         return SummaryWriter(str(self.out / "tensorboard"))
 
 
+def _throughput(history: list[dict[str, Any]]) -> dict[str, float]:
+    """Training time and images/s over every epoch of the run, resumed ones included."""
+    seconds = sum(r["seconds"] for r in history)
+    images = sum(r["seconds"] * r["images_per_second"] for r in history)
+    return {
+        "train_seconds": round(seconds, 3),
+        "images_per_second": round(images / seconds, 1) if seconds else 0.0,
+    }
+
+
 class _NonFinite(Exception):
     pass
 
@@ -681,6 +782,33 @@ def _declared(factory: Any) -> list[str]:
     from zoo.specs import accepted_params
 
     return accepted_params(factory) or []
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while an epoch is written, so an interrupt never splits an
+    epoch's files (SIGKILL cannot be held: atomic writes and the write order cover it).
+
+    The handlers note the signal and the interrupt is raised afterwards. (Blocking the signal
+    in this thread is not enough: the kernel hands it to another of torch's threads.)
+    """
+    received: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    try:
+        previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

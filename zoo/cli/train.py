@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -15,6 +13,7 @@ import typer
 
 from zoo.cli.common import command, stdout
 from zoo.config import FIELDS, TrainConfig
+from zoo.errors import ZooError
 
 _TYPES: dict[str, Any] = {
     "str": str,
@@ -59,19 +58,42 @@ def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
     from zoo.progress import RichReporter
     from zoo.trainer import Trainer, resume_config
 
+    rank = _rank()
     given = {
         name: (values[name] or [] if name == "aug" else values[name])
         for name in FIELDS
         if _given(ctx, name)
     }
-    overrides = {**(load_toml_values(config) if config else {}), **given}
-    if overrides.get("resume"):
-        cfg = resume_config(Path(overrides.pop("resume")), overrides)
-    else:
-        cfg = from_mapping(overrides, where=str(config) if config else "command line")
+    try:
+        overrides = {**(load_toml_values(config) if config else {}), **given}
+        if overrides.get("resume"):
+            cfg = resume_config(Path(overrides.pop("resume")), overrides)
+        else:
+            cfg = from_mapping(overrides, where=str(config) if config else "command line")
+    except ZooError as exc:
+        if rank:  # every process of a torchrun job reads the same command line: rank 0 says it
+            raise typer.Exit(exc.exit_code) from None
+        raise
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch(cfg))
-    Trainer(cfg, RichReporter(stdout())).fit()
+    from zoo.ranks import Secondary
+
+    try:
+        Trainer(cfg, RichReporter(stdout())).fit()
+    except Secondary as exc:  # rank 0 reports it for the whole run
+        raise typer.Exit(exc.exit_code) from None
+    except ZooError as exc:
+        if rank:
+            raise ZooError(f"process {rank}: {exc}", exit_code=exc.exit_code) from None
+        raise
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 alone, or when RANK is unreadable)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -84,31 +106,52 @@ def _given(ctx: typer.Context, name: str) -> bool:
 
 
 def _launch(cfg: TrainConfig) -> int:
-    """``--nproc N``: re-run this training under torch.distributed.run with N processes."""
-    from zoo.config import dump_toml
-    from zoo.rundir import check_out, default_out
-    from zoo.specs import parse_spec
+    """``--nproc N``: run this training in N processes on this machine through
+    torch.distributed.run (torchrun), which gives each its rank and watches them all.
 
+    Bad input is refused here, before any process starts. Returns the exit code of the first
+    process that failed (each has already printed its error), 130 when interrupted.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from zoo.config import dump_toml, validate
+    from zoo.rundir import check_out, default_out
+    from zoo.runtime import Dist, resolve_device
+    from zoo.trainer import check_processes, resolve_components
+
+    validate(cfg)
+    check_processes(cfg, cfg.nproc, resolve_device(cfg.device, Dist(0, 0, cfg.nproc, cfg.nproc)))
+    parts = resolve_components(cfg)
     if cfg.out is None:
-        cfg = cfg.replace(out=str(default_out(parse_spec(cfg.arch).name)))
+        cfg = cfg.replace(out=str(default_out(parts.arch.spec.name)))
     if cfg.resume is None:
         check_out(Path(cfg.out), cfg.overwrite)  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
         config.write_text(dump_toml(cfg.to_dict()))
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={cfg.nproc}",
-            "-m",
-            "zoo",
-            "train",
-            "--config",
-            str(config),
-        ]
-        return subprocess.call(command)
+        args = ["--standalone", f"--nproc-per-node={cfg.nproc}", "-m", "zoo", "train"]
+        # torchrun would give each process one thread; share this machine's cores instead.
+        preset = "OMP_NUM_THREADS" in os.environ
+        os.environ.setdefault("OMP_NUM_THREADS", str(_threads(cfg.nproc)))
+        try:
+            run(parse_args([*args, "--config", str(config)]))
+        except ChildFailedError as exc:
+            code = exc.get_first_failure()[1].exitcode
+            return 128 - code if code < 0 else code  # killed by a signal: 128 + its number
+        except SignalException:
+            return 130
+        finally:
+            if not preset:
+                os.environ.pop("OMP_NUM_THREADS", None)
+    return 0
+
+
+def _threads(nproc: int) -> int:
+    """CPU threads per process: the cores this process may use, shared out."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // nproc)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,262 @@
+"""Runs killed at any moment (SIGKILL, for real) resume to the weights of uninterrupted ones;
+an interrupt never splits an epoch's files; resume refuses what it cannot continue and then
+touches nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from zoo.checkpoint import read_header
+from zoo.config import TrainConfig
+from zoo.trainer import Trainer, resume_config
+
+# Everything that carries state across epochs: AdamW moments, a warmup+cosine schedule,
+# accumulation, clipping, EMA, dropout and augmentation randomness, per-epoch checkpoints.
+STATEFUL = [
+    "--image-size",
+    "8",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "4",
+    "--optimizer",
+    "adamw",
+    "--weight-decay",
+    "0.01",
+    "--scheduler",
+    "cosine:warmup_epochs=1",
+    "--accum-steps",
+    "2",
+    "--clip-grad",
+    "1.0",
+    "--ema",
+    "--ema-decay",
+    "0.9",
+    "--aug",
+    "hflip",
+    "--keep",
+    "2",
+]
+TIMING = ("seconds", "images_per_second", "rss_mb")
+
+
+def tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def same_tensors(a: Path, b: Path) -> bool:
+    x, y = tensors(a), tensors(b)
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def records(out: Path) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def partial_files(out: Path) -> list[Path]:
+    return sorted(p for p in out.rglob(".*.tmp"))
+
+
+class Run:
+    """``python -m zoo train`` in a subprocess, its output in a log file."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        with log.open("a") as f:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "zoo", "train", *args], stdout=f, stderr=f
+            )
+
+    def kill_when(self, ready: Callable[[], bool], what: str, limit: float = 600) -> None:
+        """SIGKILL the process as soon as ``ready()`` holds (polled every 0.2 ms: a write
+        takes 1 to 20 ms)."""
+        deadline = time.monotonic() + limit
+        while not ready():
+            assert self.proc.poll() is None, f"finished before {what}:\n{self.log.read_text()}"
+            assert time.monotonic() < deadline, f"no {what} in {limit}s"
+            time.sleep(0.0002)
+        os.kill(self.proc.pid, signal.SIGKILL)
+        assert self.proc.wait() == -signal.SIGKILL
+
+    def finish(self) -> None:
+        assert self.proc.wait(timeout=600) == 0, self.log.read_text()
+
+
+def writing(folder: Path, *prefixes: str) -> Callable[[], bool]:
+    """True while an atomic write into ``folder`` is under way (its temporary file exists)."""
+
+    def ready() -> bool:
+        try:
+            return any(
+                e.name.startswith(prefixes or ".") and e.name.endswith(".tmp")
+                for e in os.scandir(folder)
+            )
+        except FileNotFoundError:
+            return False
+
+    return ready
+
+
+def mid_epoch(out: Path, delay: float = 0.15) -> Callable[[], bool]:
+    """True a little after the next checkpoint is written: inside the following epoch."""
+    last = out / "checkpoints" / "last.safetensors"
+
+    def stamp() -> int | None:
+        try:
+            return last.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    before, seen = stamp(), [0.0]
+
+    def ready() -> bool:
+        if not seen[0] and stamp() != before:
+            seen[0] = time.monotonic()
+        return bool(seen[0]) and time.monotonic() - seen[0] >= delay
+
+    return ready
+
+
+def test_sigkill_at_any_moment_then_resume_gives_bit_identical_weights(tmp_path: Path) -> None:
+    full, out, log = tmp_path / "full", tmp_path / "killed", tmp_path / "log.txt"
+    Run([*STATEFUL, "--out", str(full)], log).finish()
+
+    # 1. While the first epoch's weights are being written: no checkpoint exists yet, only the
+    #    run's config.toml, and the resumed run starts over from the first epoch.
+    Run([*STATEFUL, "--out", str(out)], log).kill_when(
+        writing(out, ".model.safetensors.", ".model_ema.safetensors."), "a weights write"
+    )
+    resume = ["--resume", str(out)]
+    # 2. While a checkpoint (best, epoch-N or last) is being written.
+    Run(resume, log).kill_when(writing(out / "checkpoints"), "a checkpoint write")
+    # 3. In the middle of an epoch, after a checkpoint.
+    Run(resume, log).kill_when(mid_epoch(out), "a new checkpoint")
+    assert (out / "checkpoints" / "last.safetensors").is_file()
+    Run(resume, log).finish()
+
+    assert same_tensors(full / "model.safetensors", out / "model.safetensors")
+    assert same_tensors(full / "model_ema.safetensors", out / "model_ema.safetensors")
+    # the whole training state too: optimizer moments, schedule, EMA, random generators
+    assert same_tensors(full / "checkpoints/last.safetensors", out / "checkpoints/last.safetensors")
+    assert records(out) == records(full)  # every epoch once, with the same metrics
+    assert partial_files(out) == []  # what the kills left was cleaned up on resume
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "best.safetensors",
+        "epoch-0003.safetensors",
+        "epoch-0004.safetensors",
+        "last.safetensors",
+    ]
+
+
+def test_sigterm_while_an_epoch_is_written_lets_the_epoch_finish(tmp_path: Path) -> None:
+    # A scheduler's SIGTERM arriving mid-write is held until the epoch's files are all written:
+    # the weights, the checkpoint, the metrics and the message agree on the epoch.
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    run = Run(["--image-size", "8", "--batch-size", "16", "--epochs", "50", "--out", str(out)], log)
+    ready = writing(out, ".model.safetensors.")
+    while not ready():
+        assert run.proc.poll() is None, log.read_text()
+        time.sleep(0.0002)
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(timeout=600) == 130, log.read_text()
+    epoch = read_header(out / "model.safetensors").info.epoch
+    assert read_header(out / "checkpoints" / "last.safetensors").state["epoch"] == epoch
+    assert len(records(out)) == epoch
+    assert f"the weights of epoch {epoch} are in" in log.read_text()
+    assert partial_files(out) == []
+
+
+def fast(out: Path, **changes: object) -> TrainConfig:
+    return TrainConfig(out=str(out), image_size="8", batch_size=128, epochs=2).replace(**changes)
+
+
+def test_resume_ignores_and_removes_partial_files(cli, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    Trainer(fast(out, epochs=1)).fit()
+    last = out / "checkpoints" / "last.safetensors"
+    # what a kill during atomic writes leaves: half-written temporary files beside the targets
+    half = last.read_bytes()[: last.stat().st_size // 2]
+    stray = [
+        out / "checkpoints" / ".last.safetensors.k2j4v9.tmp",
+        out / "checkpoints" / ".epoch-0002.safetensors.x81bqa.tmp",
+        out / ".model.safetensors.0q9wz1.tmp",
+        out / ".metrics.jsonl.aa11bb.tmp",
+    ]
+    for path in stray:
+        path.write_bytes(half)
+    mine = out / ".notes.tmp"  # not one of zoo's files: left alone
+    mine.write_text("keep me")
+    cli("train", "--resume", out, "--epochs", "2")
+    assert not any(p.exists() for p in stray) and mine.read_text() == "keep me"
+    Trainer(fast(tmp_path / "straight")).fit()
+    assert same_tensors(out / "model.safetensors", tmp_path / "straight" / "model.safetensors")
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint(cli, tmp_path: Path) -> None:
+    # What a kill in the first epoch leaves: the run's config.toml and nothing else.
+    out = tmp_path / "run"
+    Trainer(fast(out, seed=4)).fit()
+    for path in out.iterdir():
+        if path.name != "config.toml":
+            path.unlink() if path.is_file() else shutil.rmtree(path)
+    result = cli("train", "--resume", out)
+    assert "no epoch of this run had completed: starting from the first" in result.stdout
+    Trainer(fast(tmp_path / "straight", seed=4)).fit()
+    assert same_tensors(out / "model.safetensors", tmp_path / "straight" / "model.safetensors")
+
+
+def test_reduce_on_plateau_state_survives_resume(tmp_path: Path) -> None:
+    # Clipping the gradients to nothing keeps val_loss flat, so the rate halves every epoch
+    # past the first; a resumed run must carry on from the reduced rate and the plateau counts.
+    frozen = dict(
+        optimizer="sgd:momentum=0",
+        lr=0.01,
+        clip_grad=1e-30,
+        monitor="val_loss",
+        scheduler="plateau:patience=0,factor=0.5",
+    )
+    full = Trainer(fast(tmp_path / "full", epochs=4, **frozen)).fit()
+    Trainer(fast(tmp_path / "part", epochs=2, **frozen)).fit()
+    resumed = Trainer(resume_config(tmp_path / "part", {"epochs": 4})).fit()
+    assert [r["lr"] for r in resumed.history] == [r["lr"] for r in full.history]
+    assert [r["lr"] for r in full.history] == pytest.approx([0.01, 0.01, 0.005, 0.0025])
+    # the summary covers the whole run, not only the resumed epochs
+    assert resumed.summary["epochs_completed"] == 4
+    seconds = sum(r["seconds"] for r in resumed.history)
+    assert resumed.summary["train_seconds"] == pytest.approx(seconds, abs=1e-3)
+
+
+def test_resume_refuses_what_it_cannot_continue_and_touches_nothing(cli, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    Trainer(fast(out, epochs=1)).fit()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def refused(*args: object, message: str) -> None:
+        result = cli("train", *args, code=2)
+        assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+    refused("--resume", out, "--out", tmp_path / "elsewhere", message="leave out --out")
+    refused("--resume", out, "--seed", "1", message="seed differs from the run's")
+    refused("--resume", out, "--batch-size", "64", message="batch_size differs")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.toml").write_text('arch = "simplecnn"\n')  # not zoo's
+    refused("--resume", tmp_path / "other", message="not a zoo run directory")
+    # a damaged checkpoint (not written by zoo's atomic writes: a truncated copy)
+    last = out / "checkpoints" / "last.safetensors"
+    last.write_bytes(before[last][:1000])
+    before[last] = last.read_bytes()
+    refused("--resume", out, message="is not a readable safetensors file")
