@@ -154,7 +154,7 @@ def test_clipping_bounds_every_update(tmp_path: Path) -> None:
 
 def test_ema_update_is_a_moving_average_of_weights_and_a_copy_of_buffers() -> None:
     net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
-    ema = EMA(net, decay=0.75)
+    ema = EMA(net, decay=0.75, warmup=False)
     start = {k: v.clone() for k, v in net.state_dict().items()}
     with torch.no_grad():
         for p in net.parameters():
@@ -167,6 +167,17 @@ def test_ema_update_is_a_moving_average_of_weights_and_a_copy_of_buffers() -> No
     for name, b in net.named_buffers():
         assert torch.equal(state[name], b), name
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_warmup_follows_the_weights_early_then_settles_to_the_decay() -> None:
+    ema = EMA(nn.Linear(2, 2), decay=0.999)
+    decays = []
+    for _ in range(10_000):  # (1 + n) / (10 + n) reaches 0.999 at n = 8,991
+        decays.append(ema.current_decay())
+        ema.updates += 1
+    assert decays[0] == pytest.approx(0.1) and decays[10] == pytest.approx(11 / 20)
+    assert decays == sorted(decays) and decays[-1] == 0.999
+    assert EMA(nn.Linear(2, 2), decay=0.9, warmup=False).current_decay() == 0.9
 
 
 def test_ema_weights_are_evaluated_and_saved(tmp_path: Path) -> None:

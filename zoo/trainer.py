@@ -453,6 +453,7 @@ class Trainer:
                 flatten_state(self.scaler.state_dict(), "scaler", tensors) if self.scaler else None
             ),
             "rng": flatten_state(rng, "rng", tensors),
+            "ema_updates": self.ema.updates if self.ema is not None else None,
             "config": self.cfg.to_dict(saved_only=True),
         }
         return tensors, state
@@ -466,9 +467,10 @@ class Trainer:
 
         check_state(self.net, model_state, path)
         self.net.load_state_dict(model_state)
+        state = header.state
         if self.ema is not None:
             self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        state = header.state
+            self.ema.updates = int(state.get("ema_updates") or 0)
         self.optimizer.load_state_dict(unflatten_state(state["optimizer"], tensors))
         self.scheduler.load_state_dict(unflatten_state(state["scheduler"], tensors))
         if self.scaler is not None and state.get("scaler"):
