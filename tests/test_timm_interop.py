@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from timm.models import save_for_hf
 
 import zoo
+from zoo.checkpoint import read_header
 
 SMALL = ["--epochs", "1", "--batch-size", "8"]
 
@@ -110,8 +111,7 @@ def test_init_from_a_timm_folder_recreates_the_head_and_adapts_the_first_conv(
     cli, folder: Path, timm_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "finetuned"
-    monkeypatch.chdir(folder.parent)  # --data takes a spec with a path only without a slash
-    data = f"folder:root={folder.name},channels=1"
+    data = f"folder:root={folder},channels=1"
     result = cli(
         "train", "--data", data, "--arch", "test_resnet", "--init", timm_folder,
         "--image-size", "16", "--out", out, *SMALL,
@@ -123,6 +123,12 @@ def test_init_from_a_timm_folder_recreates_the_head_and_adapts_the_first_conv(
     tuned = load_file(str(out / "model.safetensors"))
     source = load_file(str(timm_folder / "model.safetensors"))
     assert tuned["fc.weight"].shape == (3, 96) and tuned["conv1.0.weight"].shape[1] == 1
+    # Inputs are normalized as the timm weights expect (their RGB statistics, averaged for one
+    # channel), not by this folder's statistics.
+    info = read_header(out / "model.safetensors").info
+    rgb = json.loads((timm_folder / "config.json").read_text())["pretrained_cfg"]
+    assert info.mean == pytest.approx((sum(rgb["mean"]) / 3,))
+    assert info.std == pytest.approx((sum(rgb["std"]) / 3,))
     # Started from the timm weights: early layers moved little from them.
     drift = (tuned["layer1.0.conv1.weight"] - source["layer1.0.conv1.weight"]).abs().mean()
     assert drift < 0.1 * source["layer1.0.conv1.weight"].abs().mean()

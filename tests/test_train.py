@@ -357,3 +357,18 @@ def test_data_specs_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     from zoo.trainer import resume_config
 
     assert resume_config(tmp_path / "run", {"data": "../pets"}).data.endswith(str(root))
+
+
+def test_init_keeps_the_normalization_the_weights_were_trained_with(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    Trainer(fast_config(source)).fit()
+    source_info = read_header(source / "model.safetensors").info
+    pets = write_image_folder(tmp_path / "pets", {"cat": 6, "dog": 6})
+    run = tmp_path / "finetuned"
+    Trainer(fast_config(run, data=f"folder:root={pets},channels=1", init=str(source))).fit()
+    info = read_header(run / "model.safetensors").info
+    assert info is not None and source_info is not None
+    assert info.mean == source_info.mean and info.std == source_info.std
+    fresh = tmp_path / "fresh"
+    Trainer(fast_config(fresh, data=f"folder:root={pets},channels=1")).fit()
+    assert read_header(fresh / "model.safetensors").info.mean != source_info.mean

@@ -18,20 +18,29 @@ from zoo.errors import ZooError
 
 def init_file(source: str | Path) -> Path:
     """The weights file behind an ``--init`` source."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        candidate = path / "model.safetensors"
-        if candidate.is_file():
-            return candidate
-        if (path / "pytorch_model.bin").is_file():
-            raise ZooError(
-                f"--init {path}: only pytorch_model.bin, a pickle file that zoo does "
-                "not load; convert it to model.safetensors"
-            )
-        raise ZooError(f"--init {path}: no model.safetensors in this folder")
-    if not path.exists():
-        raise ZooError(f"--init {path} does not exist")
-    return path
+    from zoo.api import weights_path
+
+    try:
+        return weights_path(source)
+    except ZooError as exc:
+        raise ZooError(f"--init: {exc}") from None
+
+
+def source_normalization(source: str | Path, in_chans: int) -> tuple[tuple[float, ...], ...] | None:
+    """The mean and std the ``--init`` weights were trained with, for ``in_chans`` channels:
+    from zoo's metadata, or a timm/Hugging Face ``config.json``; None when neither says.
+
+    Fine-tuned weights keep working best on inputs normalized as in their first training (an
+    ImageNet model expects ImageNet statistics), not by the new dataset's statistics.
+    """
+    from zoo import hfconfig
+
+    path = init_file(source)
+    info = read_header(path).info
+    if info is not None:
+        return hfconfig.per_channel(info.mean, in_chans), hfconfig.per_channel(info.std, in_chans)
+    config = hfconfig.read(path.parent)
+    return hfconfig.normalization(config, in_chans) if config is not None else None
 
 
 def classifier_keys(net: nn.Module) -> set[str]:

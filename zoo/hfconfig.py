@@ -118,10 +118,21 @@ def model_info(config: dict[str, Any], source: Path) -> ModelInfo:
         in_chans=in_chans,
         image_size=(height, width),
         classes=classes,
-        mean=_per_channel(pretrained.get("mean", _IMAGENET_MEAN), in_chans),
-        std=_per_channel(pretrained.get("std", _IMAGENET_STD), in_chans),
+        mean=normalization(config, in_chans)[0],
+        std=normalization(config, in_chans)[1],
         zoo_version=str(zoo_part.get("zoo_version", "")),
         epoch=zoo_part.get("epoch"),
+    )
+
+
+def normalization(config: dict[str, Any], in_chans: int) -> tuple[tuple[float, ...], ...]:
+    """The per-channel mean and std a ``config.json``'s weights were trained with (ImageNet's
+    when it says nothing, as timm assumes), for ``in_chans`` channels."""
+    pretrained = config.get("pretrained_cfg", config)
+    pretrained = pretrained if isinstance(pretrained, dict) else {}
+    return (
+        per_channel(pretrained.get("mean", _IMAGENET_MEAN), in_chans),
+        per_channel(pretrained.get("std", _IMAGENET_STD), in_chans),
     )
 
 
@@ -143,7 +154,7 @@ def _architecture(name: str, qualified: str | None, source: Path) -> str:
     )
 
 
-def _per_channel(values: Any, channels: int) -> tuple[float, ...]:
+def per_channel(values: Any, channels: int) -> tuple[float, ...]:
     """Normalization for ``channels`` channels: as given, one value repeated, or averaged."""
     values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
     if len(values) == channels:

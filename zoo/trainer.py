@@ -278,6 +278,16 @@ class Trainer:
         cfg, data = self.cfg, self.data
         self.num_classes = len(data.classes)
         mean, std = data.mean, data.std
+        if cfg.init:
+            from zoo.finetune import source_normalization
+
+            found = source_normalization(cfg.init, data.in_chans)
+            if found is not None:
+                mean, std = found
+                self.reporter.note(
+                    f"init: inputs normalized as the weights were trained (mean {_short(mean)}, "
+                    f"std {_short(std)})"
+                )
         if mean is None or std is None:
             mean, std = self._stats(data.train)
         self.mean, self.std = tuple(mean), tuple(std)
@@ -769,6 +779,10 @@ def _throughput(history: list[dict[str, Any]]) -> dict[str, float]:
         "train_seconds": round(seconds, 3),
         "images_per_second": round(images / seconds, 1) if seconds else 0.0,
     }
+
+
+def _short(values: tuple[float, ...]) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
 
 
 class _NonFinite(Exception):
