@@ -621,7 +621,8 @@ class Trainer:
     def _epoch(self, epoch: int) -> tuple[dict[str, Any], int, float]:
         steps = len(self.train_batches)
         self.reporter.epoch_start(epoch, self.cfg.epochs, steps)
-        decoded_before = _decoded(self.train_batches)
+        # The run's first epoch also counts the files decoded at set-up (for the statistics).
+        decoded_before = 0 if epoch == self.start_epoch else _decoded(self.train_batches)
         t0 = time.perf_counter()
         record: dict[str, Any] = {"epoch": epoch + 1}
         record.update(self._train_epoch(epoch))
