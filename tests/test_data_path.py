@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import write_image_folder
+from PIL import Image
 
 from zoo.batches import TensorBatches, make_batches
 from zoo.data import ImageTensors
+from zoo.folder import decode_image
 
 
 def decoded_per_epoch(run: Path) -> list[int]:
@@ -46,3 +49,32 @@ def test_in_memory_splits_are_indexed_without_a_loader() -> None:
     assert all(torch.equal(x[:, 0, 0, 0].long(), y) for x, y in seen)
     again = torch.cat([y for _, y in batches.epoch(0)])
     assert torch.equal(labels, again)  # the order is a function of (seed, epoch)
+
+
+def smooth_photo(path: Path, width: int = 300, height: int = 200) -> None:
+    """A smooth colour field with a few edges: what photos look like to a resizer."""
+    rng = np.random.default_rng(0)
+    field = Image.fromarray(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8))
+    im = field.resize((width, height), Image.Resampling.BICUBIC)
+    im.paste((250, 20, 40), (40, 30, 120, 90))
+    im.save(path, quality=92)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+@pytest.mark.parametrize("size", [(224, 224), (40, 48)])  # near the source; a quarter of it
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_decoder_matches_pils_full_decode_and_resize(
+    tmp_path: Path, ext: str, size: tuple[int, int], channels: int
+) -> None:
+    path = tmp_path / f"photo{ext}"
+    smooth_photo(path)
+    with Image.open(path) as im:
+        mode = "L" if channels == 1 else "RGB"
+        reference = np.asarray(im.convert(mode).resize(size[::-1], Image.Resampling.BILINEAR))
+    reference = reference[None] if channels == 1 else reference.transpose(2, 0, 1)
+    pixels = decode_image(path, size, channels)
+    assert pixels.shape == (channels, *size) and pixels.dtype == np.uint8
+    diff = np.abs(pixels.astype(np.int16) - reference.astype(np.int16))
+    # Reduced-scale JPEG decoding (draft mode) differs slightly; the resize itself by <= 1.
+    assert diff.mean() < (1.5 if ext == ".jpg" else 0.01)
+    assert diff.max() <= (40 if ext == ".jpg" else 1)
