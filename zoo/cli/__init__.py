@@ -8,7 +8,7 @@ import typer
 
 def build_app() -> typer.Typer:
     """The typer app with every command registered."""
-    from zoo.cli import listing, train
+    from zoo.cli import benchmark, listing, train
 
     app = typer.Typer(
         name="zoo",
@@ -21,6 +21,7 @@ def build_app() -> typer.Typer:
     )
     listing.register(app)
     train.register(app)
+    benchmark.register(app)
     return app
 
 
