@@ -288,7 +288,8 @@ class Trainer:
         self.augs = compose([a.build(num_classes=self.num_classes) for a in self.parts.augs])
         weight = None
         if cfg.class_weights == "auto":
-            weight = class_weights(_labels_of(data.train), self.num_classes)
+            # On the device: a CPU tensor would be copied to the GPU (a sync) every step.
+            weight = class_weights(_labels_of(data.train), self.num_classes).to(self.device)
             if "weight" not in _declared(self.parts.loss.factory):
                 raise ZooError(f"{self.parts.loss.label} does not accept class weights")
         self.loss_fn = self.parts.loss.build(num_classes=self.num_classes, weight=weight)
@@ -448,11 +449,12 @@ class Trainer:
         accum = cfg.accum_steps
         amp = autocast(self.device, self.amp_dtype)
         world = self.dist.world
-        for step, (xb, yb) in enumerate(self.train_batches.epoch(epoch)):
-            x, y = xb.float().div_(255), yb
-            for aug in self.augs:
-                x, y = aug(x, y)
-            x = self.normalize(x)
+        for step, (x, y) in enumerate(self.train_batches.epoch(epoch)):
+            if self.augs:  # augmentations take float images in [0, 1]
+                x = x.float().div_(255)
+                for aug in self.augs:
+                    x, y = aug(x, y)
+            x = self.normalize(x)  # uint8 without augmentations: converted in the same op
             update = (step + 1) % accum == 0 or step + 1 == steps
             sync = (
                 contextlib.nullcontext()
