@@ -1,0 +1,214 @@
+"""zoo's framework overhead: ``zoo train`` against a bare hand-written PyTorch loop.
+
+Both train the same network (built by ``zoo.create_model`` from the same seed) on the same data
+(the embedded digits at ``--image-size``), with the same batch size, optimizer (Adam, lr 1e-3),
+epochs, seed and thread count, in one process. zoo runs through its ``Trainer`` exactly as
+``zoo train`` does, with the progress bar drawn to a terminal (written to /dev/null). The bare
+loop gets the training images preloaded as normalized float tensors on the device and does only
+randperm, index, forward, loss, backward, step.
+
+Timings are training seconds per epoch; neither side's validation is timed (zoo validates and
+writes checkpoints after each epoch; the bare loop does neither). The two alternate epoch by
+epoch, so a change in the machine's load hits both: zoo's epoch then a bare epoch in even
+repeats, the bare epoch first in odd ones, so neither always runs after the other. The
+first epoch of every run is a warm-up and is left out. The figures are medians over the other
+epochs of all repeats; the ratio is the median of the paired ratios (each zoo epoch over the
+bare epoch run beside it), which cancels load that drifts between pairs.
+
+    python benchmarks/overhead.py --arch simplecnn --image-size 32 --epochs 6 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import zoo
+from zoo.config import TrainConfig
+from zoo.data import channel_stats
+from zoo.errors import ZooError
+from zoo.progress import RichReporter
+from zoo.runtime import resolve_device, resolve_precision
+from zoo.trainer import Trainer
+
+LR = 1e-3
+
+
+@dataclass
+class BareLoop:
+    """The minimal idiomatic PyTorch training loop on preloaded tensors."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+    device: torch.device
+    amp_dtype: torch.dtype
+    generator: torch.Generator
+    seconds: list[float] = field(default_factory=list)
+
+    def epoch(self) -> None:
+        self.model.train()
+        t0 = time.perf_counter()
+        n = self.x.shape[0]
+        perm = torch.randperm(n, generator=self.generator).to(self.device)
+        for i in range(n // self.batch_size):
+            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
+            with torch.autocast(
+                self.device.type, self.amp_dtype, enabled=self.amp_dtype != torch.float32
+            ):
+                loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds.append(time.perf_counter() - t0)
+
+
+def bare_loop(args: argparse.Namespace, device: torch.device, seed: int) -> BareLoop:
+    """The bare loop's model, optimizer and data, set up as zoo sets up its own."""
+    size = (args.image_size, args.image_size)
+    data = zoo.build("dataset", "digits", image_size=size, seed=seed, val_fraction=0.2)
+    mean, std = channel_stats(data.train.images)
+    mean_t = torch.tensor(mean).view(1, -1, 1, 1)
+    std_t = torch.tensor(std).view(1, -1, 1, 1)
+    x = ((data.train.images.float() / 255 - mean_t) / std_t).to(device)
+    y = data.train.labels.to(device)
+    torch.manual_seed(seed)
+    model = zoo.create_model(
+        args.arch, num_classes=len(data.classes), in_chans=data.in_chans, image_size=size
+    ).to(device)
+    amp_dtype = resolve_precision("auto", device)
+    if device.type == "cuda":  # zoo's CUDA default for convolutional nets
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    generator = torch.Generator().manual_seed(seed)
+    return BareLoop(model, optimizer, x, y, args.batch_size, device, amp_dtype, generator)
+
+
+class Interleaved(RichReporter):
+    """zoo's own progress display, running one bare epoch before or after each zoo epoch."""
+
+    def __init__(self, bare: BareLoop, bare_first: bool) -> None:
+        from rich.console import Console
+
+        self.devnull = open(os.devnull, "w")  # noqa: SIM115 - closed in finish()
+        super().__init__(Console(file=self.devnull, force_terminal=True, width=120))
+        self.bare, self.bare_first = bare, bare_first
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        if self.bare_first:
+            self.bare.epoch()
+        super().epoch_start(epoch, epochs, steps)
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        super().epoch_end(record)
+        if not self.bare_first:
+            self.bare.epoch()
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        super().finish(summary)
+        self.devnull.close()
+
+
+def run_pair(
+    args: argparse.Namespace, device: torch.device, out: Path, bare_first: bool
+) -> tuple[list, list]:
+    """One zoo run and one bare run, interleaved epoch by epoch; their seconds per epoch."""
+    bare = bare_loop(args, device, args.seed)
+    cfg = TrainConfig(
+        arch=args.arch,
+        data="digits",
+        image_size=str(args.image_size),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=LR,
+        device=args.device,
+        seed=args.seed,
+        out=str(out),
+        overwrite=True,
+    )
+    result = Trainer(cfg, Interleaved(bare, bare_first)).fit()
+    return [r["seconds"] for r in result.history], bare.seconds
+
+
+def warm(seconds: list[float]) -> list[float]:
+    return seconds[1:] if len(seconds) > 1 else seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="simplecnn")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if min(args.image_size, args.epochs, args.batch_size, args.repeats) < 1:
+        parser.error("--image-size, --epochs, --batch-size and --repeats must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+    try:
+        device = resolve_device(args.device)
+        zoo_runs, bare_runs = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(args.repeats):
+                z, b = run_pair(args, device, Path(tmp) / f"run{r}", bare_first=r % 2 == 1)
+                zoo_runs.append(z)
+                bare_runs.append(b)
+    except ZooError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    zoo_warm = [s for run in zoo_runs for s in warm(run)]
+    bare_warm = [s for run in bare_runs for s in warm(run)]
+    paired = [z / b for z, b in zip(zoo_warm, bare_warm, strict=True)]
+    report = {
+        "arch": args.arch,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "zoo_seconds_per_epoch": round(statistics.median(zoo_warm), 4),
+        "bare_seconds_per_epoch": round(statistics.median(bare_warm), 4),
+        "ratio": round(statistics.median(paired), 4),
+        "ratio_of_medians": round(statistics.median(zoo_warm) / statistics.median(bare_warm), 4),
+        "zoo_epochs": zoo_runs,
+        "bare_epochs": [[round(s, 4) for s in run] for run in bare_runs],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"{args.arch} {args.image_size}px batch {args.batch_size} on {device} "
+            f"({report['threads']} threads, load {load_before:.1f}-{os.getloadavg()[0]:.1f}): "
+            f"zoo {report['zoo_seconds_per_epoch']:.3f} s/epoch, "
+            f"bare {report['bare_seconds_per_epoch']:.3f} s/epoch, "
+            f"ratio {report['ratio']:.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
