@@ -16,6 +16,7 @@ def test_json_report_has_throughput_and_memory_for_both_phases(cli) -> None:
     assert report["image_size"] == [8, 8] and report["batch_size"] == 2
     assert report["device"] in ("cpu", "cuda:0", "mps")
     assert isinstance(report["channels_last"], bool) and report["compile"] is False
+    assert report["compile_mode"] is None
     assert report["precision"] in ("float32", "bfloat16") and report["steps"] == 1
     for phase in ("train", "inference"):
         p = report[phase]
@@ -37,6 +38,7 @@ def test_table_output_and_one_phase(cli) -> None:
         (["--image-size", "big"], "image size must be N or HxW"),
         (["--no-train", "--no-inference"], "nothing to measure"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--compile-mode", "fastest"], "--compile-mode must be one of default, reduce-overhead"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, args: list[str], message: str) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 
 from zoo.errors import ZooError
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
 
 @dataclass
 class BenchConfig:
@@ -31,6 +33,7 @@ class BenchConfig:
     amp: bool | None = None  # None: zoo's default (bf16 on CUDA)
     channels_last: bool | None = None  # None: zoo's default (on CUDA for convolutional nets)
     compile: bool = False
+    compile_mode: str = "default"  # "reduce-overhead" replays CUDA graphs
     warmup: int = 3
     steps: int = 10
     train: bool = True
@@ -48,6 +51,8 @@ def check(cfg: BenchConfig) -> None:
         raise ZooError("--image-size must be positive")
     if not (cfg.train or cfg.inference):
         raise ZooError("nothing to measure: --no-train and --no-inference")
+    if cfg.compile_mode not in COMPILE_MODES:
+        raise ZooError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}")
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
@@ -75,7 +80,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device, memory_format=memory_format)
-    model = torch.compile(net) if cfg.compile else net
+    model = torch.compile(net, mode=cfg.compile_mode) if cfg.compile else net
     x = torch.randn(cfg.batch_size, cfg.in_chans, *size, device=device)
     x = x.contiguous(memory_format=memory_format)
     y = torch.randint(0, cfg.num_classes, (cfg.batch_size,), device=device)
@@ -97,6 +102,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         "precision": str(amp_dtype).removeprefix("torch."),
         "channels_last": channels_last,
         "compile": cfg.compile,
+        "compile_mode": cfg.compile_mode if cfg.compile else None,
         "warmup_steps": cfg.warmup,
         "steps": cfg.steps,
         "threads": torch.get_num_threads(),

@@ -32,6 +32,11 @@ def benchmark(
         help="Channels-last memory format (default: as zoo train, on for CUDA).",
     ),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    compile_mode: str = typer.Option(
+        "default",
+        "--compile-mode",
+        help="default | reduce-overhead (CUDA graphs) | max-autotune; implies --compile.",
+    ),
     warmup: int = typer.Option(3, "--warmup", help="Untimed steps first."),
     steps: int = typer.Option(10, "--steps", help="Timed steps per phase."),
     train: bool = typer.Option(True, "--train/--no-train", help="Measure training steps."),
@@ -52,7 +57,8 @@ def benchmark(
             device=device,
             amp=amp,
             channels_last=channels_last,
-            compile=compile,
+            compile=compile or compile_mode != "default",
+            compile_mode=compile_mode,
             warmup=warmup,
             steps=steps,
             train=train,
@@ -72,7 +78,7 @@ def _show(r: dict[str, Any]) -> None:
         f"[bold]{r['qualified']}[/]  {r['params']:,} params  batch {r['batch_size']} x "
         f"{r['in_chans']}x{h}x{w}  {r['device']} ({r['device_name']}, {r['threads']} threads)  "
         f"{r['precision']}{'  channels-last' if r['channels_last'] else ''}"
-        f"{'  compiled' if r['compile'] else ''}"
+        f"{'  compiled (' + r['compile_mode'] + ')' if r['compile'] else ''}"
     )
     for phase in ("train", "inference"):
         if phase not in r:
