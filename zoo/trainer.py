@@ -139,7 +139,10 @@ def data_spec(text: str) -> str:
 
 
 def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay weights only: never norms, biases or other 1-d parameters."""
+    """Decay weights only: never norms, biases or other 1-d parameters. Without weight decay,
+    one group: optimizers loop over groups in Python, once per step."""
+    if not weight_decay:
+        return [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": 0.0}]
     decay, no_decay = [], []
     for name, p in net.named_parameters():
         if p.requires_grad:
