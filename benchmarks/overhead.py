@@ -8,12 +8,20 @@ loop gets the training images preloaded as normalized float tensors on the devic
 randperm, index, forward, loss, backward, step.
 
 Timings are training seconds per epoch; neither side's validation is timed (zoo validates and
-writes checkpoints after each epoch; the bare loop does neither). The two alternate epoch by
-epoch, so a change in the machine's load hits both: zoo's epoch then a bare epoch in even
-repeats, the bare epoch first in odd ones, so neither always runs after the other. The
-first epoch of every run is a warm-up and is left out. The figures are medians over the other
-epochs of all repeats; the ratio is the median of the paired ratios (each zoo epoch over the
-bare epoch run beside it), which cancels load that drifts between pairs.
+writes checkpoints after each epoch; the bare loop does neither). The two are interleaved so
+that a change in the machine's load hits both:
+
+- ``--interleave step`` (the default on the CPU): one bare step runs after each zoo step, from
+  zoo's per-step progress callback. zoo's epoch time is the epoch's wall time (as zoo measures
+  it) minus the bare steps timed inside it. Load that comes and goes within seconds then
+  falls on both loops alike.
+- ``--interleave epoch`` (the default on GPUs, where timing single steps would need a
+  synchronisation that changes zoo's pipelining): a bare epoch after each zoo epoch, or before
+  it in odd repeats, so neither always runs after the other.
+
+The first epoch of every run is a warm-up and is left out. The figures are medians over the
+other epochs of all repeats; the ratio is the median of the paired ratios (each zoo epoch over
+the bare epoch run beside it).
 
     python benchmarks/overhead.py --arch simplecnn --image-size 32 --epochs 6 --repeats 5
 """
@@ -27,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +56,8 @@ LR = 1e-3
 
 @dataclass
 class BareLoop:
-    """The minimal idiomatic PyTorch training loop on preloaded tensors."""
+    """The minimal idiomatic PyTorch training loop on preloaded tensors, runnable a step at a
+    time; ``seconds`` holds each epoch's time spent in its own code only."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -58,24 +68,49 @@ class BareLoop:
     amp_dtype: torch.dtype
     generator: torch.Generator
     seconds: list[float] = field(default_factory=list)
+    perm: torch.Tensor | None = None
+    done: int = 0
+    elapsed: float = 0.0
 
-    def epoch(self) -> None:
-        self.model.train()
+    @property
+    def steps(self) -> int:
+        return self.x.shape[0] // self.batch_size
+
+    def begin(self) -> None:
         t0 = time.perf_counter()
-        n = self.x.shape[0]
-        perm = torch.randperm(n, generator=self.generator).to(self.device)
-        for i in range(n // self.batch_size):
-            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
-            with torch.autocast(
-                self.device.type, self.amp_dtype, enabled=self.amp_dtype != torch.float32
-            ):
-                loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+        self.model.train()
+        self.perm = torch.randperm(self.x.shape[0], generator=self.generator).to(self.device)
+        self.done, self.elapsed = 0, time.perf_counter() - t0
+
+    def step(self) -> None:
+        if self.perm is None or self.done == self.steps:
+            return
+        t0 = time.perf_counter()
+        idx = self.perm[self.done * self.batch_size : (self.done + 1) * self.batch_size]
+        with torch.autocast(
+            self.device.type, self.amp_dtype, enabled=self.amp_dtype != torch.float32
+        ):
+            loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.done += 1
+        self.elapsed += time.perf_counter() - t0
+
+    def end(self) -> float:
+        """Finish the epoch (any steps left, then the device); the seconds it took."""
+        while self.done < self.steps:
+            self.step()
+        t0 = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.seconds.append(time.perf_counter() - t0)
+        self.seconds.append(self.elapsed + time.perf_counter() - t0)
+        self.perm = None
+        return self.seconds[-1]
+
+    def epoch(self) -> None:
+        self.begin()
+        self.end()
 
 
 def bare_loop(args: argparse.Namespace, device: torch.device, seed: int) -> BareLoop:
@@ -101,23 +136,36 @@ def bare_loop(args: argparse.Namespace, device: torch.device, seed: int) -> Bare
 
 
 class Interleaved(RichReporter):
-    """zoo's own progress display, running one bare epoch before or after each zoo epoch."""
+    """zoo's own progress display, running the bare loop beside zoo's steps or epochs."""
 
-    def __init__(self, bare: BareLoop, bare_first: bool) -> None:
+    def __init__(self, bare: BareLoop, mode: str, bare_first: bool) -> None:
         from rich.console import Console
 
         self.devnull = open(os.devnull, "w")  # noqa: SIM115 - closed in finish()
         super().__init__(Console(file=self.devnull, force_terminal=True, width=120))
-        self.bare, self.bare_first = bare, bare_first
+        self.bare, self.mode, self.bare_first = bare, mode, bare_first
+        self.inside: list[float] = []  # bare seconds spent inside each zoo epoch
+        self.begun = 0.0
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        if self.bare_first:
+        if self.mode == "step":
+            self.bare.begin()  # before zoo's epoch clock starts
+            self.begun = self.bare.elapsed
+        elif self.bare_first:
             self.bare.epoch()
         super().epoch_start(epoch, epochs, steps)
 
+    def step(self, images: int, live: Callable[[], dict[str, float]]) -> None:
+        super().step(images, live)
+        if self.mode == "step":
+            self.bare.step()
+
     def epoch_end(self, record: dict[str, Any]) -> None:
         super().epoch_end(record)
-        if not self.bare_first:
+        if self.mode == "step":
+            self.inside.append(self.bare.elapsed - self.begun)
+            self.bare.end()  # no steps are left when the two step counts agree
+        elif not self.bare_first:
             self.bare.epoch()
 
     def finish(self, summary: dict[str, Any]) -> None:
@@ -126,9 +174,9 @@ class Interleaved(RichReporter):
 
 
 def run_pair(
-    args: argparse.Namespace, device: torch.device, out: Path, bare_first: bool
-) -> tuple[list, list]:
-    """One zoo run and one bare run, interleaved epoch by epoch; their seconds per epoch."""
+    args: argparse.Namespace, device: torch.device, out: Path, mode: str, bare_first: bool
+) -> tuple[list[float], list[float]]:
+    """One zoo run and one bare run, interleaved; their training seconds per epoch."""
     bare = bare_loop(args, device, args.seed)
     cfg = TrainConfig(
         arch=args.arch,
@@ -142,8 +190,12 @@ def run_pair(
         out=str(out),
         overwrite=True,
     )
-    result = Trainer(cfg, Interleaved(bare, bare_first)).fit()
-    return [r["seconds"] for r in result.history], bare.seconds
+    reporter = Interleaved(bare, mode, bare_first)
+    result = Trainer(cfg, reporter).fit()
+    zoo_seconds = [r["seconds"] for r in result.history]
+    if mode == "step":
+        zoo_seconds = [z - b for z, b in zip(zoo_seconds, reporter.inside, strict=True)]
+    return [round(z, 4) for z in zoo_seconds], [round(b, 4) for b in bare.seconds]
 
 
 def warm(seconds: list[float]) -> list[float]:
@@ -160,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
+    parser.add_argument(
+        "--interleave",
+        choices=("auto", "step", "epoch"),
+        default="auto",
+        help="pair steps (auto: on the CPU) or epochs (auto: on GPUs)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     if min(args.image_size, args.epochs, args.batch_size, args.repeats) < 1:
@@ -169,10 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     try:
         device = resolve_device(args.device)
+        mode = args.interleave
+        if mode == "auto":
+            mode = "step" if device.type == "cpu" else "epoch"
+        if mode == "step" and device.type != "cpu":
+            raise ZooError("--interleave step times single steps, which needs --device cpu")
         zoo_runs, bare_runs = [], []
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(args.repeats):
-                z, b = run_pair(args, device, Path(tmp) / f"run{r}", bare_first=r % 2 == 1)
+                z, b = run_pair(args, device, Path(tmp) / f"run{r}", mode, bare_first=r % 2 == 1)
                 zoo_runs.append(z)
                 bare_runs.append(b)
     except ZooError as exc:
@@ -189,13 +252,14 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "interleave": mode,
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "zoo_seconds_per_epoch": round(statistics.median(zoo_warm), 4),
         "bare_seconds_per_epoch": round(statistics.median(bare_warm), 4),
         "ratio": round(statistics.median(paired), 4),
         "ratio_of_medians": round(statistics.median(zoo_warm) / statistics.median(bare_warm), 4),
         "zoo_epochs": zoo_runs,
-        "bare_epochs": [[round(s, 4) for s in run] for run in bare_runs],
+        "bare_epochs": bare_runs,
     }
     if args.json:
         print(json.dumps(report, indent=2))
