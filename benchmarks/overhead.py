@@ -7,6 +7,12 @@ epochs, seed and thread count, in one process. zoo runs through its ``Trainer`` 
 loop gets the training images preloaded as normalized float tensors on the device and does only
 randperm, index, forward, loss, backward, step.
 
+The bare loop also draws the same batch order and dropout masks as zoo (from zoo's per-epoch
+seeds) and its inputs are normalized by the same formula, so on the CPU both compute the same
+weights, bit for bit (``same_weights`` in the report). A difference in time is then zoo's
+overhead and nothing else: two models on different trajectories can differ in speed by several
+percent (denormal numbers, for one), which measured runs showed in both directions.
+
 Timings are training seconds per epoch; neither side's validation is timed (zoo validates and
 writes checkpoints after each epoch; the bare loop does neither). The two are interleaved so
 that a change in the machine's load hits both:
@@ -44,11 +50,13 @@ import torch
 import torch.nn.functional as F
 
 import zoo
+from zoo.batches import epoch_generator
 from zoo.config import TrainConfig
 from zoo.data import channel_stats
 from zoo.errors import ZooError
+from zoo.inference import Normalizer
 from zoo.progress import RichReporter
-from zoo.runtime import resolve_device, resolve_precision
+from zoo.runtime import epoch_seed, resolve_device, resolve_precision
 from zoo.trainer import Trainer
 
 LR = 1e-3
@@ -66,9 +74,10 @@ class BareLoop:
     batch_size: int
     device: torch.device
     amp_dtype: torch.dtype
-    generator: torch.Generator
+    seed: int
     seconds: list[float] = field(default_factory=list)
     perm: torch.Tensor | None = None
+    rng: torch.Tensor | None = None  # this loop's CPU generator state, between steps
     done: int = 0
     elapsed: float = 0.0
 
@@ -76,15 +85,28 @@ class BareLoop:
     def steps(self) -> int:
         return self.x.shape[0] // self.batch_size
 
-    def begin(self) -> None:
+    def begin(self, own_rng: bool) -> None:
+        """Start an epoch with zoo's order and seed for it. With ``own_rng`` the loop keeps its
+        own generator state, so that steps interleaved with zoo's draw zoo's dropout masks."""
+        epoch = len(self.seconds)
+        seed = epoch_seed(self.seed, epoch, 0)
+        if own_rng:
+            self.rng = torch.Generator().manual_seed(seed).get_state()
+        else:
+            torch.manual_seed(seed)
         t0 = time.perf_counter()
         self.model.train()
-        self.perm = torch.randperm(self.x.shape[0], generator=self.generator).to(self.device)
+        order = torch.randperm(self.x.shape[0], generator=epoch_generator(self.seed, epoch))
+        self.perm = order.to(self.device)
         self.done, self.elapsed = 0, time.perf_counter() - t0
 
     def step(self) -> None:
         if self.perm is None or self.done == self.steps:
             return
+        outer = None
+        if self.rng is not None:
+            outer = torch.get_rng_state()
+            torch.set_rng_state(self.rng)
         t0 = time.perf_counter()
         idx = self.perm[self.done * self.batch_size : (self.done + 1) * self.batch_size]
         with torch.autocast(
@@ -96,6 +118,9 @@ class BareLoop:
         self.optimizer.step()
         self.done += 1
         self.elapsed += time.perf_counter() - t0
+        if outer is not None:
+            self.rng = torch.get_rng_state()
+            torch.set_rng_state(outer)
 
     def end(self) -> float:
         """Finish the epoch (any steps left, then the device); the seconds it took."""
@@ -105,34 +130,32 @@ class BareLoop:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.seconds.append(self.elapsed + time.perf_counter() - t0)
-        self.perm = None
+        self.perm = self.rng = None
         return self.seconds[-1]
 
     def epoch(self) -> None:
-        self.begin()
+        self.begin(own_rng=False)
         self.end()
 
 
-def bare_loop(args: argparse.Namespace, device: torch.device, seed: int) -> BareLoop:
+def bare_loop(args: argparse.Namespace, device: torch.device) -> BareLoop:
     """The bare loop's model, optimizer and data, set up as zoo sets up its own."""
     size = (args.image_size, args.image_size)
-    data = zoo.build("dataset", "digits", image_size=size, seed=seed, val_fraction=0.2)
+    data = zoo.build("dataset", "digits", image_size=size, seed=args.seed, val_fraction=0.2)
     mean, std = channel_stats(data.train.images)
-    mean_t = torch.tensor(mean).view(1, -1, 1, 1)
-    std_t = torch.tensor(std).view(1, -1, 1, 1)
-    x = ((data.train.images.float() / 255 - mean_t) / std_t).to(device)
+    channels_last = device.type == "cuda"  # zoo's CUDA default for convolutional nets
+    # Preloaded once, normalized as zoo normalizes each batch: the same input values.
+    x = Normalizer(mean, std, device, channels_last)(data.train.images.to(device))
     y = data.train.labels.to(device)
-    torch.manual_seed(seed)
+    torch.manual_seed(args.seed)
     model = zoo.create_model(
         args.arch, num_classes=len(data.classes), in_chans=data.in_chans, image_size=size
     ).to(device)
-    amp_dtype = resolve_precision("auto", device)
-    if device.type == "cuda":  # zoo's CUDA default for convolutional nets
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    generator = torch.Generator().manual_seed(seed)
-    return BareLoop(model, optimizer, x, y, args.batch_size, device, amp_dtype, generator)
+    amp_dtype = resolve_precision("auto", device)
+    return BareLoop(model, optimizer, x, y, args.batch_size, device, amp_dtype, args.seed)
 
 
 class Interleaved(RichReporter):
@@ -149,7 +172,7 @@ class Interleaved(RichReporter):
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         if self.mode == "step":
-            self.bare.begin()  # before zoo's epoch clock starts
+            self.bare.begin(own_rng=True)  # before zoo's epoch clock starts
             self.begun = self.bare.elapsed
         elif self.bare_first:
             self.bare.epoch()
@@ -175,9 +198,10 @@ class Interleaved(RichReporter):
 
 def run_pair(
     args: argparse.Namespace, device: torch.device, out: Path, mode: str, bare_first: bool
-) -> tuple[list[float], list[float]]:
-    """One zoo run and one bare run, interleaved; their training seconds per epoch."""
-    bare = bare_loop(args, device, args.seed)
+) -> tuple[list[float], list[float], bool]:
+    """One zoo run and one bare run, interleaved; their training seconds per epoch, and
+    whether they ended with the same weights."""
+    bare = bare_loop(args, device)
     cfg = TrainConfig(
         arch=args.arch,
         data="digits",
@@ -191,11 +215,14 @@ def run_pair(
         overwrite=True,
     )
     reporter = Interleaved(bare, mode, bare_first)
-    result = Trainer(cfg, reporter).fit()
+    trainer = Trainer(cfg, reporter)
+    result = trainer.fit()
     zoo_seconds = [r["seconds"] for r in result.history]
     if mode == "step":
         zoo_seconds = [z - b for z, b in zip(zoo_seconds, reporter.inside, strict=True)]
-    return [round(z, 4) for z in zoo_seconds], [round(b, 4) for b in bare.seconds]
+    ours, theirs = trainer.net.state_dict(), bare.model.state_dict()
+    same = ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    return [round(z, 4) for z in zoo_seconds], [round(b, 4) for b in bare.seconds], same
 
 
 def warm(seconds: list[float]) -> list[float]:
@@ -232,12 +259,13 @@ def main(argv: list[str] | None = None) -> int:
             mode = "step" if device.type == "cpu" else "epoch"
         if mode == "step" and device.type != "cpu":
             raise ZooError("--interleave step times single steps, which needs --device cpu")
-        zoo_runs, bare_runs = [], []
+        zoo_runs, bare_runs, same = [], [], []
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(args.repeats):
-                z, b = run_pair(args, device, Path(tmp) / f"run{r}", mode, bare_first=r % 2 == 1)
+                z, b, s = run_pair(args, device, Path(tmp) / f"run{r}", mode, r % 2 == 1)
                 zoo_runs.append(z)
                 bare_runs.append(b)
+                same.append(s)
     except ZooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -258,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare_seconds_per_epoch": round(statistics.median(bare_warm), 4),
         "ratio": round(statistics.median(paired), 4),
         "ratio_of_medians": round(statistics.median(zoo_warm) / statistics.median(bare_warm), 4),
+        "same_weights": same,
         "zoo_epochs": zoo_runs,
         "bare_epochs": bare_runs,
     }
@@ -269,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({report['threads']} threads, load {load_before:.1f}-{os.getloadavg()[0]:.1f}): "
             f"zoo {report['zoo_seconds_per_epoch']:.3f} s/epoch, "
             f"bare {report['bare_seconds_per_epoch']:.3f} s/epoch, "
-            f"ratio {report['ratio']:.3f}"
+            f"ratio {report['ratio']:.3f}; same weights: {all(same)}"
         )
     return 0
 
