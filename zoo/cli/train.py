@@ -55,6 +55,7 @@ def _option(name: str) -> inspect.Parameter:
 def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
     """Train a model. Every option can also come from --config FILE.toml (the command line
     wins); the run directory gets the weights, the resolved config and per-epoch metrics."""
+    from zoo.allocator import keep_freed_memory
     from zoo.config import from_mapping, load_toml_values
     from zoo.progress import RichReporter
     from zoo.trainer import Trainer, resume_config
@@ -71,6 +72,7 @@ def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
         cfg = from_mapping(overrides, where=str(config) if config else "command line")
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch(cfg))
+    keep_freed_memory()
     Trainer(cfg, RichReporter(stdout())).fit()
 
 
