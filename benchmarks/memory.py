@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from decode import photo_like
 
+from zoo.allocator import keep_freed_memory
 from zoo.config import TrainConfig
 from zoo.progress import Reporter
 from zoo.trainer import Trainer
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.epochs, args.images, args.image_size) < 1 or args.images < 4:
         parser.error("--epochs and --image-size must be at least 1, --images at least 4")
+    keep_freed_memory()  # as zoo train does
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["ZOO_CACHE_DIR"] = str(Path(tmp, "cache"))  # a fresh decoded cache
         rng = np.random.default_rng(0)

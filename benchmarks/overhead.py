@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
+from zoo.allocator import keep_freed_memory
 from zoo.batches import epoch_generator
 from zoo.config import TrainConfig
 from zoo.data import channel_stats
@@ -251,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--image-size, --epochs, --batch-size and --repeats must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as zoo train does, for both loops alike
     load_before = os.getloadavg()[0]
     try:
         device = resolve_device(args.device)
