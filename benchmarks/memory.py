@@ -4,8 +4,9 @@ Trains through zoo's ``Trainer`` (as ``zoo train`` does) for ``--epochs`` epochs
 embedded digits (held in memory) and on a folder of photo-like JPEGs streamed through
 DataLoader workers from the decoded cache. Prints each run's resident memory after every epoch
 (``rss_mb`` in metrics.jsonl), its growth from the end of epoch 2 to the last epoch (the first
-epochs allocate the optimizer state, caches and worker buffers), the summary's peak, and the
-images decoded per epoch of the streamed run.
+epochs allocate the optimizer state, caches and worker buffers) and over the second half of the
+run (where a leak would still show and one-off allocations no longer do), the summary's peak,
+and the images decoded per epoch of the streamed run.
 
     python benchmarks/memory.py --epochs 20
 """
@@ -37,6 +38,7 @@ def train(out: Path, epochs: int, **settings: Any) -> dict[str, Any]:
     return {
         "rss_mb": rss,
         "growth_mb": round(rss[-1] - base, 1),
+        "second_half_growth_mb": round(rss[-1] - rss[len(rss) // 2 - 1 if len(rss) > 1 else 0], 1),
         "peak_rss_mb": result.summary["memory"]["peak_rss_mb"],
         "decoded_images": [r.get("decoded_images") for r in result.history],
         "seconds_per_epoch": [r["seconds"] for r in result.history],
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in runs.items():
         print(
             f"{name}: rss after each epoch {r['rss_mb']} MB; growth from epoch 2 to "
-            f"{len(r['rss_mb'])}: {r['growth_mb']:+.1f} MB; peak {r['peak_rss_mb']:.0f} MB"
+            f"{len(r['rss_mb'])}: {r['growth_mb']:+.1f} MB (second half "
+            f"{r['second_half_growth_mb']:+.1f} MB); peak {r['peak_rss_mb']:.0f} MB"
         )
         if r["decoded_images"][0] is not None:
             print(f"  decoded images per epoch: {r['decoded_images']}")
