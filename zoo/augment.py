@@ -48,10 +48,15 @@ class Geometric:
 def warp(images: torch.Tensor, matrices: torch.Tensor, fill: str) -> torch.Tensor:
     """Resample images through per-sample pixel-space matrices (output -> input)."""
     n, _, h, w = images.shape
-    # Pixel coordinates (centred) to grid_sample's normalised ones: x_norm = x_pix * 2 / w.
-    scale = torch.tensor([2.0 / w, 2.0 / h, 1.0], device=images.device, dtype=matrices.dtype)
-    theta = scale[:, None] * matrices * (1.0 / scale)[None, :]
-    grid = F.affine_grid(theta[:, :2].to(images.dtype), [n, 1, h, w], align_corners=False)
+    # Pixel coordinates (centred) to grid_sample's normalised ones: x_norm = x_pix * 2 / w, so
+    # theta = S @ M @ S^-1 with S = diag(2/w, 2/h, 1). Scaled with Python numbers: a tensor
+    # made from a list would be copied from the host, which waits for the GPU every step.
+    theta = matrices[:, :2].clone()
+    theta[:, 0, 1] *= h / w
+    theta[:, 1, 0] *= w / h
+    theta[:, 0, 2] *= 2.0 / w
+    theta[:, 1, 2] *= 2.0 / h
+    grid = F.affine_grid(theta.to(images.dtype), [n, 1, h, w], align_corners=False)
     return F.grid_sample(
         images, grid, mode="bilinear", padding_mode=FILL_MODES[fill], align_corners=False
     )
@@ -288,7 +293,9 @@ def soft_targets(targets: torch.Tensor, num_classes: int, dtype: torch.dtype) ->
 
 def _beta(alpha: float, n: int, device: torch.device) -> torch.Tensor:
     concentration = torch.full((n,), float(alpha), device=device)
-    return torch.distributions.Beta(concentration, concentration).sample()
+    # Without validation: checking the parameters reads a device tensor on the host.
+    beta = torch.distributions.Beta(concentration, concentration, validate_args=False)
+    return beta.sample()
 
 
 class Mixup:

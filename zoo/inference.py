@@ -12,8 +12,9 @@ from zoo.checkpoint import ModelInfo
 
 
 class Normalizer:
-    """Float images in [0, 1] -> ``(x - mean) / std`` in one fused op, in the model's memory
-    format. Shared by training, evaluation and inference so all three see the same input."""
+    """Float images in [0, 1] (or uint8 images in 0-255) -> ``(x - mean) / std`` in one fused op,
+    in the model's memory format. Shared by training, evaluation and inference so all three see
+    the same input (uint8 input differs from its float form by at most one float32 ulp)."""
 
     def __init__(
         self, mean: Any, std: Any, device: torch.device, channels_last: bool = False
@@ -22,10 +23,11 @@ class Normalizer:
         std_t = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.scale = (1.0 / std_t).to(device)
         self.shift = (-mean_t / std_t).to(device)
+        self.scale_uint8 = self.scale / 255  # converts and scales raw pixels in the same op
         self.channels_last = channels_last
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.addcmul(self.shift, x, self.scale)
+        x = torch.addcmul(self.shift, x, self.scale_uint8 if x.dtype == torch.uint8 else self.scale)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 

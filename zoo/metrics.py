@@ -3,13 +3,18 @@ computed once from a confusion matrix (the same definitions as scikit-learn's)."
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 
 class Accumulator:
-    """Running loss, correct count, sample count and non-finite flag, kept on the device."""
+    """Running loss sum, correct count and sample count, kept on the device.
+
+    An update is six small kernels and never reads a value on the host. A NaN or infinite
+    batch loss makes the loss sum non-finite, which is how ``read`` reports that one occurred.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -17,7 +22,7 @@ class Accumulator:
 
     def reset(self) -> None:
         self.values = torch.zeros(
-            4,
+            3,
             dtype=torch.float64 if self.device.type != "mps" else torch.float32,
             device=self.device,
         )
@@ -26,21 +31,21 @@ class Accumulator:
         """Add one batch; ``loss`` is the batch mean. Non-blocking: no ``.item()``."""
         hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
         n = targets.shape[0]
-        loss = loss.detach().to(self.values.dtype)
-        correct = (logits.detach().argmax(dim=1) == hard).sum().to(self.values.dtype)
-        bad = (~torch.isfinite(loss)).to(self.values.dtype)
-        # new_full fills on the device: no host-to-device copy, so no synchronisation.
-        self.values += torch.stack([loss * n, correct, loss.new_full((), n), bad])
+        # In-place adds of Python numbers: no host-to-device copy, so no synchronisation.
+        self.values[0].add_(loss.detach(), alpha=n)
+        self.values[1].add_((logits.detach().argmax(dim=1) == hard).sum())
+        self.values[2].add_(n)
 
     def read(self) -> dict[str, float]:
         """Synchronise and return ``loss``, ``accuracy``, ``count`` and ``nonfinite``."""
-        loss_sum, correct, count, bad = self.values.tolist()
+        loss_sum, correct, count = self.values.tolist()
+        finite = math.isfinite(loss_sum)
         count = max(count, 1.0)
         return {
             "loss": loss_sum / count,
             "accuracy": correct / count,
             "count": count,
-            "nonfinite": bad,
+            "nonfinite": 0.0 if finite else 1.0,
         }
 
 

@@ -147,7 +147,10 @@ def data_spec(text: str) -> str:
 
 
 def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay weights only: never norms, biases or other 1-d parameters."""
+    """Decay weights only: never norms, biases or other 1-d parameters. Without weight decay,
+    one group: optimizers loop over groups in Python, once per step."""
+    if not weight_decay:
+        return [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": 0.0}]
     decay, no_decay = [], []
     for name, p in net.named_parameters():
         if p.requires_grad:
@@ -349,7 +352,8 @@ class Trainer:
         self.augs = compose([a.build(num_classes=self.num_classes) for a in self.parts.augs])
         weight = None
         if cfg.class_weights == "auto":
-            weight = class_weights(_labels_of(data.train), self.num_classes)
+            # On the device: a CPU tensor would be copied to the GPU (a sync) every step.
+            weight = class_weights(_labels_of(data.train), self.num_classes).to(self.device)
             if "weight" not in _declared(self.parts.loss.factory):
                 raise ZooError(f"{self.parts.loss.label} does not accept class weights")
         self.loss_fn = self.parts.loss.build(num_classes=self.num_classes, weight=weight)
@@ -536,11 +540,12 @@ class Trainer:
         accum = cfg.accum_steps
         amp = autocast(self.device, self.amp_dtype)
         world = self.dist.world
-        for step, (xb, yb) in enumerate(self.train_batches.epoch(epoch)):
-            x, y = xb.float().div_(255), yb
-            for aug in self.augs:
-                x, y = aug(x, y)
-            x = self.normalize(x)
+        for step, (x, y) in enumerate(self.train_batches.epoch(epoch)):
+            if self.augs:  # augmentations take float images in [0, 1]
+                x = x.float().div_(255)
+                for aug in self.augs:
+                    x, y = aug(x, y)
+            x = self.normalize(x)  # uint8 without augmentations: converted in the same op
             update = (step + 1) % accum == 0 or step + 1 == steps
             sync = (
                 contextlib.nullcontext()
@@ -729,7 +734,8 @@ class Trainer:
     def _epoch(self, epoch: int) -> dict[str, Any]:
         steps = len(self.train_batches)
         self.reporter.epoch_start(epoch, self.cfg.epochs, steps)
-        decoded_before = _decoded(self.train_batches)
+        # The run's first epoch also counts the files decoded at set-up (for the statistics).
+        decoded_before = 0 if epoch == self.start_epoch else _decoded(self.train_batches)
         t0 = time.perf_counter()
         record: dict[str, Any] = {"epoch": epoch + 1}
         record.update(self._train_epoch(epoch))

@@ -8,7 +8,7 @@ import typer
 
 def build_app() -> typer.Typer:
     """The typer app with every command registered."""
-    from zoo.cli import evaluate, export, listing, newplugin, predict, train
+    from zoo.cli import benchmark, evaluate, export, listing, newplugin, predict, train
 
     app = typer.Typer(
         name="zoo",
@@ -25,6 +25,7 @@ def build_app() -> typer.Typer:
     predict.register(app)
     export.register(app)
     newplugin.register(app)
+    benchmark.register(app)
     return app
 
 

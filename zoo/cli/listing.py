@@ -51,20 +51,17 @@ def list_components(
             ]
         )
         return
-    from rich.table import Table
+    from zoo.cli.table import cell, render
 
     console = stdout()
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("kind", "name", "source"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("summary", overflow="fold", ratio=1, min_width=30)
+    rows = []
     for c in found:
         clash = (c.kind, c.name) in conflicts
-        name = f"{c.name} [yellow](conflict: {c.qualified})[/]" if clash else c.name
-        summary = c.summary + (f" [dim](alias: {', '.join(c.aliases)})[/]" if c.aliases else "")
-        table.add_row(c.kind, name, c.source, summary)
+        name = cell((c.name, ""), (f" (conflict: {c.qualified})" if clash else "", "yellow"))
+        aliases = f" (alias: {', '.join(c.aliases)})" if c.aliases else ""
+        rows.append((c.kind, name, c.source, cell((c.summary, ""), (aliases, "dim"))))
     if found:
-        console.print(table)
+        console.print(render(("kind", "name", "source", "summary"), rows, console.width), end="")
     counts = Counter(c.source for c in found)
     per_source = ", ".join(f"{source} {n:,}" for source, n in counts.most_common())
     noun = "component" if len(found) == 1 else "components"

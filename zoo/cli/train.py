@@ -54,6 +54,7 @@ def _option(name: str) -> inspect.Parameter:
 def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
     """Train a model. Every option can also come from --config FILE.toml (the command line
     wins); the run directory gets the weights, the resolved config and per-epoch metrics."""
+    from zoo.allocator import keep_freed_memory
     from zoo.config import from_mapping, load_toml_values
     from zoo.progress import RichReporter
     from zoo.trainer import Trainer, resume_config
@@ -78,6 +79,7 @@ def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
         raise typer.Exit(_launch(cfg))
     from zoo.ranks import Secondary
 
+    keep_freed_memory()
     try:
         Trainer(cfg, RichReporter(stdout())).fit()
     except Secondary as exc:  # rank 0 reports it for the whole run
