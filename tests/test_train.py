@@ -319,10 +319,13 @@ def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path: Path) -> None:
             "--out",
             str(out),
         ],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env=os.environ.copy(),
+        # A shell that started the tests in the background (`pytest &`) leaves SIGINT ignored,
+        # and a child would inherit that; Ctrl-C in a terminal is what is being tested here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 240
     while not (out / "checkpoints" / "last.safetensors").exists():
