@@ -152,3 +152,40 @@ def test_mnist_from_local_files(tmp_path: Path) -> None:
 def test_missing_torchvision_files_say_how_to_get_them(tmp_path: Path) -> None:
     with pytest.raises(ZooError, match=r"CIFAR-10 files not found under .*add --download"):
         build(f"cifar10:root={tmp_path}")
+
+
+def test_a_damaged_cache_file_is_replaced_whole(image_folder: Path, tmp_path: Path) -> None:
+    files = list_folder(image_folder).files
+    cache = DecodedCache(files, (8, 8), 3, tmp_path / "cache")
+    cache.decode_missing(workers=2)
+    expected = np.array(cache.arrays()[0])
+    del cache  # its memory map would outlive the damage below
+    table = tmp_path / "cache" / f"{DecodedCache(files, (8, 8), 3, None).key}.npy"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [table.name]  # no leftovers
+    table.write_bytes(b"\x93NUMPY garbage")
+    again = DecodedCache(files, (8, 8), 3, tmp_path / "cache")
+    assert again.decode_missing(workers=2)[0] == 30
+    assert np.array_equal(again.arrays()[0], expected)
+
+
+def test_streamed_unreadable_files_are_replaced_by_the_next_readable(
+    image_folder: Path, capsys
+) -> None:
+    bad = image_folder / "cats" / "000.png"
+    bad.write_bytes(b"not a png")
+    data = build(
+        f"folder:root={image_folder},max_memory_mb=0.001,cache=false", val=0, image_size=(8, 8)
+    )
+    assert isinstance(data.train, StreamedFolder)
+    assert data.train.cache.arrays()[0] is None  # without a cache no pixels are held
+    position = data.train.cache.files.index(bad)
+    image, label = data.train[position]
+    assert image.shape == (3, 8, 8) and label == data.train.labels[position + 1]
+    assert "skipped unreadable image" in capsys.readouterr().err
+    data.train[position]
+    assert capsys.readouterr().err == ""  # reported once
+    assert data.train.unreadable() == [bad]
+    # Without a cache every access decodes (and is counted as such).
+    before = int(data.train.decoded.sum())
+    data.train[position + 2]
+    assert int(data.train.decoded.sum()) == before + 1

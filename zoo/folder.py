@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ VAL_DIRS = ("val", "validation", "valid")
 
 # Bumped when decode_image's output changes, so caches of the old pixels are not reused.
 DECODER = 2
+# Bumped when the cache file's layout changes.
+CACHE_FORMAT = 2
 # Per-file status in the cache.
 PENDING, DECODED, UNREADABLE = 0, 1, 2
 
@@ -111,57 +114,72 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
 
 
 class DecodedCache:
-    """Decoded images in a memory-mapped ``.npy`` pair: pixels and a per-file status byte.
+    """Decoded images in one memory-mapped ``.npy`` file: a row per file holding its pixels
+    and, in the last column, a status byte.
 
     The status byte is written after the pixels, so a run killed mid-decode never leaves a
-    half-written image marked as done. Without a directory the cache lives in memory.
+    half-written image marked as done. A new file is linked into place only once it is fully
+    created, so concurrent runs on the same folder share it instead of truncating each other's.
+    Without a directory, ``keep_pixels`` decides between holding every image in memory (for
+    folders loaded into memory) and decoding on every access (streaming without a cache).
     """
 
     def __init__(
-        self, files: list[Path], size: tuple[int, int], channels: int, directory: Path | None
+        self,
+        files: list[Path],
+        size: tuple[int, int],
+        channels: int,
+        directory: Path | None,
+        keep_pixels: bool = True,
     ) -> None:
         self.files = files
         self.shape = (len(files), channels, *size)
         self.directory = directory
+        self.keep_pixels = keep_pixels or directory is not None
         self.key = _cache_key(files, size, channels)
-        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self._arrays: tuple[np.ndarray | None, np.ndarray] | None = None
+        self._table: np.ndarray | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        # DataLoader workers reopen the memory maps themselves.
+        # DataLoader workers reopen the memory map (or start their own status) themselves.
         state = dict(self.__dict__)
-        if self.directory is not None:
-            state["_arrays"] = None
+        if self.directory is not None or not self.keep_pixels:
+            state["_arrays"] = state["_table"] = None
         return state
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(pixels [N, C, H, W], status [N])``, opened on first use in each process."""
+    def arrays(self) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(pixels [N, C, H, W] or None, status [N])``, opened on first use in each process."""
         if self._arrays is None:
-            if self.directory is None:
-                self._arrays = (np.zeros(self.shape, np.uint8), np.zeros(self.shape[0], np.uint8))
+            n, row = self.shape[0], int(np.prod(self.shape[1:]))
+            if self.directory is not None:
+                table = _open_table(self.directory / f"{self.key}.npy", (n, row + 1))
+            elif self.keep_pixels:
+                table = np.zeros((n, row + 1), np.uint8)
             else:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                stem = self.directory / self.key
-                self._arrays = (
-                    _open_memmap(Path(f"{stem}.pixels.npy"), self.shape),
-                    _open_memmap(Path(f"{stem}.status.npy"), self.shape[:1]),
-                )
+                self._arrays = (None, np.zeros(n, np.uint8))
+                return self._arrays
+            # Views into the table, not copies: writes go to the memory map.
+            self._table = table
+            self._arrays = (table[:, :row].reshape(self.shape), table[:, row])
         return self._arrays
 
-    def get(self, index: int) -> tuple[np.ndarray | None, str | None]:
-        """Pixels of one file (None if unreadable) and the decode error if this call hit one.
-
-        Decodes the file on first touch.
-        """
+    def get(self, index: int) -> tuple[np.ndarray | None, str | None, bool]:
+        """One file's pixels (None if unreadable), the decode error if this call hit one, and
+        whether this call decoded the file (rather than reading it from the cache)."""
         pixels, status = self.arrays()
-        error = None
-        if status[index] == PENDING:
-            try:
-                pixels[index] = decode_image(self.files[index], self.shape[2:], self.shape[1])
-                status[index] = DECODED
-            except Exception as exc:  # PIL raises many exception types for corrupt files
-                status[index] = UNREADABLE
-                error = f"{type(exc).__name__}: {exc}"
-        return (pixels[index] if status[index] == DECODED else None), error
+        if status[index] == UNREADABLE:
+            return None, None, False
+        if status[index] == DECODED and pixels is not None:
+            return pixels[index], None, False
+        try:
+            image = decode_image(self.files[index], self.shape[2:], self.shape[1])
+        except Exception as exc:  # PIL raises many exception types for corrupt files
+            status[index] = UNREADABLE
+            return None, f"{type(exc).__name__}: {exc}", True
+        if pixels is not None:
+            pixels[index] = image
+        status[index] = DECODED
+        return image, None, True
 
     def decode_missing(self, workers: int) -> tuple[int, dict[int, str]]:
         """Decode every pending file with a thread pool (PIL releases the GIL while decoding).
@@ -173,41 +191,64 @@ class DecodedCache:
         errors: dict[int, str] = {}
         if todo:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                for i, (_, error) in zip(todo, pool.map(self.get, todo), strict=True):
+                for i, (_, error, _) in zip(todo, pool.map(self.get, todo), strict=True):
                     if error:
                         errors[i] = error
             self.flush()
         return len(todo), errors
 
     def flush(self) -> None:
-        for arr in self.arrays():
-            if isinstance(arr, np.memmap):
-                arr.flush()
+        if isinstance(self._table, np.memmap):
+            self._table.flush()
 
 
 def _cache_key(files: list[Path], size: tuple[int, int], channels: int) -> str:
-    digest = hashlib.sha256(json.dumps([DECODER, list(size), channels]).encode())
+    digest = hashlib.sha256(json.dumps([CACHE_FORMAT, DECODER, list(size), channels]).encode())
     for f in files:
         st = f.stat()
         digest.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 
-def _open_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    if path.exists():
+def _open_table(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """The cache table at ``path``, created (zero-filled) when missing or damaged.
+
+    A new table is written under a temporary name and linked into place, so other processes
+    see either no file or a complete one; a process that loses the race uses the winner's.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        if path.exists():
+            try:
+                table = np.load(path, mmap_mode="r+")
+                if table.shape == shape and table.dtype == np.uint8:
+                    return table
+            except (ValueError, OSError):
+                pass  # damaged: replaced below
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         try:
-            arr = np.load(path, mmap_mode="r+")
-            if arr.shape == shape and arr.dtype == np.uint8:
-                return arr
-        except (ValueError, OSError):
-            pass  # a damaged cache file is rebuilt
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape).flush()
+            if path.exists():
+                os.replace(tmp, path)  # a damaged or outdated table: replace it whole
+            else:
+                try:
+                    os.link(tmp, path)  # fails if another process created it meanwhile
+                except FileExistsError:
+                    continue
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return np.load(path, mmap_mode="r+")
 
 
 class StreamedFolder:
-    """A map-style dataset over part of a folder: items ``(uint8 [C, H, W] tensor, label)``, or
-    None for an unreadable file. ``decoded`` counts, per worker, the files decoded rather than
-    read from the cache, so a run can show that later epochs decode nothing."""
+    """A map-style dataset over part of a folder: items ``(uint8 [C, H, W] tensor, label)``.
+
+    An unreadable file is reported once and replaced by the next readable file of the split,
+    so batches keep their size (and the processes of a distributed run stay in step).
+    ``decoded`` counts, per worker, the files decoded rather than read from the cache, so a
+    run can show that later epochs decode nothing.
+    """
 
     def __init__(self, cache: DecodedCache, indices: list[int], labels: list[int]) -> None:
         import torch
@@ -220,25 +261,22 @@ class StreamedFolder:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[Any, int] | None:
+    def __getitem__(self, i: int) -> tuple[Any, int]:
         import torch
         from torch.utils.data import get_worker_info
 
-        index = self.indices[i]
-        _, status = self.cache.arrays()
-        fresh = status[index] == PENDING
-        pixels, error = self.cache.get(index)
-        if fresh:
-            worker = get_worker_info()
-            self.decoded[0 if worker is None else 1 + worker.id % 64] += 1
-        if error:
-            print(
-                f"warning: skipped unreadable image {self.cache.files[index]} ({error})",
-                file=sys.stderr,
-            )
-        if pixels is None:
-            return None
-        return torch.from_numpy(np.array(pixels)), self.labels[i]
+        for offset in range(len(self.indices)):
+            j = (i + offset) % len(self.indices)
+            pixels, error, decoded = self.cache.get(self.indices[j])
+            if decoded:
+                worker = get_worker_info()
+                self.decoded[0 if worker is None else 1 + worker.id % 64] += 1
+            if error:
+                path = self.cache.files[self.indices[j]]
+                print(f"warning: skipped unreadable image {path} ({error})", file=sys.stderr)
+            if pixels is not None:
+                return torch.from_numpy(np.array(pixels)), self.labels[j]
+        raise ZooError("no readable image in this split")
 
     def unreadable(self) -> list[Path]:
         _, status = self.cache.arrays()
@@ -275,15 +313,16 @@ def load_folder(
         files, labels, classes = listing.files, listing.labels, listing.classes
         train_idx, val_idx = stratified_split(labels, val_fraction, seed)
 
-    cache = DecodedCache(files, image_size, channels, cache_dir)
-    nbytes = len(files) * channels * image_size[0] * image_size[1]
-    if nbytes > max_memory_mb * 2**20:
+    streamed = len(files) * channels * image_size[0] * image_size[1] > max_memory_mb * 2**20
+    cache = DecodedCache(files, image_size, channels, cache_dir, keep_pixels=not streamed)
+    if streamed:
         train = StreamedFolder(cache, train_idx, [labels[i] for i in train_idx])
         val = StreamedFolder(cache, val_idx, [labels[i] for i in val_idx]) if val_idx else None
         return DataSplits(train, val, classes, image_size, channels)
 
     _, errors = cache.decode_missing(workers or default_workers())
     pixels, status = cache.arrays()
+    assert pixels is not None  # kept: this folder is held in memory
     skipped = [i for i in range(len(files)) if status[i] == UNREADABLE]
     for i in skipped:
         reason = errors.get(i, "unreadable when first decoded; the decoded cache remembers it")
