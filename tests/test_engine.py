@@ -465,3 +465,58 @@ def test_nothing_in_zoo_uses_pickle(tmp_path: Path) -> None:
         "torch.load('y', weights_only=True)\n"
     )
     assert len(_pickle_uses(probe)) == 5  # import, 2 x torch.load, weights_only=False, broadcast
+
+
+class _HalfUnreadable(torch.utils.data.Dataset):
+    """Four items; the last two cannot be read (None), as a broken file would be."""
+
+    labels = (0, 1, 0, 1)
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        return None if i >= 2 else (torch.full((1, 8, 8), 60 * i, dtype=torch.uint8), i % 2)
+
+
+class _HalfUnreadablePlugin:
+    @zoo.hookimpl
+    def zoo_register_datasets(self, register):
+        def half_unreadable(image_size, seed, val_fraction):
+            return DataSplits(_HalfUnreadable(), None, ["a", "b"], (8, 8), 1, (0.5,), (0.5,))
+
+        register("half_unreadable", half_unreadable)
+
+
+def test_an_accumulation_group_cut_short_by_dropped_batches_still_steps(
+    zoo_plugins, tmp_path: Path
+) -> None:
+    from zoo.batches import epoch_generator
+    from zoo.checkpoint import load_tensors, unflatten_state
+
+    zoo_plugins.register(_HalfUnreadablePlugin(), "test")
+    # A seed whose first epoch puts both unreadable items in the second (last) batch, the one
+    # that would have applied the accumulated gradient.
+    seed = next(
+        s
+        for s in range(100)
+        if set(torch.randperm(4, generator=epoch_generator(s, 0))[2:].tolist()) == {2, 3}
+    )
+    out = tmp_path / "run"
+    Trainer(
+        TrainConfig(
+            data="half_unreadable",
+            batch_size=2,
+            accum_steps=2,
+            epochs=1,
+            seed=seed,
+            workers=0,
+            optimizer="sgd",
+            lr=0.1,
+            out=str(out),
+        )
+    ).fit()
+    last = out / "checkpoints" / "last.safetensors"
+    state = read_header(last).state
+    scheduler = unflatten_state(state["scheduler"], load_tensors(last))
+    assert scheduler["last_epoch"] == 1  # one optimizer step, from the one readable batch

@@ -540,6 +540,7 @@ class Trainer:
         accum = cfg.accum_steps
         amp = autocast(self.device, self.amp_dtype)
         world = self.dist.world
+        pending = False  # gradients accumulated but not yet applied
         for step, (x, y) in enumerate(self.train_batches.epoch(epoch)):
             if self.augs:  # augmentations take float images in [0, 1]
                 x = x.float().div_(255)
@@ -560,10 +561,13 @@ class Trainer:
                 group = min(accum, steps - step // accum * accum)
                 scaled = loss / group if group > 1 else loss
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            pending = not update
             if update:
                 self._optimizer_step()
             meter.update(loss, logits, y)
             self.reporter.step(x.shape[0] * world, meter.read)
+        if pending:  # a dataset dropped whole batches (all unreadable): apply what was gathered
+            self._optimizer_step()
         if self.dist.enabled:
             torch.distributed.all_reduce(meter.values)
         values = meter.read()
@@ -720,7 +724,7 @@ class Trainer:
             "wall_seconds": round(time.perf_counter() - started, 3),
             **_throughput(self.history),
             "memory": max_over_ranks(self.dist, peak_memory_mb(self.device)),
-            "skipped_images": len(self.data.skipped),
+            "skipped_images": _skipped(self.data),
             "weights": str(self.out / "model.safetensors"),
             "device": str(self.device),
             "world_size": self.dist.world,
@@ -785,6 +789,16 @@ def _throughput(history: list[dict[str, Any]]) -> dict[str, float]:
         "train_seconds": round(seconds, 3),
         "images_per_second": round(images / seconds, 1) if seconds else 0.0,
     }
+
+
+def _skipped(data: DataSplits) -> int:
+    """Unreadable images: found at load time, or met while streaming (datasets that can say)."""
+    streamed = [
+        split.unreadable()
+        for split in (data.train, data.val)
+        if callable(getattr(split, "unreadable", None))
+    ]
+    return len(data.skipped) + sum(len(found) for found in streamed)
 
 
 def _short(values: tuple[float, ...]) -> str:
