@@ -191,7 +191,7 @@ def report(evaluation: Evaluation, model_path: Path, samples: bool = False) -> d
     from zoo.metrics import from_confusion
 
     info = evaluation.info
-    m = from_confusion(evaluation.confusion, info.classes, present_only=True)
+    m = from_confusion(evaluation.confusion, info.classes)
     out: dict[str, Any] = {
         "model": str(model_path),
         "arch": info.arch,

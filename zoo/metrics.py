@@ -56,15 +56,16 @@ def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: in
 
 
 def from_confusion(
-    cm: Any, classes: list[str] | None = None, *, present_only: bool = False
+    cm: Any, classes: list[str] | None = None, *, present_only: bool = True
 ) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1/support, and macro and weighted averages.
 
     A class with no predictions (or no samples) gets precision (or recall) 0, as scikit-learn
-    does with ``zero_division=0``. Macro averages run over every class, as scikit-learn's with
-    ``labels`` set to all of them; with ``present_only``, over the classes that occur among
-    the targets or the predictions, as scikit-learn's default (a test set that lacks some of
-    the model's classes is then not marked down for them).
+    does with ``zero_division=0``. Macro averages run over the classes that occur among the
+    targets or the predictions, as scikit-learn's default (data that lacks some of the model's
+    classes is not marked down for them), so training's validation metrics and ``zoo eval``
+    agree; ``present_only=False`` averages over every class (scikit-learn with ``labels`` set
+    to all of them).
     """
     cm = torch.as_tensor(cm, dtype=torch.float64).cpu()
     tp = cm.diag()
