@@ -125,7 +125,9 @@ class RichReporter(Reporter):
         self._stop_bar()
         best = summary.get("best") or {}
         parts = [
-            f"[bold]done[/] {summary['epochs_completed']} epochs in {summary['wall_seconds']:.1f}s",
+            f"[bold]done[/] {summary['epochs_completed']} "
+            f"{'epoch' if summary['epochs_completed'] == 1 else 'epochs'} in "
+            f"{summary['wall_seconds']:.1f}s",
             f"{summary['images_per_second']:,.0f} img/s",
         ]
         if best.get("epoch"):

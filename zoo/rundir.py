@@ -2,6 +2,7 @@
 
 RUN/model.safetensors         weights after the last completed epoch, with ModelInfo
 RUN/model_ema.safetensors     EMA weights (with --ema)
+RUN/config.json               timm/Hugging Face config: the run is also a timm folder
 RUN/config.toml               the resolved configuration (valid as --config)
 RUN/metrics.jsonl, .csv       one line per epoch
 RUN/summary.json              best epoch, wall time, throughput, peak memory
