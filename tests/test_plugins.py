@@ -239,23 +239,6 @@ def test_import_zoo_does_not_import_torch(env: dict[str, str]) -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_list_and_help_do_not_import_torch_with_a_valid_cache(env: dict[str, str]) -> None:
-    code = """
-        import sys
-        from zoo.cli import main
-        sys.argv = ["zoo", *{args}]
-        try:
-            main()
-        except SystemExit:
-            pass
-        print("TORCH", "torch" in sys.modules)
-    """
-    _run(code.format(args=["list"]), env)  # builds the cache
-    for args in (["--help"], ["list"], ["list", "losses", "--json"], ["plugins"]):
-        out = _run(code.format(args=args), env).stdout
-        assert out.strip().endswith("TORCH False"), (args, out[-300:])
-
-
 def test_a_second_plugin_with_a_taken_name_is_refused(tmp_path: Path, env: dict[str, str]) -> None:
     (tmp_path / "clash").mkdir()
     (tmp_path / "clash" / "timm.py").write_text("raise SystemExit('must not be imported')\n")

@@ -77,7 +77,13 @@ def test_a_large_plugin_is_listed_from_the_cache(site: Path, tmp_path: Path) -> 
     assert "IMPORTED" in first.stderr  # the first run loads every plugin to build the cache
     rows = json.loads(first.stdout.rsplit("TORCH", 1)[0])
     assert sum(r["source"] == "many-nets==1.0" for r in rows) == 1400
-    for args in (["--help"], ["list"], ["list", "architectures", "--filter", "net13*"]):
+    for args in (
+        ["--help"],
+        ["list"],
+        ["list", "architectures", "--filter", "net13*"],
+        ["list", "losses", "--json"],
+        ["plugins"],
+    ):
         result = zoo(args, site, cache)
         assert result.returncode == 0, result.stderr
         assert result.stdout.rstrip().endswith("TORCH False PLUGIN False"), (args, result.stderr)
