@@ -157,7 +157,7 @@ def run(
     """Run ``model`` (a ``zoo.inference.LoadedModel``) over the split."""
     from zoo.batches import make_batches
     from zoo.inference import Normalizer
-    from zoo.trainer import evaluate
+    from zoo.loop import evaluate
 
     info = model.info
     batches = make_batches(data.split, batch_size, device, train=False, workers=workers, seed=0)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,8 @@ from zoo.config import TrainConfig, parse_image_size, validate
 from zoo.data import DataSplits, ImageTensors, channel_stats, default_workers
 from zoo.errors import ZooError, did_you_mean
 from zoo.inference import Normalizer
-from zoo.metrics import Accumulator, confusion_matrix, from_confusion, mode_for
+from zoo.loop import evaluate
+from zoo.metrics import Accumulator, from_confusion, mode_for
 from zoo.progress import Reporter
 from zoo.ranks import Secondary, broadcast_buffers, broadcast_text, max_over_ranks, together
 from zoo.runtime import (
@@ -44,6 +43,7 @@ from zoo.runtime import (
     resolve_precision,
     seed_everything,
 )
+from zoo.signals import signals_deferred, sigterm_as_interrupt
 
 # Settings a resumed run must share with the original (the others may change on resume).
 IDENTITY = (
@@ -662,7 +662,7 @@ class Trainer:
         self.reporter.start(header)
         stopped: str | None = None
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 for epoch in range(self.start_epoch, cfg.epochs):
                     record = self._epoch(epoch)
                     value = record[self.best.metric]
@@ -674,7 +674,7 @@ class Trainer:
                     if self.plateau:
                         self.scheduler.step(value)
                     self.history.append(record)
-                    with together(self.dist), _signals_deferred():
+                    with together(self.dist), signals_deferred():
                         if main:
                             self._save(epoch + 1, is_best)
                             if writer is not None:
@@ -818,119 +818,3 @@ def _declared(factory: Any) -> list[str]:
     from zoo.specs import accepted_params
 
     return accepted_params(factory) or []
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while an epoch is written, so an interrupt never splits an
-    epoch's files (SIGKILL cannot be held: atomic writes and the write order cover it).
-
-    The handlers note the signal and the interrupt is raised afterwards. (Blocking the signal
-    in this thread is not enough: the kernel hands it to another of torch's threads.)
-    """
-    received: list[int] = []
-
-    def hold(signum: int, frame: Any) -> None:
-        received.append(signum)
-
-    try:
-        previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: signals are not ours to handle
-        yield
-        return
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if received:
-        raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (schedulers' preemption signal) like Ctrl-C, in the main thread."""
-    try:
-        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@dataclass
-class EvalResult:
-    confusion: torch.Tensor
-    loss: float
-    top5: float
-    count: int
-    logits: torch.Tensor | None = None
-    targets: torch.Tensor | None = None
-
-
-@torch.no_grad()
-def evaluate(
-    model: Any,
-    batches: Any,
-    normalize: Normalizer,
-    num_classes: int,
-    device: torch.device,
-    amp_dtype: torch.dtype,
-    loss_fn: Any = None,
-    dist: Dist | None = None,
-    keep_logits: bool = False,
-) -> EvalResult:
-    """Run a model over a batch source; confusion matrix, mean loss and top-5 accuracy.
-
-    With several processes each rank evaluates its share and the sums are all-reduced.
-    """
-    was_training = model.training
-    model.eval()
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    sums = torch.zeros(
-        3, dtype=torch.float64 if device.type != "mps" else torch.float32, device=device
-    )
-    kept_logits, kept_targets = [], []
-    k = min(5, num_classes)
-    for xb, yb in batches.epoch(0):
-        if xb.shape[0] == 0:
-            continue
-        x = normalize(xb.float().div_(255))
-        with autocast(device, amp_dtype):
-            logits = model(x)
-        logits = logits.float()
-        loss = (
-            loss_fn(logits, yb)
-            if loss_fn is not None
-            else torch.nn.functional.cross_entropy(logits, yb)
-        )
-        top = logits.topk(k, dim=1).indices.eq(yb[:, None]).any(dim=1).sum()
-        n = yb.shape[0]
-        sums += torch.stack(
-            [
-                loss.detach().to(sums.dtype) * n,
-                top.to(sums.dtype),
-                loss.new_full((), n).to(sums.dtype),
-            ]
-        )
-        cm += confusion_matrix(logits.argmax(dim=1), yb, num_classes)
-        if keep_logits:
-            kept_logits.append(logits.cpu())
-            kept_targets.append(yb.cpu())
-    if dist is not None and dist.enabled:
-        torch.distributed.all_reduce(cm)
-        torch.distributed.all_reduce(sums)
-    model.train(was_training)
-    loss_sum, top5, count = sums.tolist()
-    count = max(count, 1.0)
-    return EvalResult(
-        cm.cpu(),
-        loss_sum / count,
-        top5 / count,
-        int(count),
-        torch.cat(kept_logits) if kept_logits else None,
-        torch.cat(kept_targets) if kept_targets else None,
-    )
