@@ -65,6 +65,14 @@ def test_folder_with_train_and_val_subfolders(tmp_path: Path) -> None:
         build(f"folder:root={tmp_path}", image_size=(8, 8))
 
 
+def test_folder_with_train_alone_holds_out_a_stratified_split(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "train", {"a": 10, "b": 5})
+    data = build(f"folder:root={tmp_path}", image_size=(8, 8), val=0.2)
+    assert data.classes == ["a", "b"]
+    assert torch.bincount(data.val.labels).tolist() == [2, 1]
+    assert len(data.train) == 12
+
+
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tiff"])
 def test_every_listed_format_decodes(tmp_path: Path, ext: str) -> None:
     write_image_folder(tmp_path, {"x": 1, "y": 1}, ext=ext)
@@ -166,6 +174,21 @@ def test_a_damaged_cache_file_is_replaced_whole(image_folder: Path, tmp_path: Pa
     again = DecodedCache(files, (8, 8), 3, tmp_path / "cache")
     assert again.decode_missing(workers=2)[0] == 30
     assert np.array_equal(again.arrays()[0], expected)
+
+
+def test_unreadable_files_met_by_loader_workers_are_counted_without_a_cache(
+    image_folder: Path,
+) -> None:
+    from zoo.batches import make_batches
+
+    bad = image_folder / "dogs" / "003.png"
+    bad.write_bytes(b"not a png")
+    data = build(
+        f"folder:root={image_folder},max_memory_mb=0.001,cache=false", val=0, image_size=(8, 8)
+    )
+    batches = make_batches(data.train, 8, torch.device("cpu"), train=False, workers=2, seed=0)
+    seen = sum(len(y) for _, y in batches.epoch(0))
+    assert seen == 30 and data.train.unreadable() == [bad]  # found in a worker process
 
 
 def test_streamed_unreadable_files_are_replaced_by_the_next_readable(

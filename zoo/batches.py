@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from zoo.data import ImageTensors
+from zoo.errors import ZooError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -169,6 +170,14 @@ class LoaderBatches:
         self.current_epoch = epoch
         for batch in self.loader:
             if batch is None:
+                if self.world > 1:
+                    # Skipping the step here alone would leave the other processes waiting in
+                    # its gradient all-reduce (torchrun stops them all on this error instead).
+                    raise ZooError(
+                        f"process {self.rank}: every image of a batch was unreadable; a "
+                        "distributed run needs a dataset that replaces unreadable images (as "
+                        "the folder dataset does) so that every process trains every step"
+                    )
                 continue
             x, y = batch
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

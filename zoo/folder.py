@@ -247,7 +247,8 @@ class StreamedFolder:
     An unreadable file is reported once and replaced by the next readable file of the split,
     so batches keep their size (and the processes of a distributed run stay in step).
     ``decoded`` counts, per worker, the files decoded rather than read from the cache, so a
-    run can show that later epochs decode nothing.
+    run can show that later epochs decode nothing; ``bad`` marks the unreadable files found
+    (both in shared memory: without a cache on disk, each worker's status table is its own).
     """
 
     def __init__(self, cache: DecodedCache, indices: list[int], labels: list[int]) -> None:
@@ -257,6 +258,7 @@ class StreamedFolder:
         self.indices = indices
         self.labels = labels
         self.decoded = torch.zeros(65, dtype=torch.int64).share_memory_()
+        self.bad = torch.zeros(len(indices), dtype=torch.bool).share_memory_()
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -272,6 +274,7 @@ class StreamedFolder:
                 worker = get_worker_info()
                 self.decoded[0 if worker is None else 1 + worker.id % 64] += 1
             if error:
+                self.bad[j] = True
                 path = self.cache.files[self.indices[j]]
                 print(f"warning: skipped unreadable image {path} ({error})", file=sys.stderr)
             if pixels is not None:
@@ -280,7 +283,12 @@ class StreamedFolder:
 
     def unreadable(self) -> list[Path]:
         _, status = self.cache.arrays()
-        return [self.cache.files[i] for i in self.indices if status[i] == UNREADABLE]
+        bad = self.bad.tolist()
+        return [
+            self.cache.files[i]
+            for j, i in enumerate(self.indices)
+            if bad[j] or status[i] == UNREADABLE
+        ]
 
 
 def load_folder(
@@ -299,18 +307,20 @@ def load_folder(
 
     if channels not in (1, 3):
         raise ZooError(f"folder: channels must be 1 or 3, got {channels}")
+    # root/train (+ root/val): the given split; root/train alone, or class folders at the
+    # top: a seeded stratified split of what is there.
+    train_root = root / "train" if (root / "train").is_dir() else root
     val_root = next((root / d for d in VAL_DIRS if (root / d).is_dir()), None)
-    if (root / "train").is_dir():
-        train_list = list_folder(root / "train")
-        val_list = list_folder(val_root, train_list.classes) if val_root else None
-        files = train_list.files + (val_list.files if val_list else [])
-        labels = train_list.labels + (val_list.labels if val_list else [])
-        train_idx = list(range(len(train_list.files)))
-        val_idx = list(range(len(train_list.files), len(files)))
-        classes = train_list.classes
+    listing = list_folder(train_root)
+    classes = listing.classes
+    if train_root != root and val_root is not None:
+        val_list = list_folder(val_root, classes)
+        files = listing.files + val_list.files
+        labels = listing.labels + val_list.labels
+        train_idx = list(range(len(listing.files)))
+        val_idx = list(range(len(listing.files), len(files)))
     else:
-        listing = list_folder(root)
-        files, labels, classes = listing.files, listing.labels, listing.classes
+        files, labels = listing.files, listing.labels
         train_idx, val_idx = stratified_split(labels, val_fraction, seed)
 
     streamed = len(files) * channels * image_size[0] * image_size[1] > max_memory_mb * 2**20

@@ -32,6 +32,8 @@ def folder(
 ) -> Any:
     """Images in root/<class>/ (or root/train and root/val), resized to --image-size (224).
 
+    Without a val folder, a seeded stratified --val-split of each class is held out.
+
     channels: 3 (RGB) or 1 (greyscale). cache: keep decoded images on disk between runs.
     max_memory_mb: folders larger than this once decoded stream from the cache instead of
     being held in memory. Unreadable files are skipped with a warning.
