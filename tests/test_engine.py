@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -414,6 +415,51 @@ def test_summary_has_the_best_epoch_wall_time_throughput_and_peak_memory(
     assert summary["world_size"] == 1 and summary["weights"] == str(out / "model.safetensors")
     assert f"best val_loss {min(losses):.4f} (epoch {summary['best']['epoch']})" in result.stdout
     assert "peak memory" in result.stdout and "img/s" in result.stdout
+
+
+def test_images_per_second_counts_the_images_a_short_epoch_saw(tmp_path: Path) -> None:
+    # 24 training images and batches of 128: one step that sees 24 images, not 128.
+    folder = write_image_folder(tmp_path / "few", {"a": 15, "b": 15})
+    run = Trainer(fast_config(tmp_path / "run", data=str(folder))).fit()
+    record = run.history[0]
+    assert record["images_per_second"] * record["seconds"] == pytest.approx(24, rel=0.02)
+
+
+def test_a_missing_tensorboard_fails_before_the_run_directory_changes(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    cli("train", "--epochs", "1", "--out", out, *FAST)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    result = cli("train", "--tensorboard", "--overwrite", "--out", out, *FAST, code=2)
+    assert "--tensorboard needs the tensorboard package" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_an_unwritable_run_directory_is_a_one_line_error(cli, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    result = cli("train", "--out", tmp_path / "file" / "run", *FAST, code=2)
+    assert "cannot write the run directory" in result.stderr and "Not a directory" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_failed_epoch_write_is_a_one_line_error_that_keeps_the_last_epoch(
+    cli, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    cli("train", "--epochs", "1", "--out", out, *FAST)
+    last = out / "checkpoints" / "last.safetensors"
+    kept = last.read_bytes()
+    # epoch 2's weights cannot replace model.safetensors: a directory is in the way
+    (out / "model.safetensors").unlink()
+    (out / "model.safetensors").mkdir()
+    (out / "model.safetensors" / "in-the-way").write_text("")
+    result = cli("train", "--resume", out, "--epochs", "2", code=1)
+    assert "cannot write epoch 2 to" in result.stderr and "epoch 1 is complete" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert last.read_bytes() == kept and not list(out.rglob(".*.tmp"))
 
 
 # --- no pickle -------------------------------------------------------------------------------

@@ -239,6 +239,29 @@ def test_reduce_on_plateau_state_survives_resume(tmp_path: Path) -> None:
     assert resumed.summary["train_seconds"] == pytest.approx(seconds, abs=1e-3)
 
 
+def test_more_epochs_on_resume_stretch_the_schedule(tmp_path: Path) -> None:
+    # A one-epoch cosine schedule ends at a rate of 0; resumed with --epochs 3, the schedule is
+    # stretched over three epochs, so the later epochs train (and the rate ends at 0 again).
+    Trainer(fast(tmp_path / "run", epochs=1, scheduler="cosine")).fit()
+    first = tensors(tmp_path / "run" / "model.safetensors")
+    resumed = Trainer(resume_config(tmp_path / "run", {"epochs": 3})).fit()
+    lrs = [r["lr"] for r in resumed.history]
+    assert lrs[0] == pytest.approx(0.0, abs=1e-12) and lrs[1] > 1e-4
+    assert lrs[2] == pytest.approx(0.0, abs=1e-12)
+    after = tensors(tmp_path / "run" / "model.safetensors")
+    assert any(not torch.equal(first[k], after[k]) for k in first)
+
+
+def test_resume_of_a_fine_tuning_run_needs_not_its_init_source(tmp_path: Path) -> None:
+    Trainer(fast(tmp_path / "source", epochs=1)).fit()
+    Trainer(fast(tmp_path / "straight", init=str(tmp_path / "source"))).fit()
+    Trainer(fast(tmp_path / "tuned", epochs=1, init=str(tmp_path / "source"))).fit()
+    shutil.rmtree(tmp_path / "source")
+    Trainer(resume_config(tmp_path / "tuned", {"epochs": 2})).fit()
+    straight, tuned = tmp_path / "straight", tmp_path / "tuned"
+    assert same_tensors(tuned / "model.safetensors", straight / "model.safetensors")
+
+
 def test_resume_refuses_what_it_cannot_continue_and_touches_nothing(cli, tmp_path: Path) -> None:
     out = tmp_path / "run"
     Trainer(fast(out, epochs=1)).fit()
@@ -252,6 +275,7 @@ def test_resume_refuses_what_it_cannot_continue_and_touches_nothing(cli, tmp_pat
     refused("--resume", out, "--out", tmp_path / "elsewhere", message="leave out --out")
     refused("--resume", out, "--seed", "1", message="seed differs from the run's")
     refused("--resume", out, "--batch-size", "64", message="batch_size differs")
+    refused("--resume", out, "--monitor", "val_loss", message="monitor differs")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.toml").write_text('arch = "simplecnn"\n')  # not zoo's
     refused("--resume", tmp_path / "other", message="not a zoo run directory")

@@ -360,6 +360,12 @@ def test_data_specs_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     from zoo.trainer import resume_config
 
     assert resume_config(tmp_path / "run", {"data": "../pets"}).data.endswith(str(root))
+    # So is a dataset's root parameter, and --init.
+    assert data_spec("folder:root=../pets,channels=1") == f"folder:root={root},channels=1"
+    assert data_spec("zoo:folder:root=../pets") == f"zoo:folder:root={root}"
+    from zoo.trainer import init_path
+
+    assert init_path("../pets") == str(root) and init_path(None) is None
 
 
 def test_init_keeps_the_normalization_the_weights_were_trained_with(tmp_path: Path) -> None:

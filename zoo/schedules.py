@@ -1,13 +1,17 @@
 """Learning-rate schedules as step-indexed multipliers of the base rate.
 
-Each schedule is a plain object of numbers, so ``LambdaLR.state_dict()`` stores it as JSON and a
-resumed run continues on exactly the same curve.
+Each schedule is a plain object of numbers built from the run's settings. A checkpoint restores
+the step count, not the shape: a resumed run with the same settings continues on exactly the
+same curve, and one given more ``--epochs`` stretches the schedule over them (as timm's
+schedulers do), rather than training on at the end of a finished schedule.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from torch.optim.lr_scheduler import LambdaLR
 
 
 class Schedule:
@@ -45,7 +49,13 @@ class Schedule:
         return 1.0
 
 
-def lambda_lr(optimizer: Any, schedule: Schedule) -> Any:
-    import torch
+class ScheduleLR(LambdaLR):
+    """``LambdaLR`` over a ``Schedule`` whose saved state leaves the schedule's shape alone."""
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        kept = {k: v for k, v in state_dict.items() if k != "lr_lambdas"}
+        super().load_state_dict({**kept, "lr_lambdas": [None] * len(self.lr_lambdas)})
+
+
+def lambda_lr(optimizer: Any, schedule: Schedule) -> ScheduleLR:
+    return ScheduleLR(optimizer, schedule)

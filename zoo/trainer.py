@@ -66,6 +66,7 @@ IDENTITY = (
     "class_weights",
     "balanced",
     "seed",
+    "monitor",
 )
 
 
@@ -127,8 +128,8 @@ def resolve_components(cfg: TrainConfig) -> _Components:
 
 def data_spec(text: str) -> str:
     """``--data`` as a dataset spec: a dataset's name (``mnist:root=/data``), or a path, which
-    the ``folder`` dataset reads. Paths become absolute so that the saved config evaluates and
-    resumes from any working directory."""
+    the ``folder`` dataset reads. Paths, and a dataset's ``root`` parameter, become absolute so
+    that the saved config evaluates and resumes from any working directory."""
     from zoo.discovery import get_registry
     from zoo.specs import format_spec, parse_spec
 
@@ -139,11 +140,20 @@ def data_spec(text: str) -> str:
     if spec is not None:
         names = {n for c in get_registry().components("dataset") for n in (c.name, *c.aliases)}
         if spec.name in names:
-            return text
+            root = spec.params.get("root")
+            if not isinstance(root, str):
+                return text
+            params = {**spec.params, "root": str(Path(root).expanduser().resolve())}
+            return format_spec(spec.ref, params)
     path = Path(text).expanduser()
     if path.exists() or any(ch in text for ch in "/\\~") or text.startswith("."):
         return format_spec("folder", {"root": str(path.resolve())})
     return text  # an unknown dataset name: resolving it reports the closest valid names
+
+
+def init_path(init: str | None) -> str | None:
+    """``--init`` made absolute, as the saved config keeps it."""
+    return None if init is None else str(Path(init).expanduser().resolve())
 
 
 def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -211,6 +221,8 @@ def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
         raise ZooError(f"--resume {run}: not a zoo run directory (no {rundir.LAST})")
     if "data" in overrides:
         overrides = {**overrides, "data": data_spec(overrides["data"])}  # as the run saved it
+    if overrides.get("init") is not None:
+        overrides = {**overrides, "init": init_path(overrides["init"])}
     for key, value in overrides.items():
         if key in IDENTITY and value != getattr(saved, key):
             raise ZooError(
@@ -228,7 +240,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None) -> None:
         validate(cfg)
-        self.cfg = cfg.replace(data=data_spec(cfg.data))
+        self.cfg = cfg.replace(data=data_spec(cfg.data), init=init_path(cfg.init))
+        self.init_source = cfg.init  # as given, for messages; the saved config has it absolute
         self.reporter = reporter or Reporter()
 
     # --- set-up ----------------------------------------------------------------------------
@@ -245,6 +258,8 @@ class Trainer:
             self.amp_dtype = resolve_precision(cfg.precision, self.device)
             check_processes(cfg, self.dist.world, self.device)
             self.parts = resolve_components(cfg)
+            if cfg.tensorboard and self.dist.main:
+                _summary_writer()  # a missing package fails before the run directory changes
             out = cfg.out
             if out is None and self.dist.main:
                 out = str(rundir.default_out(self.parts.arch.spec.name))
@@ -281,10 +296,17 @@ class Trainer:
         cfg, data = self.cfg, self.data
         self.num_classes = len(data.classes)
         mean, std = data.mean, data.std
-        if cfg.init:
+        last = Path(cfg.resume) / rundir.LAST if cfg.resume else None
+        resuming = last is not None and last.is_file()
+        if resuming:
+            # The saved run decides: its --init source is not needed (nor read) again.
+            saved = checkpoint.read_header(last).info
+            if saved is not None:
+                mean, std = saved.mean, saved.std
+        elif cfg.init:
             from zoo.finetune import source_normalization
 
-            found = source_normalization(cfg.init, data.in_chans)
+            found = source_normalization(self.init_source, data.in_chans)
             if found is not None:
                 mean, std = found
                 self.reporter.note(
@@ -302,10 +324,11 @@ class Trainer:
             raise ZooError(
                 f"{self.parts.arch.label} returned {type(net).__name__}, not a torch.nn.Module"
             )
-        if cfg.init:
+        if cfg.init and not resuming:
             from zoo.finetune import initialize
 
-            self.reporter.note(initialize(net, cfg.init, self.num_classes, data.in_chans))
+            note = initialize(net, self.init_source, self.num_classes, data.in_chans)
+            self.reporter.note(note)
         self.info = ModelInfo(
             arch=self.parts.arch.component.qualified,
             arch_params=self.parts.arch.spec.params,
@@ -378,8 +401,8 @@ class Trainer:
         self.ema = EMA(self.net, cfg.ema_decay) if cfg.ema else None
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
-        if cfg.resume and (Path(cfg.resume) / rundir.LAST).is_file():
-            self._restore(Path(cfg.resume) / rundir.LAST)
+        if resuming:
+            self._restore(last)
         elif cfg.resume:
             self.reporter.note("no epoch of this run had completed: starting from the first")
 
@@ -509,6 +532,21 @@ class Trainer:
         ``last`` is written after everything derived from the same epoch: a run killed in
         between resumes from the previous epoch and rewrites them all.
         """
+        try:
+            self._write_epoch(epochs_done, is_best)
+        except OSError as exc:
+            kept = (
+                f"epoch {epochs_done - 1} is complete there (resume with `zoo train --resume "
+                f"{self.out}` once there is room)"
+                if epochs_done > 1
+                else "no epoch was saved"
+            )
+            raise ZooError(
+                f"cannot write epoch {epochs_done} to {self.out}: {_os_reason(exc)}; {kept}",
+                exit_code=1,
+            ) from None
+
+    def _write_epoch(self, epochs_done: int, is_best: bool) -> None:
         self.info.epoch = epochs_done
         weights = self.net.state_dict()
         checkpoint.save(self.out / "model.safetensors", weights, self.info)
@@ -628,6 +666,13 @@ class Trainer:
 
     def _prepare_out(self) -> Any:
         """Create (or take over) the run directory; returns the TensorBoard writer, if any."""
+        try:
+            return self._prepare_out_files()
+        except OSError as exc:
+            reason = _os_reason(exc)
+            raise ZooError(f"cannot write the run directory {self.out}: {reason}") from None
+
+    def _prepare_out_files(self) -> Any:
         cfg = self.cfg
         if cfg.resume is None:
             if cfg.overwrite:
@@ -747,7 +792,9 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0
-        seen = steps * self.cfg.batch_size if self.train_batches.drop_last else len(self.data.train)
+        seen = len(self.data.train)
+        if self.train_batches.drop_last:
+            seen = min(seen, steps * self.cfg.batch_size)
         if self.val_batches is not None:
             record.update(self.evaluate(self.eval_model))
             if self.ema is not None:
@@ -764,7 +811,10 @@ class Trainer:
     def _interrupt_message(self) -> str:
         done = len(self.history)
         if not done:
-            return "interrupted before the first epoch completed; nothing was saved"
+            return (
+                "interrupted before the first epoch completed: no weights were saved; start "
+                f"it again with `zoo train --resume {self.out}`"
+            )
         return (
             f"interrupted in epoch {done + 1}: the weights of epoch {done} are in "
             f"{self.out / 'model.safetensors'}; continue with "
@@ -772,13 +822,22 @@ class Trainer:
         )
 
     def _tensorboard(self) -> Any:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ZooError(
-                "--tensorboard needs the tensorboard package: pip install 'zoo[tensorboard]'"
-            ) from None
-        return SummaryWriter(str(self.out / "tensorboard"))
+        return _summary_writer()(str(self.out / "tensorboard"))
+
+
+def _summary_writer() -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ZooError(
+            "--tensorboard needs the tensorboard package: pip install 'zoo[tensorboard]'"
+        ) from None
+    return SummaryWriter
+
+
+def _os_reason(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def _throughput(history: list[dict[str, Any]]) -> dict[str, float]:
