@@ -146,6 +146,14 @@ def test_info_shows_default_input_and_timm_keywords(cli) -> None:
     assert "warmup_epochs=0" in tanh and "step_on_epochs=True" in tanh
 
 
+def test_info_counts_parameters_at_the_image_size_asked_for(cli) -> None:
+    # A ViT's position embedding grows with the input: 197 tokens at 224 px, 5 at 32 px.
+    default = json.loads(cli("info", "vit_tiny_patch16_224", "--json").stdout)
+    small = json.loads(cli("info", "vit_tiny_patch16_224", "--image-size", "32", "--json").stdout)
+    assert default["default_input"] == "3x224x224" and small["default_input"] == "3x32x32"
+    assert default["parameters_count"] - small["parameters_count"] == (197 - 5) * 192
+
+
 def test_unknown_optimizer_and_scheduler_keywords_fail_before_training(cli, tmp_path) -> None:
     result = cli(
         "train",

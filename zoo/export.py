@@ -134,7 +134,7 @@ def export(
     if fmt == "onnx":
         data = _onnx_bytes(module, example, input_name, meta, info)
     else:
-        data = _torchscript_bytes(module, example, meta)
+        data = _torchscript_bytes(module, example, meta, info)
     try:
         atomic_write(out, data)
     except OSError as exc:
@@ -149,8 +149,7 @@ def export(
     try:
         got = _run_onnx(data, input_name, check) if fmt == "onnx" else _run_torchscript(data, check)
     except Exception as exc:  # a runtime that cannot load or run the file: report, keep it
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        exported.unchecked = f"running the file back failed: {first[:300]}"
+        exported.unchecked = f"running the file back failed: {_first_line(exc)}"
         return exported
     exported.max_abs_diff = float((got - expected).abs().max())
     return exported
@@ -178,8 +177,9 @@ def _onnx_bytes(
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
             )
     except Exception as exc:  # the exporter raises many types; each names the failing op
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ZooError(f"ONNX export of {info.arch} failed: {first[:300]}", exit_code=1) from None
+        raise ZooError(
+            f"ONNX export of {info.arch} failed: {_first_line(exc)}", exit_code=1
+        ) from None
     proto = program.model_proto
     for key, value in meta.items():
         entry = proto.metadata_props.add()
@@ -190,16 +190,29 @@ def _onnx_bytes(
         raise ZooError(f"ONNX export of {info.arch}: {exc}", exit_code=1) from None
 
 
-def _torchscript_bytes(module: nn.Module, example: torch.Tensor, meta: dict[str, Any]) -> bytes:
+def _torchscript_bytes(
+    module: nn.Module, example: torch.Tensor, meta: dict[str, Any], info: ModelInfo
+) -> bytes:
     """Trace the module (PyTorch marks torch.jit deprecated; the format still loads
     everywhere libtorch does). The metadata travels as an extra file in the archive."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        traced = torch.jit.trace(module, example)
-        torch.jit.save(traced, buffer, _extra_files={METADATA_FILE: json.dumps(meta)})
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            traced = torch.jit.trace(module, example)
+            torch.jit.save(traced, buffer, _extra_files={METADATA_FILE: json.dumps(meta)})
+    except Exception as exc:  # tracing fails on data-dependent control flow, among others
+        raise ZooError(
+            f"TorchScript export of {info.arch} failed: {_first_line(exc)}", exit_code=1
+        ) from None
     return buffer.getvalue()
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line, capped: exporters' messages run to pages."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def _run_onnx(data: bytes, input_name: str, x: torch.Tensor) -> torch.Tensor:

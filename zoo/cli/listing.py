@@ -102,8 +102,11 @@ def info(
     kind: str | None = typer.Option(
         None, "--kind", "-k", metavar="KIND", help="Only look in this kind."
     ),
-    image_size: int = typer.Option(
-        224, "--image-size", metavar="N", help="Input size for an architecture's parameter count."
+    image_size: int | None = typer.Option(
+        None,
+        "--image-size",
+        metavar="N",
+        help="Input size for an architecture's parameter count (default: its own, else 224).",
     ),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -160,7 +163,7 @@ def info(
         console.print()
 
 
-def _describe(registry: Any, component: Any, image_size: int) -> dict[str, Any]:
+def _describe(registry: Any, component: Any, image_size: int | None) -> dict[str, Any]:
     from zoo.components import OPTIONAL, PROVIDED
     from zoo.specs import accepted_params
 
@@ -194,7 +197,10 @@ def _describe(registry: Any, component: Any, image_size: int) -> dict[str, Any]:
     }
     if component.kind == "architecture":
         default = getattr(factory, "default_image_size", None)
-        size = tuple(default) if default else (image_size, image_size)
+        if image_size is not None:
+            size = (image_size, image_size)
+        else:
+            size = tuple(default) if default else (224, 224)
 
         detail["parameters_count"] = _count_parameters(component.qualified, size)
         detail["default_input"] = f"3x{size[0]}x{size[1]}"
