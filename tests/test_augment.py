@@ -107,28 +107,58 @@ def test_rotation_by_90_degrees_is_a_rotation() -> None:
     m = torch.eye(3)[None]
     m[0, :2, :2] = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
     out = warp(x, m, "constant")
-    assert out[0, 0].argmax().item() in (10, 14)  # moved to the left or right centre
+    # The matrix maps output to input pixels: output (x, y) reads input (-y, x), so the top
+    # centre (0, -2) lands at the left centre (-2, 0), row 2 column 0.
+    assert out[0, 0].argmax().item() == 10 and out[0, 0, 2, 0] == pytest.approx(1.0)
 
 
-def test_mixup_targets_follow_the_mix() -> None:
+def distinct(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample i: every pixel (i + 1) / 10 and class i, so a mix can be traced to its parts."""
+    values = (torch.arange(n, dtype=torch.float32) + 1) / 10
+    return values.view(n, 1, 1, 1).expand(n, 1, 10, 10).contiguous(), torch.arange(n)
+
+
+def test_mixup_targets_carry_the_weights_the_images_were_mixed_with() -> None:
     torch.manual_seed(0)
-    x, y = batch()
-    _, soft = build("mixup:alpha=1.0")(x, y)
-    lam = soft.gather(1, y[:, None]).squeeze(1)
-    assert (lam >= 0.5 - 1e-6).any() and torch.all(lam <= 1 + 1e-6)
-
-
-def test_cutmix_targets_match_pasted_area() -> None:
-    torch.manual_seed(0)
-    x = torch.zeros(8, 1, 10, 10)
-    x[4:] = 1.0
-    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    out, soft = build("cutmix:alpha=1.0", num_classes=2)(x, y)
+    x, y = distinct()
+    out, soft = build("mixup:alpha=1.0", num_classes=8)(x, y)
+    assert soft.sum(dim=1) == pytest.approx(torch.ones(8))
+    mixed = 0
     for i in range(8):
-        changed = (out[i] != x[i]).float().mean()
-        other = soft[i, 1 - y[i]]
-        # The box may come from a same-class partner (no visible change, same targets).
-        assert other == pytest.approx(changed.item(), abs=1e-6) or changed == 0
+        assert torch.allclose(out[i], out[i, 0, 0, 0])  # a blend of two constant images
+        others = soft[i].clone()
+        others[i] = 0
+        if others.max() == 0:  # its own partner: unchanged
+            assert out[i, 0, 0, 0] == pytest.approx(x[i, 0, 0, 0].item())
+            continue
+        mixed += 1
+        j, lam = int(others.argmax()), soft[i, i].item()
+        assert soft[i, j] == pytest.approx(1 - lam)
+        expected = lam * x[i, 0, 0, 0] + (1 - lam) * x[j, 0, 0, 0]
+        assert out[i, 0, 0, 0] == pytest.approx(expected.item(), abs=1e-6)
+    assert mixed >= 6
+
+
+def test_cutmix_targets_are_the_pasted_areas() -> None:
+    torch.manual_seed(0)
+    x, y = distinct()
+    out, soft = build("cutmix:alpha=1.0", num_classes=8)(x, y)
+    pasted_somewhere = 0
+    for i in range(8):
+        changed = out[i] != x[i]
+        area = changed.float().mean().item()
+        if area == 0:  # an empty box, or a box from itself
+            assert soft[i, i] == pytest.approx(1.0)
+            continue
+        pasted_somewhere += 1
+        (source,) = out[i][changed].unique().tolist()  # one partner's constant
+        j = round(source * 10) - 1
+        assert soft[i, j] == pytest.approx(area, abs=1e-6)
+        assert soft[i, i] == pytest.approx(1 - area, abs=1e-6)
+        rows, cols = changed[0].nonzero(as_tuple=True)  # the pasted region is one box
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert box.item() == changed.sum().item()
+    assert pasted_somewhere >= 4
 
 
 def test_bad_parameters_are_reported_with_the_component() -> None:
