@@ -8,6 +8,7 @@ one; metrics stay on the device until the display or the epoch's end reads them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import time
@@ -143,17 +144,19 @@ def data_spec(text: str) -> str:
             root = spec.params.get("root")
             if not isinstance(root, str):
                 return text
-            params = {**spec.params, "root": str(Path(root).expanduser().resolve())}
-            return format_spec(spec.ref, params)
-    path = Path(text).expanduser()
-    if path.exists() or any(ch in text for ch in "/\\~") or text.startswith("."):
-        return format_spec("folder", {"root": str(path.resolve())})
+            return format_spec(spec.ref, {**spec.params, "root": _absolute(root)})
+    if Path(text).expanduser().exists() or any(ch in text for ch in "/\\~") or text.startswith("."):
+        return format_spec("folder", {"root": _absolute(text)})
     return text  # an unknown dataset name: resolving it reports the closest valid names
 
 
 def init_path(init: str | None) -> str | None:
     """``--init`` made absolute, as the saved config keeps it."""
-    return None if init is None else str(Path(init).expanduser().resolve())
+    return None if init is None else _absolute(init)
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
 
 
 def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -343,32 +346,18 @@ class Trainer:
         )
         self._place(net)
 
-        workers = default_workers() if cfg.workers is None else cfg.workers
-        rank, world = self.dist.rank, self.dist.world
-        self.train_batches = make_batches(
-            data.train,
-            cfg.batch_size,
-            self.device,
-            train=True,
-            workers=workers,
+        batches = functools.partial(
+            make_batches,
+            batch_size=cfg.batch_size,
+            device=self.device,
+            workers=default_workers() if cfg.workers is None else cfg.workers,
             seed=cfg.seed,
-            balanced=cfg.balanced,
-            rank=rank,
-            world=world,
+            rank=self.dist.rank,
+            world=self.dist.world,
         )
+        self.train_batches = batches(data.train, train=True, balanced=cfg.balanced)
         self.val_batches = (
-            None
-            if data.val is None or len(data.val) == 0
-            else make_batches(
-                data.val,
-                cfg.batch_size,
-                self.device,
-                train=False,
-                workers=workers,
-                seed=cfg.seed,
-                rank=rank,
-                world=world,
-            )
+            None if data.val is None or len(data.val) == 0 else batches(data.val, train=False)
         )
         self.normalize = Normalizer(self.mean, self.std, self.device, self.channels_last)
 
