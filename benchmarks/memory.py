@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from decode import photo_like
 
-from zoo.allocator import keep_freed_memory
-from zoo.config import TrainConfig
-from zoo.progress import Reporter
-from zoo.trainer import Trainer
+from zoo.train.allocator import keep_freed_memory
+from zoo.train.config import TrainConfig
+from zoo.train.progress import Reporter
+from zoo.train.trainer import Trainer
 
 
 def train(out: Path, epochs: int, **settings: Any) -> dict[str, Any]:

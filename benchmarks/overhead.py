@@ -50,15 +50,15 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from zoo.allocator import keep_freed_memory
-from zoo.batches import epoch_generator
-from zoo.config import TrainConfig
-from zoo.data import channel_stats
+from zoo.data.batches import epoch_generator
+from zoo.data.splits import channel_stats
 from zoo.errors import ZooError
-from zoo.inference import Normalizer
-from zoo.progress import RichReporter
-from zoo.runtime import epoch_seed, resolve_device, resolve_precision
-from zoo.trainer import Trainer
+from zoo.models.inference import Normalizer
+from zoo.train.allocator import keep_freed_memory
+from zoo.train.config import TrainConfig
+from zoo.train.progress import RichReporter
+from zoo.train.runtime import epoch_seed, resolve_device, resolve_precision
+from zoo.train.trainer import Trainer
 
 LR = 1e-3
 

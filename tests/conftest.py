@@ -27,7 +27,7 @@ def _zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _fresh_registry() -> Iterator[None]:
-    from zoo.discovery import reset
+    from zoo.plugins.build import reset
 
     reset()
     yield
@@ -86,8 +86,8 @@ def image_folder(tmp_path: Path) -> Path:
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A digits run trained for one epoch at 8x8: quick, and imperfect enough that every
     metric is non-trivial. Tests must not modify it (copy it first)."""
-    from zoo.config import TrainConfig
-    from zoo.trainer import Trainer
+    from zoo.train.config import TrainConfig
+    from zoo.train.trainer import Trainer
 
     out = tmp_path_factory.mktemp("small-run") / "run"
     Trainer(TrainConfig(out=str(out), epochs=1, image_size="8", batch_size=128)).fit()

@@ -9,11 +9,11 @@ import textwrap
 
 import pytest
 
-from zoo.allocator import keep_freed_memory
+from zoo.train.allocator import keep_freed_memory
 
 PROBE = """
 import numpy as np
-from zoo.allocator import keep_freed_memory
+from zoo.train.allocator import keep_freed_memory
 
 def rss_mb():
     with open("/proc/self/statm") as f:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zoo.augment import FusedGeometric, compose, warp
-from zoo.components import resolve
+from zoo.data.augment import FusedGeometric, compose, warp
+from zoo.plugins.components import resolve
 
 
 def build(spec: str, num_classes: int = 4):

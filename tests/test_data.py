@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import write_image_folder
 
-from zoo.components import resolve
-from zoo.data import DataSplits, ImageTensors, stratified_split
+from zoo.data.folder import DecodedCache, StreamedFolder, decode_image, list_folder
+from zoo.data.splits import DataSplits, ImageTensors, stratified_split
 from zoo.errors import ZooError
-from zoo.folder import DecodedCache, StreamedFolder, decode_image, list_folder
+from zoo.plugins.components import resolve
 
 
 def build(spec: str, image_size=None, seed: int = 0, val: float = 0.2, **kw) -> DataSplits:
@@ -179,7 +179,7 @@ def test_a_damaged_cache_file_is_replaced_whole(image_folder: Path, tmp_path: Pa
 def test_unreadable_files_met_by_loader_workers_are_counted_without_a_cache(
     image_folder: Path,
 ) -> None:
-    from zoo.batches import make_batches
+    from zoo.data.batches import make_batches
 
     bad = image_folder / "dogs" / "003.png"
     bad.write_bytes(b"not a png")

@@ -12,9 +12,9 @@ import torch
 from conftest import write_image_folder
 from PIL import Image
 
-from zoo.batches import TensorBatches, make_batches
-from zoo.data import ImageTensors
-from zoo.folder import decode_image
+from zoo.data.batches import TensorBatches, make_batches
+from zoo.data.folder import decode_image
+from zoo.data.splits import ImageTensors
 
 
 def decoded_per_epoch(run: Path) -> list[int]:

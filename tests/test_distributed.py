@@ -21,8 +21,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from zoo.config import TrainConfig
-from zoo.trainer import Trainer
+from zoo.train.config import TrainConfig
+from zoo.train.trainer import Trainer
 
 DDP = [
     "--arch",
@@ -112,7 +112,7 @@ def zoo_register_datasets(register):
     def flaky(image_size, seed, val_fraction):
         if os.environ["RANK"] == "1":
             raise OSError("no such file: /data/shard-1")
-        from zoo.datasets import load_digits
+        from zoo.builtins.loaders import load_digits
 
         return load_digits(image_size or (8, 8), seed, val_fraction)
 

@@ -16,12 +16,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import zoo
-from zoo.batches import LoaderBatches, TensorBatches
-from zoo.checkpoint import read_header
-from zoo.config import TrainConfig
-from zoo.data import DataSplits, ImageTensors
-from zoo.ema import EMA
-from zoo.trainer import Trainer, class_weights, param_groups
+from zoo.data.batches import LoaderBatches, TensorBatches
+from zoo.data.splits import DataSplits, ImageTensors
+from zoo.models.weights import read_header
+from zoo.train.config import TrainConfig
+from zoo.train.ema import EMA
+from zoo.train.trainer import Trainer, class_weights, param_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--image-size", "8", "--batch-size", "128"]
@@ -537,8 +537,8 @@ class _HalfUnreadablePlugin:
 def test_an_accumulation_group_cut_short_by_dropped_batches_still_steps(
     zoo_plugins, tmp_path: Path
 ) -> None:
-    from zoo.batches import epoch_generator
-    from zoo.checkpoint import load_tensors, unflatten_state
+    from zoo.data.batches import epoch_generator
+    from zoo.models.weights import load_tensors, unflatten_state
 
     zoo_plugins.register(_HalfUnreadablePlugin(), "test")
     # A seed whose first epoch puts both unreadable items in the second (last) batch, the one

@@ -14,7 +14,7 @@ import torch
 from sklearn import metrics as skm
 
 import zoo
-from zoo.datasets import load_digits
+from zoo.builtins.loaders import load_digits
 
 LABELS = list(range(10))
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -28,7 +28,7 @@ def write_digit_folder(root: Path, digits: list[int], per_class: int = 6) -> Pat
     """Real digit scans as greyscale PNG files in ``root/<digit>/``."""
     from PIL import Image
 
-    from zoo.datasets import digits_arrays
+    from zoo.builtins.loaders import digits_arrays
 
     pixels, labels = digits_arrays()
     for d in digits:

@@ -8,9 +8,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from zoo.augment import warp
-from zoo.inference import Normalizer
-from zoo.metrics import Accumulator
+from zoo.data.augment import warp
+from zoo.models.inference import Normalizer
+from zoo.train.metrics import Accumulator
 
 
 def test_accumulator_sums_batches_and_flags_non_finite_losses() -> None:

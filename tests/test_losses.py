@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.components import resolve
+from zoo.plugins.components import resolve
 
 LOSSES = ["cross_entropy", "soft_target_cross_entropy", "bce", "focal"]
 

@@ -39,7 +39,7 @@ class Rival:
 
 
 def test_builtins_are_a_plugin_loaded_from_the_entry_point() -> None:
-    from zoo.discovery import get_registry
+    from zoo.plugins.build import get_registry
 
     plugins = {p.name: p for p in get_registry().plugins()}
     core = plugins["zoo"]
@@ -187,7 +187,7 @@ def test_zoo_plugins_loads_uninstalled_modules(tmp_path: Path, env: dict[str, st
 
 def test_disable_autoload_keeps_only_builtins(env: dict[str, str]) -> None:
     code = """
-        from zoo.discovery import get_registry
+        from zoo.plugins.build import get_registry
         print(sorted(p.name for p in get_registry().plugins()))
     """
     everything = _run(code, env).stdout
@@ -199,7 +199,7 @@ def test_disable_autoload_keeps_only_builtins(env: dict[str, str]) -> None:
 def test_cache_answers_without_importing_plugins_or_torch(env: dict[str, str]) -> None:
     code = """
         import sys
-        from zoo.discovery import get_registry
+        from zoo.plugins.build import get_registry
         names = [c.name for c in get_registry().components()]
         print(len(names), 'zoo_timm' in sys.modules, 'torch' in sys.modules)
     """
@@ -213,8 +213,8 @@ def test_cache_answers_without_importing_plugins_or_torch(env: dict[str, str]) -
 
 
 def test_stale_cache_is_rebuilt_when_a_plugin_changes(tmp_path: Path, env: dict[str, str]) -> None:
-    from zoo import cache
-    from zoo.plugins import discover
+    from zoo.plugins import cache
+    from zoo.plugins.loading import discover
 
     os.environ["ZOO_CACHE_DIR"], saved = env["ZOO_CACHE_DIR"], os.environ["ZOO_CACHE_DIR"]
     try:
@@ -244,7 +244,7 @@ def test_a_second_plugin_with_a_taken_name_is_refused(tmp_path: Path, env: dict[
     (tmp_path / "clash" / "timm.py").write_text("raise SystemExit('must not be imported')\n")
     code = """
         import json
-        from zoo.discovery import get_registry
+        from zoo.plugins.build import get_registry
         print(json.dumps([p.to_json() for p in get_registry().plugins()]))
     """
     result = _run(code, {**env, "ZOO_PLUGINS": "clash/timm.py"}, cwd=tmp_path)

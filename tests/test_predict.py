@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.datasets import digits_arrays
-from zoo.folder import decode_image
+from zoo.builtins.loaders import digits_arrays
+from zoo.data.folder import decode_image
 
 
 @pytest.fixture

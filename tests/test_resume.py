@@ -18,9 +18,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from zoo.checkpoint import read_header
-from zoo.config import TrainConfig
-from zoo.trainer import Trainer, resume_config
+from zoo.models.weights import read_header
+from zoo.train.config import TrainConfig
+from zoo.train.trainer import Trainer, resume_config
 
 # Everything that carries state across epochs: AdamW moments, a warmup+cosine schedule,
 # accumulation, clipping, EMA, dropout and augmentation randomness, per-epoch checkpoints.

@@ -12,7 +12,7 @@ import typer.main
 
 from zoo.cli import build_app
 from zoo.cli.reference import cli_reference
-from zoo.config import FIELDS
+from zoo.train.config import FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 

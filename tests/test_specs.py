@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zoo.errors import ZooError
-from zoo.specs import Spec, check_params, format_spec, parse_spec, parse_value
+from zoo.plugins.specs import Spec, check_params, format_spec, parse_spec, parse_value
 
 
 @pytest.mark.parametrize(

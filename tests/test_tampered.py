@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
-from zoo.datasets import digits_arrays
+from zoo.builtins.loaders import digits_arrays
 
 
 def tamper(path: Path) -> None:

@@ -13,9 +13,9 @@ import torch
 from timm.scheduler import create_scheduler_v2
 
 import zoo
-from zoo.checkpoint import flatten_state, unflatten_state
 from zoo.errors import ZooError
-from zoo.trainer import param_groups
+from zoo.models.weights import flatten_state, unflatten_state
+from zoo.train.trainer import param_groups
 
 
 def _one_per_class() -> list[str]:

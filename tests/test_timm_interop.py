@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from timm.models import save_for_hf
 
 import zoo
-from zoo.checkpoint import read_header
+from zoo.models.weights import read_header
 
 SMALL = ["--epochs", "1", "--batch-size", "8"]
 

@@ -11,8 +11,8 @@ import timm
 import torch
 
 import zoo
-from zoo.discovery import get_registry
 from zoo.errors import ZooError
+from zoo.plugins.build import get_registry
 
 TIMM_SOURCE = f"zoo-timm=={metadata.version('zoo-timm')}"
 

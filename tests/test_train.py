@@ -16,9 +16,9 @@ from conftest import write_image_folder
 from safetensors.torch import load_file
 
 import zoo
-from zoo.checkpoint import read_header
-from zoo.config import TrainConfig
-from zoo.trainer import Trainer
+from zoo.models.weights import read_header
+from zoo.train.config import TrainConfig
+from zoo.train.trainer import Trainer
 
 FAST = ["--image-size", "8", "--batch-size", "128"]
 
@@ -342,7 +342,7 @@ def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path: Path) -> None:
 
 
 def test_data_specs_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from zoo.trainer import data_spec
+    from zoo.train.trainer import data_spec
 
     assert data_spec("mnist:root=/data/mnist") == "mnist:root=/data/mnist"
     assert data_spec("folder:root=/x/y,channels=1") == "folder:root=/x/y,channels=1"
@@ -357,13 +357,13 @@ def test_data_specs_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     saved = (tmp_path / "run" / "config.toml").read_text()
     assert f"root={root}" in saved
     monkeypatch.chdir(tmp_path / "run")
-    from zoo.trainer import resume_config
+    from zoo.train.trainer import resume_config
 
     assert resume_config(tmp_path / "run", {"data": "../pets"}).data.endswith(str(root))
     # So is a dataset's root parameter, and --init.
     assert data_spec("folder:root=../pets,channels=1") == f"folder:root={root},channels=1"
     assert data_spec("zoo:folder:root=../pets") == f"zoo:folder:root={root}"
-    from zoo.trainer import init_path
+    from zoo.train.trainer import init_path
 
     assert init_path("../pets") == str(root) and init_path(None) is None
 

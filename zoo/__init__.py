@@ -9,21 +9,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
-from zoo.hookspecs import hookimpl, hookspec
+from zoo.plugins.hookspecs import hookimpl, hookspec
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from zoo.api import build, create_model, list_components, load
-    from zoo.data import DataSplits, ImageTensors
+    from zoo.data.splits import DataSplits, ImageTensors
 
 _LAZY = {
     "build": "zoo.api",
     "create_model": "zoo.api",
     "list_components": "zoo.api",
     "load": "zoo.api",
-    "DataSplits": "zoo.data",
-    "ImageTensors": "zoo.data",
+    "DataSplits": "zoo.data.splits",
+    "ImageTensors": "zoo.data.splits",
 }
 
 __all__ = [

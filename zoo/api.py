@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
-from zoo.registry import Component, normalize_kind
+from zoo.plugins.registry import Component, normalize_kind
 
 if TYPE_CHECKING:
     import torch
 
-    from zoo.checkpoint import ModelInfo
+    from zoo.models.weights import ModelInfo
 
 
 def create_model(
@@ -24,7 +24,7 @@ def create_model(
 ) -> torch.nn.Module:
     """Build an architecture by name (``resnet50``, ``timm:resnet50``, ``simplecnn:hidden=64``)
     with fresh weights; extra keywords are the architecture's own parameters."""
-    from zoo.components import resolve
+    from zoo.plugins.components import resolve
 
     resolved = resolve("architecture", name, **params)
     return resolved.build(num_classes=num_classes, in_chans=in_chans, image_size=image_size)
@@ -34,14 +34,14 @@ def build(kind: str, spec: str, **keywords: Any) -> Any:
     """Build any component from a spec: ``zoo.build("augmentation", "mixup:alpha=0.4",
     num_classes=10)``. ``keywords`` are the ones zoo itself passes to that kind's factories
     (see docs/plugins.md); the user's parameters go in the spec."""
-    from zoo.components import resolve
+    from zoo.plugins.components import resolve
 
     return resolve(normalize_kind(kind), spec).build(**keywords)
 
 
 def list_components(kind: str | None = None, pattern: str | None = None) -> list[Component]:
     """Registered components (of one kind, optionally filtered by a glob such as ``res*``)."""
-    from zoo.discovery import get_registry
+    from zoo.plugins.build import get_registry
 
     return get_registry().components(normalize_kind(kind) if kind else None, pattern)
 
@@ -67,7 +67,7 @@ def weights_path(path: str | Path) -> Path:
 
 def build_from_info(info: ModelInfo, state: dict[str, torch.Tensor], source: Path) -> Any:
     """Rebuild an architecture from its ModelInfo and load the weights strictly."""
-    from zoo.components import resolve
+    from zoo.plugins.components import resolve
 
     resolved = resolve("architecture", info.arch, **info.arch_params)
     net = resolved.build(
@@ -104,10 +104,10 @@ def check_state(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Pa
 def load(path: str | Path, *, device: str = "cpu") -> Any:
     """Load a run directory, a weights file or a timm/Hugging Face folder (``config.json`` +
     ``model.safetensors``): the model in eval mode, ready for inference, with its class names,
-    image size and normalization (a ``zoo.inference.LoadedModel``)."""
-    from zoo.checkpoint import load_tensors, read_header
-    from zoo.inference import LoadedModel
-    from zoo.runtime import resolve_device
+    image size and normalization (a ``zoo.models.inference.LoadedModel``)."""
+    from zoo.models.inference import LoadedModel
+    from zoo.models.weights import load_tensors, read_header
+    from zoo.train.runtime import resolve_device
 
     file = weights_path(path)
     header = read_header(file)
@@ -122,7 +122,7 @@ def load(path: str | Path, *, device: str = "cpu") -> Any:
 
 def _info_from_config(file: Path) -> ModelInfo:
     """ModelInfo for weights without zoo metadata, from the ``config.json`` beside them."""
-    from zoo import hfconfig
+    from zoo.models import hfconfig
 
     config = hfconfig.read(file.parent)
     if config is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.hookspecs import Register, hookimpl
+from zoo.plugins.hookspecs import Register, hookimpl
 
 
 def simplecnn(
@@ -20,7 +20,7 @@ def simplecnn(
     hidden: units of the dense layer. dropout: its dropout rate. widths: conv channels per
     block (default [32, 64, 128]).
     """
-    from zoo.nets import SimpleCNN
+    from zoo.builtins.nets import SimpleCNN
 
     return SimpleCNN(
         num_classes,

@@ -1,12 +1,12 @@
 """Built-in augmentations: everything Keras' ImageDataGenerator does, plus erasing, mixup and
 cutmix. Consecutive geometric ones (flips, rotate, shift, zoom, shear, affine) are fused into
-one random affine per sample; see zoo.augment."""
+one random affine per sample; see zoo.data.augment and zoo.builtins.transforms."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from zoo.hookspecs import Register, hookimpl
+from zoo.plugins.hookspecs import Register, hookimpl
 
 
 def _pair(value: float | list[float], name: str) -> tuple[float, float]:
@@ -19,14 +19,14 @@ def _pair(value: float | list[float], name: str) -> tuple[float, float]:
 
 def hflip(p: float = 0.5) -> Any:
     """Flip left-right with probability p."""
-    from zoo.augment import Flip
+    from zoo.builtins.transforms import Flip
 
     return Flip(horizontal=True, p=p)
 
 
 def vflip(p: float = 0.5) -> Any:
     """Flip upside-down with probability p."""
-    from zoo.augment import Flip
+    from zoo.builtins.transforms import Flip
 
     return Flip(horizontal=False, p=p)
 
@@ -36,7 +36,7 @@ def rotate(degrees: float = 15.0, fill: str = "nearest") -> Any:
 
     fill: nearest | reflect | constant, for pixels coming from outside the image.
     """
-    from zoo.augment import RandomAffine
+    from zoo.builtins.transforms import RandomAffine
 
     return RandomAffine(degrees=degrees, fill=fill)
 
@@ -46,7 +46,7 @@ def shift(fraction: float | list[float] = 0.1, fill: str = "nearest") -> Any:
 
     fraction: one number for both axes or [horizontal, vertical].
     """
-    from zoo.augment import RandomAffine
+    from zoo.builtins.transforms import RandomAffine
 
     return RandomAffine(shift=_pair(fraction, "fraction"), fill=fill)
 
@@ -56,7 +56,7 @@ def zoom(amount: float | list[float] = 0.1, fill: str = "nearest") -> Any:
 
     amount: a number, or [low, high] factors as in Keras.
     """
-    from zoo.augment import RandomAffine
+    from zoo.builtins.transforms import RandomAffine
 
     low, high = (
         (1 - amount, 1 + amount) if not isinstance(amount, list) else _pair(amount, "amount")
@@ -66,7 +66,7 @@ def zoom(amount: float | list[float] = 0.1, fill: str = "nearest") -> Any:
 
 def shear(degrees: float = 10.0, fill: str = "nearest") -> Any:
     """Shear by a random angle in [-degrees, degrees] (Keras shear_range)."""
-    from zoo.augment import RandomAffine
+    from zoo.builtins.transforms import RandomAffine
 
     return RandomAffine(shear=degrees, fill=fill)
 
@@ -83,7 +83,7 @@ def affine(
     degrees: rotation range. shift: fraction of width/height. zoom: factor range
     [1 - zoom, 1 + zoom]. shear: angle range in degrees. fill: nearest | reflect | constant.
     """
-    from zoo.augment import RandomAffine
+    from zoo.builtins.transforms import RandomAffine
 
     return RandomAffine(
         degrees=degrees,
@@ -96,21 +96,21 @@ def affine(
 
 def brightness(amount: float = 0.2) -> Any:
     """Scale brightness by a factor in [1 - amount, 1 + amount] (Keras brightness_range)."""
-    from zoo.augment import Brightness
+    from zoo.builtins.transforms import Brightness
 
     return Brightness(amount)
 
 
 def contrast(amount: float = 0.2) -> Any:
     """Scale contrast around each image's mean by a factor in [1 - amount, 1 + amount]."""
-    from zoo.augment import Contrast
+    from zoo.builtins.transforms import Contrast
 
     return Contrast(amount)
 
 
 def channel_shift(amount: float = 0.1, per_channel: bool = True) -> Any:
     """Shift intensities by up to amount (images are in [0, 1]; Keras channel_shift_range)."""
-    from zoo.augment import ChannelShift
+    from zoo.builtins.transforms import ChannelShift
 
     return ChannelShift(amount, per_channel)
 
@@ -126,7 +126,7 @@ def random_erasing(
     scale: [low, high] area fraction (default [0.02, 0.33]). ratio: aspect range (default
     [0.3, 3.3]). value: 'random' noise or a fill value in [0, 1].
     """
-    from zoo.augment import RandomErasing
+    from zoo.builtins.transforms import RandomErasing
 
     return RandomErasing(
         p, _pair(scale or [0.02, 0.33], "scale"), _pair(ratio or [0.3, 3.3], "ratio"), value
@@ -135,14 +135,14 @@ def random_erasing(
 
 def mixup(num_classes: int, alpha: float = 0.2, p: float = 1.0) -> Any:
     """Blend samples pairwise with a Beta(alpha, alpha) weight; soft targets."""
-    from zoo.augment import Mixup
+    from zoo.builtins.transforms import Mixup
 
     return Mixup(num_classes, alpha, p)
 
 
 def cutmix(num_classes: int, alpha: float = 1.0, p: float = 1.0) -> Any:
     """Paste a random box from another sample; targets mixed by area (soft targets)."""
-    from zoo.augment import CutMix
+    from zoo.builtins.transforms import CutMix
 
     return CutMix(num_classes, alpha, p)
 

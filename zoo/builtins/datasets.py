@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo.hookspecs import Register, hookimpl
+from zoo.plugins.hookspecs import Register, hookimpl
 
 
 def digits(image_size: tuple[int, int] | None, seed: int, val_fraction: float) -> Any:
@@ -15,7 +15,7 @@ def digits(image_size: tuple[int, int] | None, seed: int, val_fraction: float) -
     Upsampled to 32x32 unless --image-size says otherwise; a seeded stratified split holds out
     --val-split of each class.
     """
-    from zoo.datasets import load_digits
+    from zoo.builtins.loaders import load_digits
 
     return load_digits(image_size or (32, 32), seed, val_fraction)
 
@@ -38,8 +38,8 @@ def folder(
     max_memory_mb: folders larger than this once decoded stream from the cache instead of
     being held in memory. Unreadable files are skipped with a warning.
     """
-    from zoo.cache import cache_dir
-    from zoo.folder import load_folder
+    from zoo.data.folder import load_folder
+    from zoo.plugins.cache import cache_dir
 
     return load_folder(
         Path(root).expanduser(),
@@ -61,7 +61,7 @@ def _torchvision(name: str) -> Any:
         download: bool = False,
         root: str | None = None,
     ) -> Any:
-        from zoo.datasets import load_torchvision
+        from zoo.builtins.loaders import load_torchvision
 
         return load_torchvision(name, root, download, image_size)
 

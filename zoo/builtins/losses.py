@@ -5,33 +5,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.hookspecs import Register, hookimpl
+from zoo.plugins.hookspecs import Register, hookimpl
 
 
 def cross_entropy(label_smoothing: float = 0.0, weight: Any = None) -> Any:
     """Softmax cross-entropy (Keras' categorical cross-entropy), optional label smoothing."""
-    from zoo.losses import CrossEntropy
+    from zoo.builtins.criteria import CrossEntropy
 
     return CrossEntropy(label_smoothing, weight)
 
 
 def soft_target_cross_entropy(weight: Any = None) -> Any:
     """Cross-entropy against soft targets (mixup/cutmix); hard targets are made one-hot."""
-    from zoo.losses import SoftTargetCrossEntropy
+    from zoo.builtins.criteria import SoftTargetCrossEntropy
 
     return SoftTargetCrossEntropy(weight)
 
 
 def bce(label_smoothing: float = 0.0, pos_weight: float | None = None, weight: Any = None) -> Any:
     """Binary cross-entropy with logits on one-hot targets (per-class sigmoid)."""
-    from zoo.losses import BinaryCrossEntropy
+    from zoo.builtins.criteria import BinaryCrossEntropy
 
     return BinaryCrossEntropy(label_smoothing, pos_weight, weight)
 
 
 def focal(gamma: float = 2.0, label_smoothing: float = 0.0, weight: Any = None) -> Any:
     """Focal loss: down-weights easy examples by (1 - p)^gamma; for imbalanced data."""
-    from zoo.losses import FocalLoss
+    from zoo.builtins.criteria import FocalLoss
 
     return FocalLoss(gamma, label_smoothing, weight)
 

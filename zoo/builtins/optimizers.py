@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.hookspecs import Register, hookimpl
+from zoo.plugins.hookspecs import Register, hookimpl
 
 
 def sgd(

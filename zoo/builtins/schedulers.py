@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.hookspecs import Register, hookimpl
+from zoo.plugins.hookspecs import Register, hookimpl
 
 
 def constant(
@@ -17,7 +17,7 @@ def constant(
     warmup_start: float = 0.1,
 ) -> Any:
     """A constant learning rate (after optional warmup)."""
-    from zoo.schedules import Schedule, lambda_lr
+    from zoo.builtins.schedules import Schedule, lambda_lr
 
     return lambda_lr(
         optimizer,
@@ -37,7 +37,7 @@ def step(
     warmup_start: float = 0.1,
 ) -> Any:
     """Multiply the rate by gamma every step_epochs epochs."""
-    from zoo.schedules import Schedule, lambda_lr
+    from zoo.builtins.schedules import Schedule, lambda_lr
 
     if step_epochs < 1 or gamma <= 0:
         raise ValueError("step_epochs must be >= 1 and gamma positive")
@@ -64,7 +64,7 @@ def cosine(
     warmup_start: float = 0.1,
 ) -> Any:
     """Cosine decay to min_lr_ratio x the base rate at the end of training."""
-    from zoo.schedules import Schedule, lambda_lr
+    from zoo.builtins.schedules import Schedule, lambda_lr
 
     if not 0 <= min_lr_ratio <= 1:
         raise ValueError("min_lr_ratio must be in [0, 1]")

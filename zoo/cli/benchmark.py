@@ -44,9 +44,9 @@ def benchmark(
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Measure training and inference images/s and peak memory on synthetic inputs."""
-    from zoo.allocator import keep_freed_memory
-    from zoo.bench import BenchConfig, run
-    from zoo.config import parse_image_size
+    from zoo.tasks.benchmark import BenchConfig, run
+    from zoo.train.allocator import keep_freed_memory
+    from zoo.train.config import parse_image_size
 
     keep_freed_memory()  # as zoo train does
     report = run(

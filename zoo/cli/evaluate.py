@@ -56,11 +56,11 @@ def evaluate(
     """Evaluate a model: accuracy, top-5, per-class precision, recall and F1, macro and
     weighted averages, and the confusion matrix. Without --data, on the run's own validation
     split, rebuilt from the seed the run used."""
-    from zoo import evaluation
     from zoo.api import load, weights_path
-    from zoo.data import default_workers
+    from zoo.data.splits import default_workers
     from zoo.errors import ZooError
-    from zoo.runtime import resolve_device, resolve_precision
+    from zoo.tasks import evaluation
+    from zoo.train.runtime import resolve_device, resolve_precision
 
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ZooError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
@@ -101,7 +101,7 @@ def evaluate(
 
 def _plots(report: dict[str, Any], run_dir: Path, target: Path, notes: list[str]) -> list[Path]:
     """Write confusion_matrix.png and (when the run has metrics.jsonl) training_curves.png."""
-    from zoo import plots
+    from zoo.tasks import plots
 
     if not plots.available():
         notes.append("note: matplotlib is not installed, so no plots: pip install 'zoo[plots]'")
@@ -119,8 +119,8 @@ def _plots(report: dict[str, Any], run_dir: Path, target: Path, notes: list[str]
 
 def _write(path: Path, data: bytes) -> None:
     """Write atomically; a read-only run gets a one-line error that suggests --out."""
-    from zoo.checkpoint import atomic_write
     from zoo.errors import ZooError
+    from zoo.models.weights import atomic_write
 
     try:
         atomic_write(path, data)

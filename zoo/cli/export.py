@@ -36,8 +36,8 @@ def export(
     compared with PyTorch's."""
     from zoo.api import load, weights_path
     from zoo.errors import ZooError
-    from zoo.export import INPUTS, default_output, require
-    from zoo.export import export as export_model
+    from zoo.models.export import INPUTS, default_output, require
+    from zoo.models.export import export as export_model
 
     fmt = format.lower()
     require(fmt)

@@ -37,8 +37,8 @@ def list_components(
     json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List components with the plugin distribution each comes from."""
-    from zoo.discovery import get_registry
-    from zoo.registry import normalize_kind
+    from zoo.plugins.build import get_registry
+    from zoo.plugins.registry import normalize_kind
 
     registry = get_registry()
     found = registry.components(normalize_kind(kind) if kind else None, filter)
@@ -78,7 +78,7 @@ def list_components(
 @command
 def plugins(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show every plugin: distribution, version, hooks, status and any load error."""
-    from zoo.discovery import get_registry
+    from zoo.plugins.build import get_registry
 
     infos = get_registry().plugins()
     if json:
@@ -111,9 +111,9 @@ def info(
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Describe a component: source, parameters, docstring; for an architecture its size."""
-    from zoo.discovery import get_registry
     from zoo.errors import ZooError
-    from zoo.registry import KINDS, normalize_kind
+    from zoo.plugins.build import get_registry
+    from zoo.plugins.registry import KINDS, normalize_kind
 
     registry = get_registry()
     kinds = [normalize_kind(kind)] if kind else list(KINDS)
@@ -164,8 +164,8 @@ def info(
 
 
 def _describe(registry: Any, component: Any, image_size: int | None) -> dict[str, Any]:
-    from zoo.components import OPTIONAL, PROVIDED
-    from zoo.specs import accepted_params
+    from zoo.plugins.components import OPTIONAL, PROVIDED
+    from zoo.plugins.specs import accepted_params
 
     factory = registry.factory(component)
     reserved = PROVIDED[component.kind] + OPTIONAL[component.kind]
@@ -214,8 +214,8 @@ def _count_parameters(qualified: str, size: tuple[int, int]) -> int:
     constructors compute with real data)."""
     import torch
 
-    from zoo.components import resolve
     from zoo.errors import ZooError
+    from zoo.plugins.components import resolve
 
     resolved = resolve("architecture", qualified)
     try:

@@ -22,7 +22,7 @@ def new_plugin(
 ) -> None:
     """Write a plugin package: pyproject with the entry point, one architecture, augmentation
     and loss, tests using the zoo_plugins fixture, and a README."""
-    from zoo.scaffold import create, names
+    from zoo.plugins.scaffold import create, names
 
     target, files = create(name, Path(folder) if folder else None)
     console = stdout()

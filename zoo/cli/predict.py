@@ -48,9 +48,9 @@ def predict(
     """Predict the classes of images with a trained model. Files that are not readable images
     are reported and the others predicted (exit code 1 if any failed)."""
     from zoo.api import load
-    from zoo.data import default_workers
+    from zoo.data.splits import default_workers
     from zoo.errors import ZooError
-    from zoo.prediction import collect_files, predict_files
+    from zoo.tasks.prediction import collect_files, predict_files
 
     if json_output and csv_output:
         raise ZooError("choose one of --json and --csv")

@@ -1,4 +1,4 @@
-"""``zoo train``: its options are generated from ``zoo.config.TrainConfig``, so the CLI, the
+"""``zoo train``: its options are generated from ``zoo.train.config.TrainConfig``, so the CLI, the
 ``--config`` file and the docs cannot drift apart."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, Optional
 import typer
 
 from zoo.cli.common import command, stdout
-from zoo.config import FIELDS, TrainConfig
 from zoo.errors import ZooError
+from zoo.train.config import FIELDS, TrainConfig
 
 _TYPES: dict[str, Any] = {
     "str": str,
@@ -54,10 +54,10 @@ def _option(name: str) -> inspect.Parameter:
 def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
     """Train a model. Every option can also come from --config FILE.toml (the command line
     wins); the run directory gets the weights, the resolved config and per-epoch metrics."""
-    from zoo.allocator import keep_freed_memory
-    from zoo.config import from_mapping, load_toml_values
-    from zoo.progress import RichReporter
-    from zoo.trainer import Trainer, resume_config
+    from zoo.train.allocator import keep_freed_memory
+    from zoo.train.config import from_mapping, load_toml_values
+    from zoo.train.progress import RichReporter
+    from zoo.train.trainer import Trainer, resume_config
 
     rank = _rank()
     given = {
@@ -77,7 +77,7 @@ def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
         raise
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch(cfg))
-    from zoo.ranks import Secondary
+    from zoo.train.ranks import Secondary
 
     keep_freed_memory()
     try:
@@ -118,10 +118,10 @@ def _launch(cfg: TrainConfig) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    from zoo.config import dump_toml, validate
-    from zoo.rundir import check_out, default_out
-    from zoo.runtime import Dist, resolve_device
-    from zoo.trainer import check_processes, resolve_components
+    from zoo.train.config import dump_toml, validate
+    from zoo.train.rundir import check_out, default_out
+    from zoo.train.runtime import Dist, resolve_device
+    from zoo.train.trainer import check_processes, resolve_components
 
     validate(cfg)
     check_processes(cfg, cfg.nproc, resolve_device(cfg.device, Dist(0, 0, cfg.nproc, cfg.nproc)))

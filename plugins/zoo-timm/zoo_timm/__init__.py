@@ -5,7 +5,7 @@ module imports neither timm nor torch; the hooks import timm when the plugin is 
 factories build timm objects only when a component is used. See docs/timm.md for the names.
 """
 
-from zoo.hookspecs import Register, hookimpl
+from zoo.plugins.hookspecs import Register, hookimpl
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.hookspecs import Register
+from zoo.plugins.hookspecs import Register
 
 
 class TimmArchitecture:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.hookspecs import Register
+from zoo.plugins.hookspecs import Register
 
 # Each policy name and the prefix of timm configuration strings it accepts.
 POLICY_FAMILIES: dict[str, tuple[str, ...]] = {

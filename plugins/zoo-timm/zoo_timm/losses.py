@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.hookspecs import Register
+from zoo.plugins.hookspecs import Register
 
 
 def ce(smoothing: float = 0.0) -> Any:

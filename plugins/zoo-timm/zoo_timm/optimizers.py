@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from zoo.hookspecs import Register
+from zoo.plugins.hookspecs import Register
 
 
 class TimmOptimizer:

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zoo.checkpoint import atomic_write
-from zoo.config import dump_toml
 from zoo.errors import ZooError
+from zoo.models.weights import atomic_write
+from zoo.train.config import dump_toml
 
 RUN_MARKERS = ("model.safetensors", "checkpoints", "config.toml", "metrics.jsonl")
 RUN_OUTPUTS = (

@@ -1,5 +1,5 @@
 """``zoo new-plugin``: write a ready-to-install plugin package from the templates shipped in
-``zoo/templates/plugin``.
+``zoo/plugins/templates/plugin``.
 
 The package for plugin ``NAME`` is the distribution ``zoo-NAME`` with module ``zoo_NAME`` and
 entry point ``NAME`` (as zoo-timm is ``zoo-timm``/``zoo_timm``/``timm``). It registers one
@@ -45,7 +45,7 @@ def check_name(name: str) -> None:
             f"invalid plugin name {name!r}: use a lowercase letter, then lowercase letters, "
             "digits or _ (at most 40 characters), e.g. acme or my_lab"
         )
-    from zoo.plugins import discover
+    from zoo.plugins.loading import discover
 
     for source in discover():
         if source.name == name:
@@ -60,7 +60,7 @@ def create(name: str, target: Path | None = None) -> tuple[Path, list[Path]]:
     target = Path(target) if target is not None else Path(values["dist"])
     if target.exists():
         raise ZooError(f"{target} already exists; choose another --dir or remove it")
-    templates = resources.files("zoo") / "templates" / "plugin"
+    templates = resources.files("zoo.plugins") / "templates" / "plugin"
     rendered = [(path, _render(source, values)) for path, source in _walk(templates, Path())]
     written = []
     for relative, text in rendered:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.checkpoint import ModelInfo
+from zoo.models.weights import ModelInfo
 
 
 class Normalizer:

@@ -19,10 +19,10 @@ from typing import Any
 
 import pluggy
 
-from zoo import hookspecs
 from zoo.errors import ZooError, closest
-from zoo.registry import Component, PluginInfo, describe
-from zoo.specs import NAME_RE
+from zoo.plugins import hookspecs
+from zoo.plugins.registry import Component, PluginInfo, describe
+from zoo.plugins.specs import NAME_RE
 
 ENTRY_POINT_GROUP = "zoo.plugins"
 CORE_DISTRIBUTION = "zoo"

@@ -27,7 +27,7 @@ def collect_files(paths: list[Path]) -> list[Path]:
     """Files in the order given; a directory contributes its image files (by extension,
     recursively, sorted). A file named explicitly is kept whatever its extension, so a
     non-image file is reported rather than silently dropped."""
-    from zoo.folder import IMAGE_EXTENSIONS
+    from zoo.data.folder import IMAGE_EXTENSIONS
 
     files: list[Path] = []
     for path in paths:
@@ -51,7 +51,7 @@ def collect_files(paths: list[Path]) -> list[Path]:
 
 
 def _decode(path: Path, size: tuple[int, int], channels: int) -> tuple[Any, str | None]:
-    from zoo.folder import decode_image
+    from zoo.data.folder import decode_image
 
     try:
         return decode_image(path, size, channels), None
@@ -62,7 +62,7 @@ def _decode(path: Path, size: tuple[int, int], channels: int) -> tuple[Any, str 
 def predict_files(
     model: Any, files: list[Path], *, top_k: int, batch_size: int, workers: int
 ) -> Iterator[Prediction]:
-    """Predictions for ``files`` in order, with ``model`` a ``zoo.inference.LoadedModel``.
+    """Predictions for ``files`` in order, with ``model`` a ``zoo.models.inference.LoadedModel``.
 
     Files are decoded by a thread pool (PIL releases the GIL) one batch at a time, so memory
     stays bounded by the batch size.

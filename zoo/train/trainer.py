@@ -20,20 +20,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo import __version__, checkpoint, hfconfig, rundir
-from zoo.augment import compose
-from zoo.batches import make_batches
-from zoo.checkpoint import ModelInfo, flatten_state, unflatten_state
-from zoo.components import Resolved, resolve
-from zoo.config import TrainConfig, parse_image_size, validate
-from zoo.data import DataSplits, ImageTensors, channel_stats, default_workers
+from zoo import __version__
+from zoo.data.augment import compose
+from zoo.data.batches import make_batches
+from zoo.data.splits import DataSplits, ImageTensors, channel_stats, default_workers
 from zoo.errors import ZooError, did_you_mean
-from zoo.inference import Normalizer
-from zoo.loop import evaluate
-from zoo.metrics import Accumulator, from_confusion, mode_for
-from zoo.progress import Reporter
-from zoo.ranks import Secondary, broadcast_buffers, broadcast_text, max_over_ranks, together
-from zoo.runtime import (
+from zoo.models import hfconfig
+from zoo.models import weights as checkpoint
+from zoo.models.inference import Normalizer
+from zoo.models.weights import ModelInfo, flatten_state, unflatten_state
+from zoo.plugins.components import Resolved, resolve
+from zoo.train import rundir
+from zoo.train.config import TrainConfig, parse_image_size, validate
+from zoo.train.eval_loop import evaluate
+from zoo.train.metrics import Accumulator, from_confusion, mode_for
+from zoo.train.progress import Reporter
+from zoo.train.ranks import Secondary, broadcast_buffers, broadcast_text, max_over_ranks, together
+from zoo.train.runtime import (
     Dist,
     autocast,
     current_rss_mb,
@@ -44,7 +47,7 @@ from zoo.runtime import (
     resolve_precision,
     seed_everything,
 )
-from zoo.signals import signals_deferred, sigterm_as_interrupt
+from zoo.train.signals import signals_deferred, sigterm_as_interrupt
 
 # Settings a resumed run must share with the original (the others may change on resume).
 IDENTITY = (
@@ -131,8 +134,8 @@ def data_spec(text: str) -> str:
     """``--data`` as a dataset spec: a dataset's name (``mnist:root=/data``), or a path, which
     the ``folder`` dataset reads. Paths, and a dataset's ``root`` parameter, become absolute so
     that the saved config evaluates and resumes from any working directory."""
-    from zoo.discovery import get_registry
-    from zoo.specs import format_spec, parse_spec
+    from zoo.plugins.build import get_registry
+    from zoo.plugins.specs import format_spec, parse_spec
 
     try:
         spec = parse_spec(text, kind="dataset")
@@ -210,7 +213,7 @@ def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
     A run killed before its first checkpoint has only its ``config.toml``: it restarts from
     the first epoch, as it would have run.
     """
-    from zoo.config import from_mapping, load_toml
+    from zoo.train.config import from_mapping, load_toml
 
     last = run / rundir.LAST
     if last.is_file():
@@ -290,7 +293,7 @@ class Trainer:
         if not isinstance(data, DataSplits):
             raise ZooError(
                 f"{self.parts.dataset.label} returned {type(data).__name__}, "
-                "not zoo.data.DataSplits"
+                "not zoo.data.splits.DataSplits"
             )
         return data
 
@@ -307,7 +310,7 @@ class Trainer:
             if saved is not None:
                 mean, std = saved.mean, saved.std
         elif cfg.init:
-            from zoo.finetune import source_normalization
+            from zoo.models.finetune import source_normalization
 
             found = source_normalization(self.init_source, data.in_chans)
             if found is not None:
@@ -328,7 +331,7 @@ class Trainer:
                 f"{self.parts.arch.label} returned {type(net).__name__}, not a torch.nn.Module"
             )
         if cfg.init and not resuming:
-            from zoo.finetune import initialize
+            from zoo.models.finetune import initialize
 
             note = initialize(net, self.init_source, self.num_classes, data.in_chans)
             self.reporter.note(note)
@@ -385,7 +388,7 @@ class Trainer:
         self.scaler = (
             torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         )
-        from zoo.ema import EMA
+        from zoo.train.ema import EMA
 
         self.ema = EMA(self.net, cfg.ema_decay) if cfg.ema else None
         self.history: list[dict[str, Any]] = []
@@ -863,6 +866,6 @@ def _decoded(batches: Any) -> int | None:
 
 
 def _declared(factory: Any) -> list[str]:
-    from zoo.specs import accepted_params
+    from zoo.plugins.specs import accepted_params
 
     return accepted_params(factory) or []

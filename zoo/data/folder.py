@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.data import DataSplits, ImageTensors, default_workers, stratified_split
+from zoo.data.splits import DataSplits, ImageTensors, default_workers, stratified_split
 from zoo.errors import ZooError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

@@ -1,27 +1,23 @@
-"""Batched augmentations on the training device, drawing their randomness per sample.
-
-Geometric augmentations expose ``affine_matrices(n, height, width, device)``: per-sample 3x3
-matrices mapping output pixel coordinates (origin at the image centre) to input coordinates.
-``compose`` multiplies the matrices of consecutive geometric augmentations so that rotation,
-shift, zoom, shear and flips cost one ``grid_sample`` per batch, as one random affine per sample.
+"""The built-in augmentations (imported only when one is built): Keras ImageDataGenerator's
+flips, rotation, shift, zoom and shear, brightness, contrast and channel shift, random erasing,
+mixup and cutmix. Each draws its randomness per sample on the images' device; the geometric ones
+are fused into one warp per batch by ``zoo.data.augment.compose``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-Batch = tuple[torch.Tensor, torch.Tensor]
-Augmentation = Callable[[torch.Tensor, torch.Tensor], Batch]
-
-FILL_MODES = {"nearest": "border", "reflect": "reflection", "constant": "zeros"}
-
-
-def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
-    return torch.rand(n, device=device) * (high - low) + low
+from zoo.data.augment import (
+    FILL_MODES,
+    Batch,
+    Geometric,
+    identity_matrices,
+    soft_targets,
+    uniform,
+)
 
 
 def _check_fill(fill: str) -> str:
@@ -30,44 +26,10 @@ def _check_fill(fill: str) -> str:
     return fill
 
 
-class Geometric:
-    """Base of the fusable augmentations: subclasses provide ``affine_matrices``."""
-
-    fill: str = "nearest"
-
-    def affine_matrices(
-        self, n: int, height: int, width: int, device: torch.device
-    ) -> torch.Tensor:
-        raise NotImplementedError
-
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Batch:
-        n, _, h, w = images.shape
-        return warp(images, self.affine_matrices(n, h, w, images.device), self.fill), targets
-
-
-def warp(images: torch.Tensor, matrices: torch.Tensor, fill: str) -> torch.Tensor:
-    """Resample images through per-sample pixel-space matrices (output -> input)."""
-    n, _, h, w = images.shape
-    # Pixel coordinates (centred) to grid_sample's normalised ones: x_norm = x_pix * 2 / w, so
-    # theta = S @ M @ S^-1 with S = diag(2/w, 2/h, 1). Scaled with Python numbers: a tensor
-    # made from a list would be copied from the host, which waits for the GPU every step.
-    theta = matrices[:, :2].clone()
-    theta[:, 0, 1] *= h / w
-    theta[:, 1, 0] *= w / h
-    theta[:, 0, 2] *= 2.0 / w
-    theta[:, 1, 2] *= 2.0 / h
-    grid = F.affine_grid(theta.to(images.dtype), [n, 1, h, w], align_corners=False)
-    return F.grid_sample(
-        images, grid, mode="bilinear", padding_mode=FILL_MODES[fill], align_corners=False
-    )
-
-
-def _identity(n: int, device: torch.device) -> torch.Tensor:
-    return torch.eye(3, device=device).repeat(n, 1, 1)
-
-
 class Flip(Geometric):
     """Mirror each sample with probability p (horizontally or vertically)."""
+
+    fill = None  # a mirror never samples outside the image: it fuses with any fill mode
 
     def __init__(self, horizontal: bool, p: float = 0.5) -> None:
         if not 0 <= p <= 1:
@@ -80,7 +42,7 @@ class Flip(Geometric):
     def affine_matrices(
         self, n: int, height: int, width: int, device: torch.device
     ) -> torch.Tensor:
-        m = _identity(n, device)
+        m = identity_matrices(n, device)
         sign = 1.0 - 2.0 * self._mask(n, device).float()
         m[:, 0 if self.horizontal else 1, 0 if self.horizontal else 1] = sign
         return m
@@ -112,103 +74,66 @@ class RandomAffine(Geometric):
     def affine_matrices(
         self, n: int, height: int, width: int, device: torch.device
     ) -> torch.Tensor:
-        m = _identity(n, device)
+        m = identity_matrices(n, device)
         if self.degrees:
-            a = torch.deg2rad(_uniform(n, -self.degrees, self.degrees, device))
-            rot = _identity(n, device)
+            a = torch.deg2rad(uniform(n, -self.degrees, self.degrees, device))
+            rot = identity_matrices(n, device)
             rot[:, 0, 0], rot[:, 0, 1] = torch.cos(a), -torch.sin(a)
             rot[:, 1, 0], rot[:, 1, 1] = torch.sin(a), torch.cos(a)
             m = m @ rot
         if self.shear:
-            s = torch.deg2rad(_uniform(n, -self.shear, self.shear, device))
-            sh = _identity(n, device)
+            s = torch.deg2rad(uniform(n, -self.shear, self.shear, device))
+            sh = identity_matrices(n, device)
             sh[:, 0, 1] = -torch.sin(s)
             sh[:, 1, 1] = torch.cos(s)
             m = m @ sh
         if self.zoom != (1.0, 1.0):
-            z = _identity(n, device)
-            z[:, 0, 0] = _uniform(n, *self.zoom, device)
-            z[:, 1, 1] = _uniform(n, *self.zoom, device)
+            z = identity_matrices(n, device)
+            z[:, 0, 0] = uniform(n, *self.zoom, device)
+            z[:, 1, 1] = uniform(n, *self.zoom, device)
             m = m @ z
         if any(self.shift):
-            t = _identity(n, device)
-            t[:, 0, 2] = _uniform(n, -self.shift[0], self.shift[0], device) * width
-            t[:, 1, 2] = _uniform(n, -self.shift[1], self.shift[1], device) * height
+            t = identity_matrices(n, device)
+            t[:, 0, 2] = uniform(n, -self.shift[0], self.shift[0], device) * width
+            t[:, 1, 2] = uniform(n, -self.shift[1], self.shift[1], device) * height
             m = t @ m
         return m
-
-
-class FusedGeometric(Geometric):
-    """Consecutive geometric augmentations applied as one matrix product and one warp."""
-
-    def __init__(self, parts: Sequence[Geometric]) -> None:
-        self.parts = list(parts)
-        self.fill = next((p.fill for p in self.parts if not isinstance(p, Flip)), "nearest")
-
-    def affine_matrices(
-        self, n: int, height: int, width: int, device: torch.device
-    ) -> torch.Tensor:
-        # Output -> input: applying A then B samples x at M_A @ M_B @ p.
-        m = self.parts[0].affine_matrices(n, height, width, device)
-        for part in self.parts[1:]:
-            m = m @ part.affine_matrices(n, height, width, device)
-        return m
-
-
-def compose(augmentations: Sequence[Augmentation]) -> list[Augmentation]:
-    """Fuse runs of geometric augmentations (with compatible fill modes) into one warp each."""
-    out: list[Augmentation] = []
-    run: list[Geometric] = []
-
-    def flush() -> None:
-        if len(run) == 1:
-            out.append(run[0])
-        elif run:
-            out.append(FusedGeometric(run))
-        run.clear()
-
-    for aug in augmentations:
-        if isinstance(aug, Geometric) or hasattr(aug, "affine_matrices"):
-            fills = {p.fill for p in run if not isinstance(p, Flip)}
-            fill = getattr(aug, "fill", "nearest")
-            if fills and not isinstance(aug, Flip) and fill not in fills:
-                flush()
-            run.append(aug)  # type: ignore[arg-type]
-        else:
-            flush()
-            out.append(aug)
-    flush()
-    return out
 
 
 # --- photometric ----------------------------------------------------------------------------
 
 
-class Brightness:
+class Photometric:
+    """Base of the intensity changes that scale each sample by its own factor, drawn from
+    ``[1 - amount, 1 + amount]``; subclasses say how the factor applies."""
+
+    def __init__(self, amount: float = 0.2) -> None:
+        if not 0 <= amount < 1:
+            raise ValueError(f"amount must be in [0, 1), got {amount}")
+        self.amount = amount
+
+    def apply(self, images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+        """``images`` changed by ``factors`` ``[B, 1, 1, 1]``."""
+        raise NotImplementedError
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Batch:
+        f = uniform(images.shape[0], 1 - self.amount, 1 + self.amount, images.device)
+        return self.apply(images, f.view(-1, 1, 1, 1)).clamp_(0, 1), targets
+
+
+class Brightness(Photometric):
     """Multiply each sample by a factor drawn from [1 - amount, 1 + amount]."""
 
-    def __init__(self, amount: float = 0.2) -> None:
-        if not 0 <= amount < 1:
-            raise ValueError(f"amount must be in [0, 1), got {amount}")
-        self.amount = amount
-
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Batch:
-        f = _uniform(images.shape[0], 1 - self.amount, 1 + self.amount, images.device)
-        return (images * f.view(-1, 1, 1, 1)).clamp_(0, 1), targets
+    def apply(self, images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+        return images * factors
 
 
-class Contrast:
+class Contrast(Photometric):
     """Scale each sample's deviation from its mean by a factor in [1 - amount, 1 + amount]."""
 
-    def __init__(self, amount: float = 0.2) -> None:
-        if not 0 <= amount < 1:
-            raise ValueError(f"amount must be in [0, 1), got {amount}")
-        self.amount = amount
-
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Batch:
-        f = _uniform(images.shape[0], 1 - self.amount, 1 + self.amount, images.device)
+    def apply(self, images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
         mean = images.mean(dim=(1, 2, 3), keepdim=True)
-        return ((images - mean) * f.view(-1, 1, 1, 1) + mean).clamp_(0, 1), targets
+        return (images - mean) * factors + mean
 
 
 class ChannelShift:
@@ -268,8 +193,8 @@ class RandomErasing:
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Batch:
         n, _, h, w = images.shape
         dev = images.device
-        area = _uniform(n, *self.scale, dev)
-        ratio = torch.exp(_uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), dev))
+        area = uniform(n, *self.scale, dev)
+        ratio = torch.exp(uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), dev))
         mask = _boxes(n, h, w, area, ratio, dev) & (torch.rand(n, device=dev) < self.p).view(
             -1, 1, 1, 1
         )
@@ -282,13 +207,6 @@ class RandomErasing:
 
 
 # --- label-mixing ---------------------------------------------------------------------------
-
-
-def soft_targets(targets: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
-    """One-hot ``[B, K]`` for int64 targets; soft targets pass through."""
-    if targets.ndim == 2:
-        return targets.to(dtype)
-    return F.one_hot(targets, num_classes).to(dtype)
 
 
 def _beta(alpha: float, n: int, device: torch.device) -> torch.Tensor:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from zoo.discovery import get_registry
-from zoo.registry import Component, Registry
-from zoo.specs import Spec, check_params, parse_spec
+from zoo.plugins.build import get_registry
+from zoo.plugins.registry import Component, Registry
+from zoo.plugins.specs import Spec, check_params, parse_spec
 
 # Keywords zoo passes to every factory of a kind; users cannot set them.
 PROVIDED: dict[str, tuple[str, ...]] = {
@@ -44,7 +44,7 @@ class Resolved:
         return f"{self.kind} {self.component.qualified!r}"
 
     def build(self, **provided: Any) -> Any:
-        from zoo.specs import call_factory
+        from zoo.plugins.specs import call_factory
 
         fixed = {k: v for k, v in provided.items() if k in PROVIDED[self.kind]}
         optional = {k: v for k, v in provided.items() if k not in fixed}

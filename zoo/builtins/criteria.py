@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from zoo.augment import soft_targets
+from zoo.data.augment import soft_targets
 
 
 def _smooth(

@@ -61,8 +61,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     import torch
     from torch import nn
 
-    from zoo.components import resolve
-    from zoo.runtime import autocast, resolve_device, resolve_precision
+    from zoo.plugins.components import resolve
+    from zoo.train.runtime import autocast, resolve_device, resolve_precision
 
     resolved = resolve("architecture", cfg.arch)
     default = getattr(resolved.factory, "default_image_size", None)

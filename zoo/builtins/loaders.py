@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.data import DataSplits, ImageTensors, resize_tensors, stratified_split
+from zoo.data.splits import DataSplits, ImageTensors, resize_tensors, stratified_split
 from zoo.errors import ZooError
 
 DIGITS_CLASSES = [str(d) for d in range(10)]
@@ -58,7 +58,7 @@ def load_torchvision(
     """A torchvision dataset decoded into memory; its test split serves as validation."""
     import torchvision.datasets as tvd
 
-    from zoo.cache import cache_dir
+    from zoo.plugins.cache import cache_dir
 
     cls_name, folder = _TORCHVISION[name]
     base = Path(root).expanduser() if root else cache_dir() / "datasets"

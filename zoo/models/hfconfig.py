@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zoo.checkpoint import ModelInfo, atomic_write
 from zoo.errors import ZooError
+from zoo.models.weights import ModelInfo, atomic_write
 
 CONFIG = "config.json"
 # What zoo copies from a timm network's own pretrained_cfg; every other input field is zoo's.
@@ -139,7 +139,7 @@ def normalization(config: dict[str, Any], in_chans: int) -> tuple[tuple[float, .
 def _architecture(name: str, qualified: str | None, source: Path) -> str:
     """The installed component a config's architecture names: zoo's own qualified name when the
     folder is a zoo run, else timm's registry name, provided by the ``timm`` plugin (zoo-timm)."""
-    from zoo.discovery import get_registry
+    from zoo.plugins.build import get_registry
 
     registry = get_registry()
     candidates = [qualified] if qualified else [f"timm:{name}", name]

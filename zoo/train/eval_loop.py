@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from zoo.inference import Normalizer
-from zoo.metrics import confusion_matrix
-from zoo.runtime import Dist, autocast
+from zoo.models.inference import Normalizer
+from zoo.train.metrics import confusion_matrix
+from zoo.train.runtime import Dist, autocast
 
 
 @dataclass

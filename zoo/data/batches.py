@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from zoo.data import ImageTensors
+from zoo.data.splits import ImageTensors
 from zoo.errors import ZooError
 
 Batch = tuple[torch.Tensor, torch.Tensor]

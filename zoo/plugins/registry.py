@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from zoo.errors import ZooError, did_you_mean
-from zoo.hookspecs import HOOKS
+from zoo.plugins.hookspecs import HOOKS
 
 KINDS: tuple[str, ...] = tuple(HOOKS)
 

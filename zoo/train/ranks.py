@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.runtime import Dist
+from zoo.train.runtime import Dist
 
 
 class Secondary(ZooError):

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from zoo.checkpoint import load_tensors, read_header
 from zoo.errors import ZooError
+from zoo.models.weights import load_tensors, read_header
 
 
 def init_file(source: str | Path) -> Path:
@@ -33,7 +33,7 @@ def source_normalization(source: str | Path, in_chans: int) -> tuple[tuple[float
     Fine-tuned weights keep working best on inputs normalized as in their first training (an
     ImageNet model expects ImageNet statistics), not by the new dataset's statistics.
     """
-    from zoo import hfconfig
+    from zoo.models import hfconfig
 
     path = init_file(source)
     info = read_header(path).info
@@ -118,7 +118,7 @@ def initialize(net: nn.Module, source: str | Path, num_classes: int, in_chans: i
 
 def _folder_hint(weights: Path) -> str:
     """`` (its config.json names resnet50)``, to say what a timm/HF folder holds."""
-    from zoo import hfconfig
+    from zoo.models import hfconfig
 
     try:
         config = hfconfig.read(weights.parent)

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.checkpoint import ModelInfo
 from zoo.errors import ZooError
+from zoo.models.weights import ModelInfo
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUTS = ("normalized", "uint8", "float")
@@ -119,7 +119,7 @@ def export(
 ) -> Exported:
     """Export ``net`` (on the CPU, in eval mode) to ``out``, written atomically, then run the
     file back (onnxruntime or torch.jit) on a batch of another size and compare logits."""
-    from zoo.checkpoint import atomic_write
+    from zoo.models.weights import atomic_write
 
     require(fmt)
     if input_kind not in INPUTS:

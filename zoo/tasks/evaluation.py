@@ -2,7 +2,7 @@
 
 Without ``--data`` the run's own validation split is rebuilt from the settings stored in the
 weights (dataset, seed, validation fraction), so it holds exactly the images training held out.
-Metrics come from the confusion matrix (``zoo.metrics.from_confusion``), which uses
+Metrics come from the confusion matrix (``zoo.train.metrics.from_confusion``), which uses
 scikit-learn's definitions.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from zoo.checkpoint import ModelInfo
-from zoo.data import DataSplits, ImageTensors, resize_tensors
+from zoo.data.splits import DataSplits, ImageTensors, resize_tensors
 from zoo.errors import ZooError
+from zoo.models.weights import ModelInfo
 
 SPLITS = ("val", "train", "all")
 
@@ -32,9 +32,9 @@ class EvalData:
 
 def eval_data(info: ModelInfo, data: str | None, split: str, source: Path) -> EvalData:
     """Build the split of ``data`` (default: the run's own data) at the model's input size."""
-    from zoo.components import resolve
-    from zoo.specs import accepted_params
-    from zoo.trainer import data_spec
+    from zoo.plugins.components import resolve
+    from zoo.plugins.specs import accepted_params
+    from zoo.train.trainer import data_spec
 
     if split not in SPLITS:
         raise ZooError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -154,10 +154,10 @@ def run(
     amp_dtype: torch.dtype,
     workers: int,
 ) -> Evaluation:
-    """Run ``model`` (a ``zoo.inference.LoadedModel``) over the split."""
-    from zoo.batches import make_batches
-    from zoo.inference import Normalizer
-    from zoo.loop import evaluate
+    """Run ``model`` (a ``zoo.models.inference.LoadedModel``) over the split."""
+    from zoo.data.batches import make_batches
+    from zoo.models.inference import Normalizer
+    from zoo.train.eval_loop import evaluate
 
     info = model.info
     batches = make_batches(data.split, batch_size, device, train=False, workers=workers, seed=0)
@@ -188,7 +188,7 @@ def report(evaluation: Evaluation, model_path: Path, samples: bool = False) -> d
     scikit-learn's defaults do: evaluating on data that lacks some of the model's classes does
     not count those as zeros.
     """
-    from zoo.metrics import from_confusion
+    from zoo.train.metrics import from_confusion
 
     info = evaluation.info
     m = from_confusion(evaluation.confusion, info.classes)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import warnings
 
-from zoo import cache
-from zoo.plugins import PluginLoader, discover
-from zoo.registry import Component, PluginInfo, Registry
+from zoo.plugins import cache
+from zoo.plugins.loading import PluginLoader, discover
+from zoo.plugins.registry import Component, PluginInfo, Registry
 
 
 class PluginWarning(UserWarning):
