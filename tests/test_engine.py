@@ -21,7 +21,8 @@ from zoo.data.splits import DataSplits, ImageTensors
 from zoo.models.weights import read_header
 from zoo.train.config import TrainConfig
 from zoo.train.ema import EMA
-from zoo.train.trainer import Trainer, class_weights, param_groups
+from zoo.train.parts import class_weights, param_groups
+from zoo.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--image-size", "8", "--batch-size", "128"]
@@ -538,7 +539,8 @@ def test_an_accumulation_group_cut_short_by_dropped_batches_still_steps(
     zoo_plugins, tmp_path: Path
 ) -> None:
     from zoo.data.batches import epoch_generator
-    from zoo.models.weights import load_tensors, unflatten_state
+    from zoo.models.weights import load_tensors
+    from zoo.train.state import unflatten_state
 
     zoo_plugins.register(_HalfUnreadablePlugin(), "test")
     # A seed whose first epoch puts both unreadable items in the second (last) batch, the one

@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 
 from zoo.models.weights import read_header
 from zoo.train.config import TrainConfig
-from zoo.train.trainer import Trainer, resume_config
+from zoo.train.resume import resume_config
+from zoo.train.trainer import Trainer
 
 # Everything that carries state across epochs: AdamW moments, a warmup+cosine schedule,
 # accumulation, clipping, EMA, dropout and augmentation randomness, per-epoch checkpoints.

@@ -14,8 +14,8 @@ from timm.scheduler import create_scheduler_v2
 
 import zoo
 from zoo.errors import ZooError
-from zoo.models.weights import flatten_state, unflatten_state
-from zoo.train.trainer import param_groups
+from zoo.train.parts import param_groups
+from zoo.train.state import flatten_state, unflatten_state
 
 
 def _one_per_class() -> list[str]:

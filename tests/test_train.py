@@ -342,7 +342,7 @@ def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path: Path) -> None:
 
 
 def test_data_specs_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from zoo.train.trainer import data_spec
+    from zoo.train.config import data_spec
 
     assert data_spec("mnist:root=/data/mnist") == "mnist:root=/data/mnist"
     assert data_spec("folder:root=/x/y,channels=1") == "folder:root=/x/y,channels=1"
@@ -357,15 +357,16 @@ def test_data_specs_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     saved = (tmp_path / "run" / "config.toml").read_text()
     assert f"root={root}" in saved
     monkeypatch.chdir(tmp_path / "run")
-    from zoo.train.trainer import resume_config
+    from zoo.train.resume import resume_config
 
     assert resume_config(tmp_path / "run", {"data": "../pets"}).data.endswith(str(root))
     # So is a dataset's root parameter, and --init.
     assert data_spec("folder:root=../pets,channels=1") == f"folder:root={root},channels=1"
     assert data_spec("zoo:folder:root=../pets") == f"zoo:folder:root={root}"
-    from zoo.train.trainer import init_path
+    from zoo.train.config import normalize
 
-    assert init_path("../pets") == str(root) and init_path(None) is None
+    assert normalize(TrainConfig(init="../pets")).init == str(root)
+    assert normalize(TrainConfig()).init is None
 
 
 def test_init_keeps_the_normalization_the_weights_were_trained_with(tmp_path: Path) -> None:

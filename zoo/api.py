@@ -5,13 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ZooError
 from zoo.plugins.registry import Component, normalize_kind
 
 if TYPE_CHECKING:
     import torch
-
-    from zoo.models.weights import ModelInfo
 
 
 def create_model(
@@ -46,88 +43,10 @@ def list_components(kind: str | None = None, pattern: str | None = None) -> list
     return get_registry().components(normalize_kind(kind) if kind else None, pattern)
 
 
-def weights_path(path: str | Path) -> Path:
-    """A weights file from a path that may be a run directory or a timm/Hugging Face folder."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        if (path / "model.safetensors").is_file():
-            return path / "model.safetensors"
-        if (path / "pytorch_model.bin").is_file():
-            raise ZooError(
-                f"{path} holds only pytorch_model.bin, a pickle file that zoo does not load; "
-                "convert it to model.safetensors"
-            )
-        raise ZooError(
-            f"{path} holds no model.safetensors (is it a zoo run directory or a timm folder?)"
-        )
-    if not path.exists():
-        raise ZooError(f"{path} does not exist")
-    return path
-
-
-def build_from_info(info: ModelInfo, state: dict[str, torch.Tensor], source: Path) -> Any:
-    """Rebuild an architecture from its ModelInfo and load the weights strictly."""
-    from zoo.plugins.components import resolve
-
-    resolved = resolve("architecture", info.arch, **info.arch_params)
-    net = resolved.build(
-        num_classes=info.num_classes, in_chans=info.in_chans, image_size=info.image_size
-    )
-    check_state(net, state, source)
-    net.load_state_dict(state, strict=True)
-    return net
-
-
-def check_state(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Refuse weights that do not fit the network, naming the first mismatched tensors."""
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-    if unexpected:
-        problems.append(
-            f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
-        )
-    if shapes:
-        problems.append(f"shape mismatch {', '.join(shapes[:3])}")
-    if problems:
-        raise ZooError(f"{source} does not match the architecture: {'; '.join(problems)}")
-
-
 def load(path: str | Path, *, device: str = "cpu") -> Any:
     """Load a run directory, a weights file or a timm/Hugging Face folder (``config.json`` +
     ``model.safetensors``): the model in eval mode, ready for inference, with its class names,
     image size and normalization (a ``zoo.models.inference.LoadedModel``)."""
-    from zoo.models.inference import LoadedModel
-    from zoo.models.weights import load_tensors, read_header
-    from zoo.train.runtime import resolve_device
+    from zoo.models.loading import load as load_model
 
-    file = weights_path(path)
-    header = read_header(file)
-    info = header.info
-    if info is None:
-        info = _info_from_config(file)
-    prefix = "model." if header.state is not None else ""
-    state = load_tensors(file, prefix)
-    net = build_from_info(info, state, file)
-    return LoadedModel(net, info).to(resolve_device(device)).eval()
-
-
-def _info_from_config(file: Path) -> ModelInfo:
-    """ModelInfo for weights without zoo metadata, from the ``config.json`` beside them."""
-    from zoo.models import hfconfig
-
-    config = hfconfig.read(file.parent)
-    if config is None:
-        raise ZooError(
-            f"{file} has no zoo metadata (architecture, classes) and no {hfconfig.CONFIG} "
-            "beside it; it is neither a zoo weights file nor a timm/Hugging Face folder"
-        )
-    return hfconfig.model_info(config, file.parent / hfconfig.CONFIG)
+    return load_model(path, device=device)

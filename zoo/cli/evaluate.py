@@ -56,14 +56,13 @@ def evaluate(
     """Evaluate a model: accuracy, top-5, per-class precision, recall and F1, macro and
     weighted averages, and the confusion matrix. Without --data, on the run's own validation
     split, rebuilt from the seed the run used."""
-    from zoo.api import load, weights_path
     from zoo.data.splits import default_workers
     from zoo.errors import ZooError
+    from zoo.models.loading import load, weights_path
     from zoo.tasks import evaluation
-    from zoo.train.runtime import resolve_device, resolve_precision
+    from zoo.train.runtime import check_precision, resolve_device, resolve_precision
 
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise ZooError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    check_precision(precision)
     file = weights_path(path)
     run_dir = file.parent
     target = Path(out) if out is not None else run_dir

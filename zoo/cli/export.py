@@ -34,10 +34,10 @@ def export(
     """Export a model to ONNX or TorchScript with a dynamic batch axis and the class names,
     input size, mean and std in the file's metadata; the file is run back and its logits
     compared with PyTorch's."""
-    from zoo.api import load, weights_path
     from zoo.errors import ZooError
     from zoo.models.export import INPUTS, default_output, require
     from zoo.models.export import export as export_model
+    from zoo.models.loading import load, weights_path
 
     fmt = format.lower()
     require(fmt)

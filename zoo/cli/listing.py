@@ -25,7 +25,7 @@ def list_components(
     kind: str | None = typer.Argument(
         None,
         metavar="KIND",
-        help="architectures, augmentations, losses, datasets, optimizers or schedulers.",
+        help="architectures, augmentations, losses, datasets, optimizers, schedulers or callbacks.",
     ),
     filter: str | None = typer.Option(
         None,
@@ -164,12 +164,11 @@ def info(
 
 
 def _describe(registry: Any, component: Any, image_size: int | None) -> dict[str, Any]:
-    from zoo.plugins.components import OPTIONAL, PROVIDED
+    from zoo.plugins.components import reserved
     from zoo.plugins.specs import accepted_params
 
     factory = registry.factory(component)
-    reserved = PROVIDED[component.kind] + OPTIONAL[component.kind]
-    accepted = accepted_params(factory, reserved)
+    accepted = accepted_params(factory, reserved(component.kind))
     params = None
     if accepted is not None:
         signature = inspect.signature(factory).parameters

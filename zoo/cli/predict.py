@@ -47,9 +47,9 @@ def predict(
 ) -> None:
     """Predict the classes of images with a trained model. Files that are not readable images
     are reported and the others predicted (exit code 1 if any failed)."""
-    from zoo.api import load
     from zoo.data.splits import default_workers
     from zoo.errors import ZooError
+    from zoo.models.loading import load
     from zoo.tasks.prediction import collect_files, predict_files
 
     if json_output and csv_output:

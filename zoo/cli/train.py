@@ -17,6 +17,7 @@ from zoo.train.config import FIELDS, TrainConfig
 
 _TYPES: dict[str, Any] = {
     "str": str,
+    "tuple[int, int]": str,  # an image size as typed (N or HxW), parsed by from_mapping
     "int": int,
     "float": float,
     "bool": bool,
@@ -57,11 +58,12 @@ def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
     from zoo.train.allocator import keep_freed_memory
     from zoo.train.config import from_mapping, load_toml_values
     from zoo.train.progress import RichReporter
-    from zoo.train.trainer import Trainer, resume_config
+    from zoo.train.resume import resume_config
+    from zoo.train.trainer import Trainer
 
     rank = _rank()
     given = {
-        name: (values[name] or [] if name == "aug" else values[name])
+        name: (values[name] or [] if FIELDS[name].type == "list[str]" else values[name])
         for name in FIELDS
         if _given(ctx, name)
     }
@@ -119,9 +121,9 @@ def _launch(cfg: TrainConfig) -> int:
     from torch.distributed.run import parse_args, run
 
     from zoo.train.config import dump_toml, validate
+    from zoo.train.parts import check_processes, resolve_components
     from zoo.train.rundir import check_out, default_out
     from zoo.train.runtime import Dist, resolve_device
-    from zoo.train.trainer import check_processes, resolve_components
 
     validate(cfg)
     check_processes(cfg, cfg.nproc, resolve_device(cfg.device, Dist(0, 0, cfg.nproc, cfg.nproc)))

@@ -18,7 +18,7 @@ from zoo.models.weights import load_tensors, read_header
 
 def init_file(source: str | Path) -> Path:
     """The weights file behind an ``--init`` source."""
-    from zoo.api import weights_path
+    from zoo.models.loading import weights_path
 
     try:
         return weights_path(source)
@@ -105,15 +105,23 @@ def initialize(net: nn.Module, source: str | Path, num_classes: int, in_chans: i
             )
             state[key] = adapt_input_conv(src, in_chans)
             break
-    from zoo.api import check_state
+    from zoo.models.loading import check_state
 
     try:
-        check_state(net, state, path)
+        check_state(net, state, Path(_shown(path)))
     except ZooError as exc:
         raise ZooError(f"--init: {exc}{_folder_hint(path)}") from None
     net.load_state_dict(state)
     detail = "; ".join(notes) if notes else "all tensors matched"
-    return f"init: loaded {len(state)} tensors from {path} ({detail})"
+    return f"init: loaded {len(state)} tensors from {_shown(path)} ({detail})"
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be said: relative to the working directory when under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _folder_hint(weights: Path) -> str:

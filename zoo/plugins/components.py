@@ -7,27 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from zoo.plugins.build import get_registry
+from zoo.plugins.hookspecs import KEYWORDS
 from zoo.plugins.registry import Component, Registry
 from zoo.plugins.specs import Spec, check_params, parse_spec
 
-# Keywords zoo passes to every factory of a kind; users cannot set them.
-PROVIDED: dict[str, tuple[str, ...]] = {
-    "architecture": ("num_classes", "in_chans", "image_size"),
-    "augmentation": (),
-    "loss": (),
-    "dataset": ("image_size", "seed", "val_fraction"),
-    "optimizer": ("params", "lr"),
-    "scheduler": ("optimizer", "epochs", "steps_per_epoch"),
-}
-# Keywords zoo passes only to factories that declare them.
-OPTIONAL: dict[str, tuple[str, ...]] = {
-    "architecture": (),
-    "augmentation": ("num_classes",),
-    "loss": ("num_classes", "weight"),
-    "dataset": ("download",),
-    "optimizer": (),
-    "scheduler": ("monitor_mode",),
-}
+
+def provided(kind: str) -> tuple[str, ...]:
+    """Keywords zoo passes to every factory of a kind."""
+    return tuple(k.name for k in KEYWORDS[kind] if k.always)
+
+
+def reserved(kind: str) -> tuple[str, ...]:
+    """Every keyword zoo may pass to a kind's factories: users cannot set these."""
+    return tuple(k.name for k in KEYWORDS[kind])
 
 
 @dataclass
@@ -43,11 +35,12 @@ class Resolved:
     def label(self) -> str:
         return f"{self.kind} {self.component.qualified!r}"
 
-    def build(self, **provided: Any) -> Any:
+    def build(self, **keywords: Any) -> Any:
         from zoo.plugins.specs import call_factory
 
-        fixed = {k: v for k, v in provided.items() if k in PROVIDED[self.kind]}
-        optional = {k: v for k, v in provided.items() if k not in fixed}
+        always = provided(self.kind)
+        fixed = {k: v for k, v in keywords.items() if k in always}
+        optional = {k: v for k, v in keywords.items() if k not in fixed}
         return call_factory(self.label, self.factory, self.spec.params, fixed, optional)
 
 
@@ -62,5 +55,5 @@ def resolve(
     component = registry.resolve(kind, spec.ref)
     factory = registry.factory(component)
     label = f"{kind} {component.qualified!r}"
-    check_params(label, factory, spec.params, PROVIDED[kind] + OPTIONAL[kind])
+    check_params(label, factory, spec.params, reserved(kind))
     return Resolved(kind, spec, component, factory)

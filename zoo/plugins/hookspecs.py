@@ -1,13 +1,16 @@
-"""The plugin contract: one hook per component kind.
+"""The plugin contract: one hook per component kind. These docstrings and ``KEYWORDS`` are the
+reference; docs/plugins.md renders its contract table from them.
 
 Each hook receives ``register(name, factory, *, summary=None, aliases=())``. Names are lowercase
 ``[a-z0-9_.-]+``; a factory is only called when its component is used, so a plugin module should
-import heavy libraries (torch, timm) inside its factories, never at module level.
+import heavy libraries (torch, timm) inside its factories, never at module level. Users pass
+their own parameters as ``name:key=value,...``; zoo checks them against the factory's signature.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pluggy
 
@@ -21,9 +24,10 @@ Register = Callable[..., None]
 def zoo_register_architectures(register: Register) -> None:
     """Register architectures.
 
-    Factory keywords: ``num_classes``, ``in_chans``, ``image_size`` (int or ``(h, w)``) and the
-    user's parameters. Returns a ``torch.nn.Module`` mapping float ``[B, C, H, W]`` to logits
-    ``[B, num_classes]``.
+    Returns a ``torch.nn.Module`` mapping float ``[B, C, H, W]`` to logits ``[B, num_classes]``.
+    A ``get_classifier()`` method (timm's convention) lets ``--init`` re-create the classifier
+    for new classes. A ``default_image_size`` attribute on the factory, an ``(h, w)`` tuple,
+    tells ``zoo info`` and ``zoo benchmark`` which input size to build it at.
     """
 
 
@@ -31,10 +35,11 @@ def zoo_register_architectures(register: Register) -> None:
 def zoo_register_augmentations(register: Register) -> None:
     """Register training-batch augmentations.
 
-    Factory keywords: the user's parameters, plus ``num_classes`` if the factory declares it.
-    Returns a callable ``(images, targets) -> (images, targets)``: images float32 ``[B, C, H, W]``
-    in ``[0, 1]`` on the training device, targets int64 ``[B]`` or float soft labels ``[B, K]``.
-    Randomness is drawn per sample from torch's generator for that device.
+    Returns a callable ``(images, targets) -> (images, targets)``: images float32
+    ``[B, C, H, W]`` in ``[0, 1]`` on the training device, targets int64 ``[B]`` or float soft
+    labels ``[B, K]``. Randomness is drawn per sample from torch's generator for that device. A
+    geometric one may provide ``affine_matrices(n, height, width, device)`` and ``fill`` to be
+    fused with its neighbours into one warp (``zoo.data.augment``).
     """
 
 
@@ -42,10 +47,8 @@ def zoo_register_augmentations(register: Register) -> None:
 def zoo_register_losses(register: Register) -> None:
     """Register losses.
 
-    Factory keywords: the user's parameters, plus ``num_classes`` and ``weight`` (class weights,
-    float ``[K]`` or None) if the factory declares them. Returns a callable
-    ``(logits, targets) -> scalar tensor`` accepting int64 ``[B]`` and soft ``[B, K]`` targets, or
-    raising a clear ``ValueError`` for soft targets it cannot use.
+    Returns a callable ``(logits, targets) -> scalar tensor`` accepting int64 ``[B]`` and soft
+    ``[B, K]`` targets, or raising a clear ``ValueError`` for soft targets it cannot use.
     """
 
 
@@ -53,9 +56,8 @@ def zoo_register_losses(register: Register) -> None:
 def zoo_register_datasets(register: Register) -> None:
     """Register datasets.
 
-    Factory keywords: ``image_size`` (``(h, w)``, or None for the dataset's own default),
-    ``seed`` (for any random split), ``val_fraction`` (used when the data has no validation split
-    of its own) and the user's parameters. Returns a ``zoo.data.splits.DataSplits``.
+    Returns a ``zoo.data.DataSplits``: each split an in-memory ``zoo.data.ImageTensors`` or a
+    map-style dataset of ``(uint8 [C, H, W], label)`` items (None for an unreadable one).
     """
 
 
@@ -63,8 +65,7 @@ def zoo_register_datasets(register: Register) -> None:
 def zoo_register_optimizers(register: Register) -> None:
     """Register optimizers.
 
-    Factory arguments: ``params`` (parameter groups, each carrying its own ``weight_decay``),
-    ``lr`` and the user's parameters. Returns a ``torch.optim.Optimizer``.
+    Returns a ``torch.optim.Optimizer``.
     """
 
 
@@ -72,9 +73,20 @@ def zoo_register_optimizers(register: Register) -> None:
 def zoo_register_schedulers(register: Register) -> None:
     """Register learning-rate schedulers.
 
-    Factory arguments: ``optimizer``, ``epochs``, ``steps_per_epoch`` and the user's parameters.
     Returns a ``torch.optim.lr_scheduler.LRScheduler`` stepped after every optimizer step, or a
-    ``ReduceLROnPlateau`` stepped once per epoch with the monitored metric.
+    ``ReduceLROnPlateau`` stepped once per epoch with the monitored metric. Its
+    ``state_dict()`` holds only numbers, strings, lists, dicts and tensors (stored as JSON).
+    """
+
+
+@hookspec
+def zoo_register_callbacks(register: Register) -> None:
+    """Register training callbacks.
+
+    Returns a ``zoo.train.Callback``: ``on_fit_start(run)``, ``on_epoch_end(run, record)``
+    (returning a reason to stop, or None), ``on_fit_end(run, summary)``, and ``state_dict()`` /
+    ``load_state_dict(state)`` (numbers, strings, lists, dicts and tensors), saved with every
+    epoch so that ``--resume`` restores it. Events run on rank 0 only.
     """
 
 
@@ -85,5 +97,49 @@ HOOKS: dict[str, str] = {
     "dataset": "zoo_register_datasets",
     "optimizer": "zoo_register_optimizers",
     "scheduler": "zoo_register_schedulers",
+    "callback": "zoo_register_callbacks",
 }
 """Component kind -> the hook that registers it."""
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """A keyword zoo itself passes to a kind's factories; users cannot set it."""
+
+    name: str
+    doc: str
+    always: bool = True  # else: passed only to factories that declare it
+
+
+KEYWORDS: dict[str, tuple[Keyword, ...]] = {
+    "architecture": (
+        Keyword("num_classes", "classes to predict (int)"),
+        Keyword("in_chans", "input channels (int)"),
+        Keyword("image_size", "input size, an int or an `(h, w)` tuple"),
+    ),
+    "augmentation": (
+        Keyword("num_classes", "classes, for augmentations that make soft labels", always=False),
+    ),
+    "loss": (
+        Keyword("num_classes", "classes (int)", always=False),
+        Keyword("weight", "class weights, float `[K]` from `--class-weights`, or None", False),
+    ),
+    "dataset": (
+        Keyword("image_size", "`(h, w)`, or None for the dataset's own default"),
+        Keyword("seed", "for any random split"),
+        Keyword("val_fraction", "held out when the data has no validation split of its own"),
+        Keyword("download", "`--download`: fetching missing files is allowed", always=False),
+    ),
+    "optimizer": (
+        Keyword("params", "parameter groups, each with its own `weight_decay`"),
+        Keyword("lr", "the peak learning rate"),
+    ),
+    "scheduler": (
+        Keyword("optimizer", "the optimizer to schedule"),
+        Keyword("epochs", "planned epochs"),
+        Keyword("steps_per_epoch", "optimizer steps per epoch"),
+        Keyword("monitor_mode", '`"min"` or `"max"`: the direction of `--monitor`', False),
+    ),
+    "callback": (),
+}
+"""Per kind, the keywords zoo passes to factories, beside the user's parameters."""

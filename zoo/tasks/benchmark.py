@@ -62,7 +62,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     from torch import nn
 
     from zoo.plugins.components import resolve
-    from zoo.train.runtime import autocast, resolve_device, resolve_precision
+    from zoo.train.runtime import autocast, resolve_device, resolve_precision, use_channels_last
 
     resolved = resolve("architecture", cfg.arch)
     default = getattr(resolved.factory, "default_image_size", None)
@@ -74,10 +74,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     net = resolved.build(num_classes=cfg.num_classes, in_chans=cfg.in_chans, image_size=size)
     if not isinstance(net, nn.Module):
         raise ZooError(f"{resolved.label} returned {type(net).__name__}, not a torch.nn.Module")
-    has_conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
-    channels_last = (
-        cfg.channels_last if cfg.channels_last is not None else device.type == "cuda" and has_conv
-    )
+    channels_last = use_channels_last(cfg.channels_last, device, net)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device, memory_format=memory_format)
     model = torch.compile(net, mode=cfg.compile_mode) if cfg.compile else net

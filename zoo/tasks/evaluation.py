@@ -34,7 +34,7 @@ def eval_data(info: ModelInfo, data: str | None, split: str, source: Path) -> Ev
     """Build the split of ``data`` (default: the run's own data) at the model's input size."""
     from zoo.plugins.components import resolve
     from zoo.plugins.specs import accepted_params
-    from zoo.train.trainer import data_spec
+    from zoo.train.config import data_spec
 
     if split not in SPLITS:
         raise ZooError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")

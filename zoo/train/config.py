@@ -1,7 +1,11 @@
 """The training run's configuration: one dataclass behind the CLI options, ``--config`` files
 and the ``config.toml`` written into every run directory.
 
-Precedence: defaults < ``--config FILE.toml`` < options given on the command line.
+Precedence: defaults < ``--config FILE.toml`` < options given on the command line. Values are
+normalised once, where they enter (``from_mapping`` for the command line and TOML files,
+``normalize`` for a ``TrainConfig`` built in Python): the image size becomes an ``(h, w)``
+tuple, and ``--data`` paths, a dataset's ``root=`` and ``--init`` become absolute, so a saved
+config evaluates and resumes from any working directory.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, did_you_mean
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -63,6 +69,11 @@ class TrainConfig:
         panel="Components",
         metavar="PATH",
     )
+    callback: list[str] = _opt(
+        [],
+        "Training callback NAME[:key=value,...] (zoo list callbacks); repeat for several.",
+        panel="Components",
+    )
 
     epochs: int = _opt(10, "Training epochs.", panel="Training")
     batch_size: int = _opt(64, "Global batch size (split across processes).", panel="Training")
@@ -70,7 +81,7 @@ class TrainConfig:
     weight_decay: float = _opt(
         0.0, "Weight decay (never applied to norms and biases).", panel="Training"
     )
-    image_size: str | None = _opt(
+    image_size: tuple[int, int] | None = _opt(
         None,
         "Input size: N or HxW (default: the dataset's own).",
         metavar="N|HxW",
@@ -146,13 +157,18 @@ class TrainConfig:
     )
     download: bool = _opt(False, "Let torchvision datasets download missing files.", panel="Output")
 
+    def __post_init__(self) -> None:
+        self.image_size = parse_image_size(self.image_size)
+
     def to_dict(self, *, saved_only: bool = False) -> dict[str, Any]:
         """Plain values (for TOML/JSON), without the per-invocation fields if saved_only."""
-        return {
+        values = {
             f.name: getattr(self, f.name)
             for f in fields(self)
             if not saved_only or f.metadata.get("saved", True)
         }
+        values["image_size"] = format_image_size(self.image_size)
+        return values
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -164,7 +180,8 @@ FIELDS = {f.name: f for f in fields(TrainConfig)}
 def from_mapping(
     values: dict[str, Any], *, base: TrainConfig | None = None, where: str = "config"
 ) -> TrainConfig:
-    """Overlay ``values`` on ``base``, refusing unknown keys and values of the wrong type."""
+    """Overlay ``values`` on ``base``, refusing unknown keys and values of the wrong type;
+    the result is normalised."""
     cfg = base or TrainConfig()
     changes = {}
     for key, value in values.items():
@@ -172,7 +189,40 @@ def from_mapping(
         if name not in FIELDS:
             raise ZooError(f"{where}: unknown setting {key!r}{did_you_mean(name, FIELDS)}")
         changes[name] = _coerce(name, value, where)
-    return cfg.replace(**changes)
+    return normalize(cfg.replace(**changes))
+
+
+def normalize(cfg: TrainConfig) -> TrainConfig:
+    """``--data`` as a dataset spec with absolute paths, ``--init`` absolute (idempotent)."""
+    return cfg.replace(
+        data=data_spec(cfg.data), init=None if cfg.init is None else absolute(cfg.init)
+    )
+
+
+def data_spec(text: str) -> str:
+    """``--data`` as a dataset spec: a dataset's name (``mnist:root=/data``), or a path, which
+    the ``folder`` dataset reads. Paths, and a dataset's ``root`` parameter, become absolute."""
+    from zoo.plugins.build import get_registry
+    from zoo.plugins.specs import format_spec, parse_spec
+
+    try:
+        spec = parse_spec(text, kind="dataset")
+    except ZooError:
+        spec = None  # not a spec at all, so a path
+    if spec is not None:
+        names = {n for c in get_registry().components("dataset") for n in (c.name, *c.aliases)}
+        if spec.name in names:
+            root = spec.params.get("root")
+            if not isinstance(root, str):
+                return text
+            return format_spec(spec.ref, {**spec.params, "root": absolute(root)})
+    if Path(text).expanduser().exists() or any(ch in text for ch in "/\\~") or text.startswith("."):
+        return format_spec("folder", {"root": absolute(text)})
+    return text  # an unknown dataset name: resolving it reports the closest valid names
+
+
+def absolute(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
 
 
 def load_toml_values(path: Path) -> dict[str, Any]:
@@ -244,17 +294,24 @@ def _coerce(name: str, value: Any, where: str) -> Any:
             return int(value)
         if base == "float":
             return float(value)
-        if name == "image_size" and isinstance(value, (list, tuple)):
-            return "x".join(str(int(v)) for v in value)
+        if name == "image_size":
+            return parse_image_size(value)
         return str(value)
     except (TypeError, ValueError):
         raise ZooError(f"{where}: {name} must be {base}, got {value!r}") from None
 
 
-def parse_image_size(text: str | int | None) -> tuple[int, int] | None:
-    """``"32"`` -> (32, 32); ``"32x48"`` -> (32, 48); None stays None."""
+def parse_image_size(text: Any) -> tuple[int, int] | None:
+    """The one parser of image sizes (``zoo train``, ``benchmark``, ``info``, TOML files):
+    ``32`` or ``"32"`` -> (32, 32); ``"32x48"`` or ``[32, 48]`` -> (32, 48); None stays None."""
     if text is None:
         return None
+    if isinstance(text, (list, tuple)):
+        if len(text) != 2 or not all(isinstance(v, int) for v in text):
+            raise ZooError(f"image size must be N or HxW, got {text!r}")
+        text = f"{text[0]}x{text[1]}"
+    if isinstance(text, (bool, float)):
+        raise ZooError(f"image size must be N or HxW, got {text!r}")
     match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?", str(text))
     if not match:
         raise ZooError(f"image size must be N or HxW, got {text!r}")
@@ -263,6 +320,13 @@ def parse_image_size(text: str | int | None) -> tuple[int, int] | None:
     if h < 1 or w < 1:
         raise ZooError(f"image size must be positive, got {text!r}")
     return h, w
+
+
+def format_image_size(size: tuple[int, int] | None) -> str | None:
+    """``(32, 32)`` -> ``"32"``, ``(32, 48)`` -> ``"32x48"``: how config files keep it."""
+    if size is None:
+        return None
+    return str(size[0]) if size[0] == size[1] else f"{size[0]}x{size[1]}"
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -278,10 +342,6 @@ def validate(cfg: TrainConfig) -> None:
         (0 < cfg.ema_decay < 1, "ema decay must be in (0, 1)"),
         (cfg.class_weights in ("none", "auto"), "class weights must be none or auto"),
         (cfg.patience is None or cfg.patience >= 1, "patience must be at least 1"),
-        (
-            cfg.precision in ("auto", "fp32", "bf16", "fp16"),
-            "precision must be auto, fp32, bf16 or fp16",
-        ),
         (cfg.keep >= 0, "keep cannot be negative"),
         (cfg.nproc >= 1, "nproc must be at least 1"),
         (cfg.workers is None or cfg.workers >= 0, "workers cannot be negative"),
@@ -289,4 +349,5 @@ def validate(cfg: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ZooError(message)
-    parse_image_size(cfg.image_size)
+    if cfg.precision not in PRECISIONS:
+        raise ZooError(f"precision must be one of {', '.join(PRECISIONS)}")

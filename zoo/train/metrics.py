@@ -105,6 +105,9 @@ def from_confusion(
     }
 
 
+# The validation metrics, each recorded as val_NAME (and ema_val_NAME with --ema).
+VAL_METRICS = ("loss", "accuracy", "precision", "recall", "f1")
+
 MINIMIZED = ("loss",)
 
 

@@ -82,6 +82,20 @@ def clear_previous(path: Path) -> None:
             target.unlink()
 
 
+def prepare(
+    path: Path, values: dict[str, Any], version: str, *, resume: bool, overwrite: bool
+) -> None:
+    """Create (or take over) the run directory and write the resolved config: a new run
+    clears a previous one it may replace; a resumed one removes its killed writes' leftovers."""
+    if resume:
+        remove_partial(path)
+    else:
+        if overwrite:
+            clear_previous(path)
+        path.mkdir(parents=True, exist_ok=True)
+    write_config(path, values, version)
+
+
 def write_config(path: Path, values: dict[str, Any], version: str) -> None:
     atomic_write(path / "config.toml", dump_toml({"zoo_version": version, **values}).encode())
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from zoo.errors import ZooError
+from zoo.train.config import PRECISIONS
 
 
 @dataclass
@@ -119,8 +120,16 @@ def resolve_device(text: str, dist: Dist | None = None) -> torch.device:
     raise ZooError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
+def check_precision(text: str) -> str:
+    """A ``--precision`` value, refused in one line when it is not one of ``PRECISIONS``."""
+    if text not in PRECISIONS:
+        raise ZooError(f"--precision must be one of {', '.join(PRECISIONS)}, got {text!r}")
+    return text
+
+
 def resolve_precision(text: str, device: torch.device) -> torch.dtype:
     """The autocast dtype: bf16 on CUDA by default, fp32 elsewhere."""
+    check_precision(text)
     if text == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[text]
@@ -129,6 +138,14 @@ def resolve_precision(text: str, device: torch.device) -> torch.dtype:
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ZooError("--precision bf16: this GPU has no bf16 support; use fp16")
     return dtype
+
+
+def use_channels_last(setting: bool | None, device: torch.device, net: torch.nn.Module) -> bool:
+    """The memory format: as set, else channels-last for convolutional networks on CUDA."""
+    if setting is not None:
+        return setting
+    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    return device.type == "cuda" and has_conv
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:

@@ -1,0 +1,266 @@
+"""The parts of a run, from its configuration: components resolved by name (before any data is
+read), then built into the network's parameter groups, class weights and callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import ZooError
+from zoo.plugins.components import Resolved, resolve
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from zoo.data.splits import DataSplits
+    from zoo.train.config import TrainConfig
+    from zoo.train.events import Attached
+    from zoo.train.runtime import Dist
+
+
+@dataclass
+class Components:
+    """Every component a run names, resolved and its parameters checked, nothing built."""
+
+    arch: Resolved
+    dataset: Resolved
+    augs: list[Resolved]
+    loss: Resolved
+    optimizer: Resolved
+    scheduler: Resolved
+    callbacks: list[Resolved]
+
+
+def callback_specs(cfg: TrainConfig) -> list[str]:
+    """``--callback`` specs, then the built-in callbacks that options ask for."""
+    specs = list(cfg.callback)
+    if cfg.patience is not None:
+        specs.append(f"zoo:early_stopping:patience={cfg.patience}")
+    if cfg.tensorboard:
+        specs.append("zoo:tensorboard")
+    return specs
+
+
+def resolve_components(cfg: TrainConfig) -> Components:
+    """Resolve every component named in the (normalised) config; fails fast, before any data
+    is read or any process starts."""
+    return Components(
+        arch=resolve("architecture", cfg.arch),
+        dataset=resolve("dataset", cfg.data),
+        augs=[resolve("augmentation", a) for a in cfg.aug],
+        loss=resolve("loss", cfg.loss),
+        optimizer=resolve("optimizer", cfg.optimizer),
+        scheduler=resolve("scheduler", cfg.scheduler),
+        callbacks=[resolve("callback", c) for c in callback_specs(cfg)],
+    )
+
+
+def build_callbacks(resolved: list[Resolved]) -> list[Attached]:
+    """The run's callbacks, each named for its saved state (``plugin:name``, ``#2`` for a
+    second copy) and for messages (with the distribution it comes from)."""
+    from zoo.train.events import Attached
+
+    attached, seen = [], {}
+    for r in resolved:
+        qualified = r.component.qualified
+        seen[qualified] = seen.get(qualified, 0) + 1
+        key = qualified if seen[qualified] == 1 else f"{qualified}#{seen[qualified]}"
+        label = f"callback {qualified!r} ({r.component.source})"
+        attached.append(Attached(key, label, r.build()))
+    return attached
+
+
+def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay weights only: never norms, biases or other 1-d parameters. Without weight decay,
+    one group: optimizers loop over groups in Python, once per step."""
+    if not weight_decay:
+        return [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": 0.0}]
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Inverse class frequency, normalised so a balanced dataset gets all ones (a class
+    without training images gets 1: it never weighs a loss term)."""
+    import torch
+
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    return (counts.sum() / (num_classes * counts.clamp_min(1))).float()
+
+
+def labels_of(split: Any) -> torch.Tensor:
+    """A split's labels (in memory, or as a streamed dataset exposes them)."""
+    import torch
+
+    from zoo.data.splits import ImageTensors
+
+    if isinstance(split, ImageTensors):
+        return split.labels
+    labels = getattr(split, "labels", None)
+    if labels is None:
+        raise ZooError("--class-weights auto / --balanced need a dataset that exposes labels")
+    return torch.as_tensor(labels)
+
+
+def check_processes(cfg: TrainConfig, world: int, device: torch.device) -> None:
+    """Settings that depend on the number of processes."""
+    if cfg.batch_size % world:
+        raise ZooError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
+    if cfg.sync_bn and world > 1 and device.type != "cuda":
+        raise ZooError(
+            "--sync-bn needs CUDA GPUs: torch's SyncBatchNorm does not run on the "
+            f"{device.type} (gloo); leave it off, each process then normalizes its own share "
+            "of the batch"
+        )
+
+
+def build_loss(
+    resolved: Resolved, class_weighting: str, train: Any, num_classes: int, device: torch.device
+) -> Any:
+    """The loss, given class weights with ``--class-weights auto``."""
+    from zoo.plugins.specs import accepted_params
+
+    weight = None
+    if class_weighting == "auto":
+        if "weight" not in (accepted_params(resolved.factory) or []):
+            raise ZooError(f"{resolved.label} does not accept class weights")
+        # On the device: a CPU tensor would be copied to the GPU (a sync) every step.
+        weight = class_weights(labels_of(train), num_classes).to(device)
+    return resolved.build(num_classes=num_classes, weight=weight)
+
+
+def monitored(cfg: TrainConfig, has_val: bool, note: Callable[[str], None]) -> str:
+    """The metric ``--monitor`` names, checked against those this run records (a validation
+    metric falls back to its training twin when there is no validation data)."""
+    from zoo.errors import did_you_mean
+    from zoo.train.metrics import VAL_METRICS
+
+    monitor = cfg.monitor
+    names = ["train_loss", "train_accuracy"]
+    if has_val:
+        names += [f"val_{m}" for m in VAL_METRICS]
+        if cfg.ema:
+            names += [f"ema_val_{m}" for m in VAL_METRICS]
+    if monitor in names:
+        return monitor
+    if not has_val and monitor.startswith(("val_", "ema_val_")) and monitor.endswith(VAL_METRICS):
+        fallback = "train_accuracy" if monitor.endswith("accuracy") else "train_loss"
+        note(f"no validation data: monitoring {fallback}")
+        return fallback
+    raise ZooError(
+        f"--monitor {monitor}: not a metric of this run{did_you_mean(monitor, names)} "
+        f"(choose from {', '.join(names)})"
+    )
+
+
+def split_stats(split: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of a training split (streamed: from up to 512 evenly spaced
+    images)."""
+    import torch
+
+    from zoo.data.splits import ImageTensors, channel_stats
+
+    if isinstance(split, ImageTensors):
+        return channel_stats(split.images)
+    step = max(1, len(split) // 512)
+    items = [split[i] for i in range(0, len(split), step)]
+    images = [it[0] for it in items if it is not None]
+    if not images:
+        raise ZooError("no readable training images")
+    return channel_stats(torch.stack(images))
+
+
+def build_data(resolved: Resolved, cfg: TrainConfig) -> DataSplits:
+    """The dataset's splits at the run's image size."""
+    from zoo.data.splits import DataSplits
+
+    data = resolved.build(
+        image_size=cfg.image_size,
+        seed=cfg.seed,
+        val_fraction=cfg.val_split,
+        download=cfg.download,
+    )
+    if not isinstance(data, DataSplits):
+        raise ZooError(f"{resolved.label} returned {type(data).__name__}, not zoo.data.DataSplits")
+    return data
+
+
+def normalization(
+    init: str | None, data: DataSplits, last: Path | None, note: Callable[[str], None]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The input normalization: the saved run's when resuming from ``last``, the ``--init``
+    weights' when they say, else the dataset's, else the training images' own statistics.
+
+    Fine-tuned weights keep working best on inputs normalized as in their first training (an
+    ImageNet model expects ImageNet statistics), not by the new dataset's statistics.
+    """
+    mean, std = data.mean, data.std
+    if last is not None:
+        from zoo.models.weights import read_header
+
+        saved = read_header(last).info
+        if saved is not None:
+            mean, std = saved.mean, saved.std
+    elif init:
+        from zoo.models.finetune import source_normalization
+
+        found = source_normalization(init, data.in_chans)
+        if found is not None:
+            mean, std = found
+            note(
+                f"init: inputs normalized as the weights were trained (mean {_short(mean)}, "
+                f"std {_short(std)})"
+            )
+    if mean is None or std is None:
+        mean, std = split_stats(data.train)
+    return tuple(mean), tuple(std)
+
+
+def build_network(
+    resolved: Resolved,
+    cfg: TrainConfig,
+    data: DataSplits,
+    device: torch.device,
+    dist: Dist,
+    note: Callable[[str], None],
+    *,
+    init: bool,
+) -> tuple[nn.Module, bool]:
+    """The architecture built, initialised from ``--init`` when ``init``, on its device and in
+    its memory format; and whether that format is channels-last."""
+    import torch
+    from torch import nn
+
+    from zoo.train.runtime import use_channels_last
+
+    num_classes = len(data.classes)
+    net = resolved.build(
+        num_classes=num_classes, in_chans=data.in_chans, image_size=data.image_size
+    )
+    if not isinstance(net, nn.Module):
+        raise ZooError(f"{resolved.label} returned {type(net).__name__}, not a torch.nn.Module")
+    if init:
+        from zoo.models.finetune import initialize
+
+        note(initialize(net, cfg.init, num_classes, data.in_chans))  # type: ignore[arg-type]
+    channels_last = use_channels_last(cfg.channels_last, device, net)
+    net = net.to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if dist.enabled and cfg.sync_bn:
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    return net, channels_last
+
+
+def _short(values: tuple[float, ...]) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
