@@ -134,7 +134,13 @@ class Run:
 
     @property
     def world_size(self) -> int:
+        """Processes training together (1 without torchrun)."""
         return self._trainer.dist.world
+
+    @property
+    def device(self) -> str:
+        """Where rank 0 trains: ``cpu``, ``cuda:0``, ``mps``."""
+        return str(self._trainer.device)
 
     def note(self, text: str) -> None:
         """Print one line under the progress display."""

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from zoo.train import rundir, state, summary
 from zoo.train.checkpointing import Checkpoint, MetricsFiles, os_reason
 from zoo.train.config import TrainConfig, normalize, validate
 from zoo.train.eval_loop import evaluate
-from zoo.train.events import Attached, Best, CallbackError, Events, Run
+from zoo.train.events import Attached, Best, Callback, CallbackError, Events, Run
 from zoo.train.metrics import VAL_METRICS, Accumulator, from_confusion, mode_for
 from zoo.train.parts import (
     build_callbacks,
@@ -77,10 +78,17 @@ class RunResult:
 class Trainer:
     """One training run. ``fit()`` does the work; build it with a TrainConfig."""
 
-    def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        reporter: Reporter | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        """``callbacks`` are objects of your own, raised after those the config names."""
         validate(cfg)
         self.cfg = normalize(cfg)
         self.reporter = reporter or Reporter()
+        self.extra_callbacks = list(callbacks)
         self.history: list[dict[str, Any]] = []
         self.events = Events([])
 
@@ -198,7 +206,11 @@ class Trainer:
                 Attached("", "", Checkpoint(functools.partial(state.capture, self), cfg.keep)),
                 Attached("", "", MetricsFiles()),
             ]
-            self.events = Events(build_callbacks(self.parts.callbacks) + own)
+            given = [
+                Attached(f"{type(c).__qualname__}#{i}", f"callback {type(c).__qualname__}", c)
+                for i, c in enumerate(self.extra_callbacks, start=1)
+            ]
+            self.events = Events(build_callbacks(self.parts.callbacks) + given + own)
         self.start_epoch = 0
         if resuming:
             state.restore(self, last)  # type: ignore[arg-type]
