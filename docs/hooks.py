@@ -1,15 +1,20 @@
-"""mkdocs build hook: fills the CLI reference page from the typer app (zoo.cli.reference)."""
+"""mkdocs build hook: fills in what is generated from the code (zoo.cli.reference): the CLI
+reference from the typer app, and the plugin contract table from zoo.plugins.hookspecs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-MARKER = "<!-- cli-reference -->"
+MARKERS = {
+    "<!-- cli-reference -->": "cli_reference",
+    "<!-- plugin-contract -->": "plugin_contract",
+}
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    if MARKER not in markdown:
-        return markdown
-    from zoo.cli.reference import cli_reference
+    import zoo.cli.reference
 
-    return markdown.replace(MARKER, cli_reference())
+    for marker, generator in MARKERS.items():
+        if marker in markdown:
+            markdown = markdown.replace(marker, getattr(zoo.cli.reference, generator)())
+    return markdown

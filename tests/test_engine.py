@@ -372,13 +372,22 @@ def test_fp16_on_the_cpu_is_refused(cli, tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
-def test_compile_on_the_cpu(tmp_path: Path) -> None:
+def test_compile_on_the_cpu_trains_the_same_weights(tmp_path: Path) -> None:
     # torch.compile with inductor builds C++ kernels with gcc: a tiny network keeps it short.
-    out = tmp_path / "run"
-    Trainer(fast_config(out, arch="simplecnn:widths=[8],hidden=16", compile=True)).fit()
-    tensors = weights(out / "model.safetensors")
-    assert not any(k.startswith("_orig_mod") for k in tensors)  # plain names, loadable anywhere
-    zoo.load(out)
+    # No dropout: inductor draws its own random numbers. The fused kernels round differently,
+    # so the weights agree within float32 rounding (observed: 3e-8 after one epoch).
+    arch = "simplecnn:widths=[8],hidden=16,dropout=0"
+    compiled, plain = tmp_path / "compiled", tmp_path / "plain"
+    Trainer(fast_config(compiled, arch=arch, compile=True)).fit()
+    Trainer(fast_config(plain, arch=arch)).fit()
+    tensors, expected = (
+        weights(compiled / "model.safetensors"),
+        weights(plain / "model.safetensors"),
+    )
+    assert tensors.keys() == expected.keys()  # plain names (no _orig_mod.), loadable anywhere
+    for k, v in expected.items():
+        assert torch.allclose(tensors[k], v, rtol=0, atol=1e-5), (k, (tensors[k] - v).abs().max())
+    zoo.load(compiled)
 
 
 def test_tensorboard_writes_the_epoch_metrics(cli, tmp_path: Path) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from zoo.errors import ZooError
-from zoo.plugins.specs import Spec, check_params, format_spec, parse_spec, parse_value
+from zoo.plugins.specs import (
+    Spec,
+    call_factory,
+    check_params,
+    format_spec,
+    parse_spec,
+    parse_value,
+)
 
 
 @pytest.mark.parametrize(
@@ -75,7 +82,10 @@ def test_unknown_key_lists_accepted_ones() -> None:
         check_params("architecture 'x:y'", factory, {"num_classes": 3}, ["num_classes"])
 
 
-def test_kwargs_factories_accept_anything() -> None:
-    def factory(**kwargs: object) -> None: ...
+def test_kwargs_factories_accept_anything_and_receive_it() -> None:
+    def factory(num_classes: int, **kwargs: object) -> dict:
+        return {"num_classes": num_classes, **kwargs}
 
-    check_params("architecture 'x:y'", factory, {"anything": 1}, [])
+    check_params("architecture 'x:y'", factory, {"anything": 1}, ["num_classes"])
+    built = call_factory("architecture 'x:y'", factory, {"anything": 1}, {"num_classes": 3})
+    assert built == {"num_classes": 3, "anything": 1}

@@ -152,6 +152,12 @@ def test_info_counts_parameters_at_the_image_size_asked_for(cli) -> None:
     small = json.loads(cli("info", "vit_tiny_patch16_224", "--image-size", "32", "--json").stdout)
     assert default["default_input"] == "3x224x224" and small["default_input"] == "3x32x32"
     assert default["parameters_count"] - small["parameters_count"] == (197 - 5) * 192
+    # HxW, parsed by the one parser zoo train and zoo benchmark use: 2 x 3 patches + 1 token
+    wide = json.loads(cli("info", "vit_tiny_patch16_224", "--image-size", "32x48", "--json").stdout)
+    assert wide["default_input"] == "3x32x48"
+    assert default["parameters_count"] - wide["parameters_count"] == (197 - 7) * 192
+    bad = cli("info", "simplecnn", "--image-size", "3x", code=2)
+    assert bad.stderr == "error: image size must be N or HxW, got '3x'\n"
 
 
 def test_unknown_optimizer_and_scheduler_keywords_fail_before_training(cli, tmp_path) -> None:

@@ -18,7 +18,10 @@ def benchmark(
     arch: str = typer.Option(..., "--arch", help="Architecture NAME[:key=value,...]."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per step."),
     image_size: Optional[str] = typer.Option(  # noqa: UP045 - a runtime type for typer
-        None, "--image-size", help="N or HxW (default: the architecture's own, else 224)."
+        None,
+        "--image-size",
+        metavar="N|HxW",
+        help="N or HxW (default: the architecture's own, else 224).",
     ),
     in_chans: int = typer.Option(3, "--in-chans", help="Input channels."),
     num_classes: int = typer.Option(1000, "--num-classes", help="Classifier outputs."),

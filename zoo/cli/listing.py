@@ -102,10 +102,10 @@ def info(
     kind: str | None = typer.Option(
         None, "--kind", "-k", metavar="KIND", help="Only look in this kind."
     ),
-    image_size: int | None = typer.Option(
+    image_size: str | None = typer.Option(
         None,
         "--image-size",
-        metavar="N",
+        metavar="N|HxW",
         help="Input size for an architecture's parameter count (default: its own, else 224).",
     ),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -114,6 +114,7 @@ def info(
     from zoo.errors import ZooError
     from zoo.plugins.build import get_registry
     from zoo.plugins.registry import KINDS, normalize_kind
+    from zoo.train.config import parse_image_size
 
     registry = get_registry()
     kinds = [normalize_kind(kind)] if kind else list(KINDS)
@@ -130,7 +131,8 @@ def info(
             if len(kinds) == 1 or ambiguous
             else ZooError(f"no component named {name!r}; see `zoo list`")
         )
-    details = [_describe(registry, c, image_size) for c in found]
+    size = parse_image_size(image_size)
+    details = [_describe(registry, c, size) for c in found]
     if json:
         print_json(details if len(details) > 1 else details[0])
         return
@@ -163,7 +165,7 @@ def info(
         console.print()
 
 
-def _describe(registry: Any, component: Any, image_size: int | None) -> dict[str, Any]:
+def _describe(registry: Any, component: Any, image_size: tuple[int, int] | None) -> dict[str, Any]:
     from zoo.plugins.components import reserved
     from zoo.plugins.specs import accepted_params
 
@@ -196,10 +198,7 @@ def _describe(registry: Any, component: Any, image_size: int | None) -> dict[str
     }
     if component.kind == "architecture":
         default = getattr(factory, "default_image_size", None)
-        if image_size is not None:
-            size = (image_size, image_size)
-        else:
-            size = tuple(default) if default else (224, 224)
+        size = image_size or (tuple(default) if default else (224, 224))
 
         detail["parameters_count"] = _count_parameters(component.qualified, size)
         detail["default_input"] = f"3x{size[0]}x{size[1]}"

@@ -45,3 +45,34 @@ def _command(command: Any, ctx: Any) -> str:
 
 def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
+
+
+def plugin_contract() -> str:
+    """The hooks' table for docs/plugins.md, from ``zoo.plugins.hookspecs`` (the reference):
+    each kind's hook, the keywords zoo passes to its factories, and what a factory returns."""
+    from zoo.plugins import hookspecs
+
+    rows = [
+        "| kind | hook | zoo passes | a factory returns |",
+        "| --- | --- | --- | --- |",
+    ]
+    for kind, hook in hookspecs.HOOKS.items():
+        keywords = [
+            f"`{k.name}` ({k.doc}{'' if k.always else '; only if the factory declares it'})"
+            for k in hookspecs.KEYWORDS[kind]
+        ]
+        returns = _returns(inspect.getdoc(getattr(hookspecs, hook)) or "")
+        rows.append(
+            f"| {kind} | `{hook}` | {_cell('; '.join(keywords) or 'nothing')} | {_cell(returns)} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _returns(doc: str) -> str:
+    """The first sentence of a hook docstring's ``Returns ...`` paragraph."""
+    for paragraph in doc.split("\n\n"):
+        text = " ".join(paragraph.split())
+        if text.startswith("Returns "):
+            sentence = text.removeprefix("Returns ").split(". ")[0].split(": ")[0]
+            return sentence.rstrip(".")
+    return ""

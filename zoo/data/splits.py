@@ -1,4 +1,5 @@
-"""What dataset factories return, and the image-folder machinery behind the ``folder`` dataset.
+"""What dataset factories return (``DataSplits`` of ``ImageTensors`` or streamed datasets), and
+the helpers they share: seeded stratified splits, uint8 resizing, channel statistics.
 
 A split is either decoded into memory (``ImageTensors``: uint8 ``[N, C, H, W]`` plus labels,
 indexed batch by batch on the training device) or streamed (any map-style torch ``Dataset``

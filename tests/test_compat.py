@@ -1,0 +1,47 @@
+"""A run directory written by zoo 0.1 before the layout change (tests/data/run-zoo-0.1: made
+with ``zoo train --arch "simplecnn:widths=[4],hidden=8" --image-size 8 --epochs 2
+--batch-size 128 --ema --keep 1 --aug hflip`` at commit d30f066) still loads, evaluates and
+resumes, and the resumed run ends where today's uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+import zoo
+from zoo.train import TrainConfig, Trainer
+
+OLD_RUN = Path(__file__).parent / "data" / "run-zoo-0.1"
+
+
+def test_a_run_written_by_zoo_0_1_loads_evaluates_and_resumes(cli, tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    model = zoo.load(run)
+    assert model.classes == [str(d) for d in range(10)] and model.image_size == (8, 8)
+
+    report = json.loads(cli("eval", run, "--json", "--no-plots").stdout)
+    assert report["count"] == 359 and report["epoch"] == 2
+
+    cli("train", "--resume", run, "--epochs", "3")
+    straight = tmp_path / "straight"
+    Trainer(
+        TrainConfig(
+            arch="simplecnn:widths=[4],hidden=8",
+            image_size=8,
+            epochs=3,
+            batch_size=128,
+            ema=True,
+            keep=1,
+            aug=["hflip"],
+            out=str(straight),
+        )
+    ).fit()
+    for name in ("model.safetensors", "model_ema.safetensors", "checkpoints/last.safetensors"):
+        resumed, fresh = load_file(str(run / name)), load_file(str(straight / name))
+        assert resumed.keys() == fresh.keys(), name
+        assert all(torch.equal(resumed[k], fresh[k]) for k in fresh), name
