@@ -101,6 +101,37 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
         assert torch.allclose(a[k], b[k], rtol=0, atol=1e-5), (k, (a[k] - b[k]).abs().max())
 
 
+THREADS_AFTER_FIT = """
+import os
+import sys
+from pathlib import Path
+
+from zoo.train import TrainConfig, Trainer
+
+out = Path(sys.argv[1])
+trainer = Trainer(TrainConfig(image_size="8", batch_size=64, epochs=1, device="cpu", out=str(out)))
+trainer.fit()  # the trainer stays alive: fit alone must end the group
+names = {open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")}
+(out.parent / f"threads-{os.environ['RANK']}.txt").write_text(" ".join(sorted(names)))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads through /proc")
+def test_fit_ends_the_process_group_and_its_threads(tmp_path: Path) -> None:
+    # gloo's worker threads must be joined when fit returns: left running, one may need the GIL
+    # while the interpreter shuts down, and std::terminate aborts the process (exit 134).
+    # A warm registry cache, as users have it: a cold one imports timm, which hid the leak.
+    from zoo.plugins.build import build_registry
+
+    build_registry()
+    (tmp_path / "fit.py").write_text(THREADS_AFTER_FIT)
+    result = run([*TORCHRUN, "fit.py", str(tmp_path / "run")], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for rank in (0, 1):
+        threads = (tmp_path / f"threads-{rank}.txt").read_text()
+        assert "gloo" not in threads, (rank, threads)
+
+
 FAILS_ON_RANK_1 = """
 import os
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import random
 import resource
@@ -73,8 +74,31 @@ def init_distributed(device_text: str) -> Dist:
         cuda = torch.cuda.is_available() and device_text.strip().lower() in ("auto", "cuda")
         if cuda and local_rank < torch.cuda.device_count():  # else resolve_device refuses
             torch.cuda.set_device(local_rank)
+        # Imported before the group exists, on purpose: its functions take
+        # ``group=group.WORLD`` as a default argument, evaluated at import. Imported later (DDP
+        # does, through torch._dynamo), they would hold the live group for good, and
+        # destroy_process_group() could not end it (see leave_distributed).
+        importlib.import_module("torch.distributed.nn.functional")
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     return Dist(rank=rank, local_rank=local_rank, world=world, local_world=local_world)
+
+
+def leave_distributed(dist: Dist | None) -> None:
+    """Leave the process group, so that it is gone, threads and all, when training returns.
+
+    gloo runs each collective on a worker thread, which drops its last reference to the
+    collective's tensors a moment after the caller has seen it complete. Freeing a tensor that
+    Python also knew needs the GIL; if this process is by then shutting its interpreter down,
+    CPython ends the thread with pthread_exit, whose unwinding through a C++ destructor calls
+    std::terminate: "terminate called without an active exception", SIGABRT, exit 134 after
+    every file was written (now and then: it is a race). destroy_process_group() joins those
+    threads, with the GIL released, but only when it drops the last reference to the group:
+    the caller must have released its DDP wrapper (whose Reducer holds one) first, and
+    init_distributed keeps torch.distributed.nn from holding another.
+    """
+    if dist is None or not dist.enabled or not torch.distributed.is_initialized():
+        return
+    torch.distributed.destroy_process_group()
 
 
 def resolve_device(text: str, dist: Dist | None = None) -> torch.device:

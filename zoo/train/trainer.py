@@ -53,6 +53,7 @@ from zoo.train.runtime import (
     current_rss_mb,
     epoch_seed,
     init_distributed,
+    leave_distributed,
     resolve_device,
     resolve_precision,
     seed_everything,
@@ -98,9 +99,9 @@ class Trainer:
             self._setup()
             return self._run(started)
         finally:
-            dist = self.__dict__.get("dist")
-            if dist is not None and dist.enabled and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+            if "model" in self.__dict__:
+                self.model = self.eval_model  # drops the DDP wrapper, which holds the group
+            leave_distributed(self.__dict__.get("dist"))
 
     # --- set-up ----------------------------------------------------------------------------
 
