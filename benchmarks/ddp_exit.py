@@ -1,4 +1,4 @@
-"""Stress test for the exit of two-process CPU training (issue 9, item 1).
+"""Stress test for the exit of two-process CPU training.
 
 Runs ``zoo train ... --nproc 2`` (gloo on the CPU, launched by torchrun in-process) N times,
 each in a fresh temporary directory, and records each exit code. Before the fix about one
