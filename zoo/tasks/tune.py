@@ -398,10 +398,8 @@ class Worker:
             try:
                 step = self._next(study)
                 if step == "run":
-                    with quiet_optuna():
-                        study.optimize(self.objective, n_trials=1, catch=(ZooError,))
+                    self._trial(study)
             except KeyboardInterrupt:
-                self._retry_interrupted(study)
                 raise Interrupted(
                     "run the same command again to continue the study "
                     "(the interrupted trial continues from its last epoch)"
@@ -413,6 +411,32 @@ class Worker:
                 return
             if step == "wait":
                 time.sleep(min(tune.heartbeat, 1.0))
+
+    def _trial(self, study: Any) -> None:
+        """Take the next trial and run it (``objective``)."""
+        try:
+            with quiet_optuna():
+                study.optimize(self.objective, n_trials=1, catch=(ZooError,))
+        except KeyboardInterrupt:
+            self._retry_interrupted(study)
+            raise
+        except (ValueError, RuntimeError):
+            # Optuna refuses to record the result of a trial that another worker has already
+            # failed as stale (this worker's heartbeat was late) and queued again: the retry
+            # redoes it, so this is no failure of the study.
+            if not self._taken_over(study):
+                raise
+        finally:
+            self.current = None
+
+    def _taken_over(self, study: Any) -> bool:
+        import optuna
+
+        number = self.current
+        trials = study.get_trials(deepcopy=False)
+        mine = [t for t in trials if t.number == number]
+        retried = any(number in (t.system_attrs.get("retry_history") or []) for t in trials)
+        return bool(mine) and mine[0].state == optuna.trial.TrialState.FAIL and retried
 
     def _release(self) -> None:
         if self.held is not None:
@@ -459,6 +483,8 @@ class Worker:
 
         self._release()  # the trial is taken: other workers may take the next one
         self.current = trial.number
+        if trial.user_attrs.get("error"):  # a retry inherits its failed attempt's attributes
+            trial.set_user_attr("error", None)
         tune = self.tune
         try:
             values = tune.space.suggest(trial)
