@@ -201,8 +201,6 @@ def _workers(spec: Any, refresh: Any) -> list[str]:
         str(spec.out),
         "--pruner",
         spec.pruner,
-        "--sampler",
-        spec.sampler,
         "--heartbeat",
         str(spec.heartbeat),
         "--worker",
@@ -211,8 +209,13 @@ def _workers(spec: Any, refresh: Any) -> list[str]:
         command += ["--timeout", str(spec.timeout)]
     env = {**os.environ, "OMP_NUM_THREADS": str(tasks.default_threads(spec.jobs))}
     procs = [
-        subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
-        for _ in range(spec.jobs)
+        subprocess.Popen(
+            [*command, "--sampler", _worker_sampler(spec.sampler, i)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env=env,
+        )
+        for i in range(spec.jobs)
     ]
     try:
         with sigterm_as_interrupt():
@@ -241,6 +244,18 @@ def _workers(spec: Any, refresh: Any) -> list[str]:
     if failures and _complete(spec):
         return []  # the other workers finished the study: the failure cost nothing
     return failures
+
+
+def _worker_sampler(text: str, index: int) -> str:
+    """Worker ``index``'s sampler: a seed given is offset per worker, since workers seeded
+    alike would draw the same parameters."""
+    from zoo.plugins.specs import format_spec, parse_spec
+
+    spec = parse_spec(text, kind="sampler")
+    seed = spec.params.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return text
+    return format_spec(spec.ref, {**spec.params, "seed": seed + index})
 
 
 def _complete(spec: Any) -> bool:
