@@ -198,6 +198,7 @@ def test_previous_run_is_not_overwritten_without_asking(cli, tmp_path: Path) -> 
         (["--device", "cuda:7"], "--device cuda:7"),
         (["--image-size", "big"], "image size must be N or HxW"),
         (["--epochs", "0"], "epochs must be at least 1"),
+        (["--threads", "0"], "threads must be at least 1"),
         (["--precision", "fp8"], "precision must be"),
         (["--class-weights", "auto", "--loss", "soft_target_cross_entropy:weight=1"], "set by zoo"),
     ],

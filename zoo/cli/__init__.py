@@ -8,7 +8,7 @@ import typer
 
 def build_app() -> typer.Typer:
     """The typer app with every command registered."""
-    from zoo.cli import benchmark, evaluate, export, listing, newplugin, predict, train
+    from zoo.cli import benchmark, evaluate, export, listing, newplugin, predict, train, tune
 
     app = typer.Typer(
         name="zoo",
@@ -21,6 +21,7 @@ def build_app() -> typer.Typer:
     )
     listing.register(app)
     train.register(app)
+    tune.register(app)
     evaluate.register(app)
     predict.register(app)
     export.register(app)

@@ -137,6 +137,12 @@ class TrainConfig:
     workers: int | None = _opt(
         None, "Data loading workers/threads (default: up to 8).", panel="Hardware"
     )
+    threads: int | None = _opt(
+        None,
+        "CPU threads of torch's operations (default: torch's own, the cores). Results on the CPU "
+        "depend on the count bit for bit: the same seed and threads give the same weights.",
+        panel="Hardware",
+    )
     nproc: int = _opt(
         1, "Processes for distributed data-parallel training on this machine.", panel="Hardware"
     )
@@ -345,6 +351,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.keep >= 0, "keep cannot be negative"),
         (cfg.nproc >= 1, "nproc must be at least 1"),
         (cfg.workers is None or cfg.workers >= 0, "workers cannot be negative"),
+        (cfg.threads is None or cfg.threads >= 1, "threads must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

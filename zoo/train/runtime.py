@@ -178,6 +178,14 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch's CPU thread count for this process (None leaves torch's own).
+    Float reductions split across threads, so the count is part of what makes a CPU run
+    reproducible bit for bit."""
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (every device)."""
     random.seed(seed)

@@ -57,6 +57,7 @@ from zoo.train.runtime import (
     resolve_device,
     resolve_precision,
     seed_everything,
+    set_threads,
 )
 from zoo.train.signals import signals_deferred, sigterm_as_interrupt
 
@@ -113,6 +114,7 @@ class Trainer:
         # Ranks do different work in these blocks (rank 0 checks the output directory, one
         # process per machine prepares the data first), so a failure must stop them all.
         with together(self.dist):
+            set_threads(cfg.threads)
             self.device = resolve_device(cfg.device, self.dist)
             self.amp_dtype = resolve_precision(cfg.precision, self.device)
             check_processes(cfg, self.dist.world, self.device)
