@@ -77,6 +77,20 @@ def write_image_folder(
     return root
 
 
+def write_digit_folder(root: Path, digits: list[int], per_class: int = 6) -> Path:
+    """Real digit scans as greyscale PNG files in ``root/<digit>/``."""
+    from PIL import Image
+
+    from zoo.builtins.loaders import digits_arrays
+
+    pixels, labels = digits_arrays()
+    for d in digits:
+        (root / str(d)).mkdir(parents=True)
+        for n, i in enumerate(np.flatnonzero(labels == d)[:per_class]):
+            Image.fromarray(pixels[i, 0]).save(root / str(d) / f"{n}.png")
+    return root
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "images", {"cats": 12, "dogs": 10, "owls": 8})
