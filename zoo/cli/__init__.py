@@ -8,7 +8,7 @@ import typer
 
 def build_app() -> typer.Typer:
     """The typer app with every command registered."""
-    from zoo.cli import benchmark, evaluate, export, listing, newplugin, predict, train
+    from zoo.cli import benchmark, evaluate, export, listing, newplugin, predict, report, train
 
     app = typer.Typer(
         name="zoo",
@@ -23,6 +23,7 @@ def build_app() -> typer.Typer:
     train.register(app)
     evaluate.register(app)
     predict.register(app)
+    report.register(app)
     export.register(app)
     newplugin.register(app)
     benchmark.register(app)
