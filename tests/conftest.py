@@ -106,3 +106,16 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("small-run") / "run"
     Trainer(TrainConfig(out=str(out), epochs=1, image_size="8", batch_size=128)).fit()
     return out
+
+
+@pytest.fixture(scope="session")
+def evaluated_run(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``small_run`` after ``zoo eval RUN --top-losses 8 --cam --tta``: its eval.json
+    and pictures beside it. Tests must not modify it (copy it first)."""
+    import shutil
+
+    run = tmp_path_factory.mktemp("evaluated-run") / "run"
+    shutil.copytree(small_run, run)
+    result = Cli()("eval", run, "--top-losses", "8", "--cam", "--tta")
+    (run / "eval.stdout").write_text(result.stdout)
+    return run

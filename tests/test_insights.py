@@ -5,7 +5,6 @@ file for folders), Grad-CAM maps and their layer, calibration, and test-time aug
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -25,15 +24,14 @@ PNG = b"\x89PNG\r\n\x1a\n"
 PICTURES = ("confusion_matrix.png", "training_curves.png", "calibration.png", "top_losses.png")
 
 
-def test_top_losses_cam_and_tta_on_the_digits(cli, small_run: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(small_run, run)
-    result = cli("eval", run, "--top-losses", "8", "--cam", "--tta")
+def test_top_losses_cam_and_tta_on_the_digits(evaluated_run: Path) -> None:
+    run = evaluated_run  # zoo eval RUN --top-losses 8 --cam --tta
+    stdout = (run / "eval.stdout").read_text()
     report = json.loads((run / "eval.json").read_text())
     assert report["pictures"] == list(PICTURES)
     for name in PICTURES:
         assert (run / name).read_bytes().startswith(PNG), name
-        assert str(run / name) in result.stdout
+        assert str(run / name) in stdout
     grid = np.asarray(Image.open(run / "top_losses.png").convert("L"))
     assert grid.std() > 10  # pictures, not a blank canvas
 
@@ -68,9 +66,9 @@ def test_top_losses_cam_and_tta_on_the_digits(cli, small_run: Path, tmp_path: Pa
     assert (tta["mode"], tta["views"]) == ("flip", 2)
     assert tta["accuracy"] == pytest.approx((averaged.argmax(1) == val.labels).double().mean())
     assert tta["accuracy"] != report["accuracy"]  # digits are not mirror-symmetric
-    assert f"with TTA (flip, 2 views): accuracy {tta['accuracy']:.4f}" in result.stdout
-    assert f"accuracy {report['accuracy']:.4f}" in result.stdout
-    assert 0 < report["calibration"]["ece"] < 1 and "calibration error (ECE)" in result.stdout
+    assert f"with TTA (flip, 2 views): accuracy {tta['accuracy']:.4f}" in stdout
+    assert f"accuracy {report['accuracy']:.4f}" in stdout
+    assert 0 < report["calibration"]["ece"] < 1 and "calibration error (ECE)" in stdout
 
 
 def test_top_losses_of_a_folder_are_files_the_model_gets_wrong(cli, small_run, tmp_path) -> None:

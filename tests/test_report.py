@@ -55,11 +55,10 @@ def browse(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProces
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
 
 
-def test_the_report_renders_in_headless_chromium(cli, small_run: Path, tmp_path: Path) -> None:
+def test_the_report_renders_in_headless_chromium(cli, evaluated_run, tmp_path) -> None:
     run = tmp_path / "run"
-    shutil.copytree(small_run, run)
+    shutil.copytree(evaluated_run, run)  # evaluated with --top-losses 8 --cam --tta
     (run / "README.md").write_text(CARD)
-    cli("eval", run, "--top-losses", "8", "--cam", "--tta")
     assert cli("report", run).stdout.strip() == f"wrote {run / 'report.html'}"
     page = run / "report.html"
     html = page.read_text()

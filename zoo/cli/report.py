@@ -48,8 +48,12 @@ def report(
             raise ZooError(f"{source} holds no eval.json; run zoo eval {path} --out {source}")
         options = eval_outputs.EvalOptions(cam=_cam_available())
         console.print(
-            f"no eval.json in {run_dir}: evaluating first"
-            + ("" if options.cam else " (no class activation maps: pip install 'zoo[explain]')")
+            f"no eval.json in {run_dir}: evaluating first, "
+            + (
+                "as zoo eval --cam would"
+                if options.cam
+                else "as zoo eval would (no class activation maps: pip install 'zoo[explain]')"
+            )
         )
         outputs = eval_outputs.evaluate(path, options)
         for line in outputs.notes:

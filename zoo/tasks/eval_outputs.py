@@ -17,6 +17,8 @@ from zoo.errors import ZooError
 
 # Top-loss images run through Grad-CAM this many at a time.
 _CAM_BATCH = 32
+# top_losses.png shows at most this many (eval.json lists all): a taller grid is unreadable.
+GRID_MAX = 64
 
 
 @dataclass
@@ -127,11 +129,17 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
             pictures["training_curves.png"] = plots.curves_png(history, report["arch"])
         pictures["calibration.png"] = plots.calibration_png(report["calibration"], title)
         if entries:
-            images = [evaluation.split_image(chosen.split, i) for i in indices]
-            predicted = result.logits[indices].argmax(dim=1).tolist()
+            shown = indices[:GRID_MAX]
+            if len(indices) > GRID_MAX:
+                outputs.notes.append(
+                    f"note: top_losses.png shows the first {GRID_MAX} of the "
+                    f"{len(indices)} top losses; eval.json lists them all"
+                )
+            images = [evaluation.split_image(chosen.split, i) for i in shown]
+            predicted = result.logits[shown].argmax(dim=1).tolist()
             overlays = _cam_overlays(model, images, predicted, layer) if layer else None
             pictures["top_losses.png"] = plots.top_losses_png(
-                entries, [im.numpy() for im in images], overlays, f"top losses: {title}"
+                entries[:GRID_MAX], [im.numpy() for im in images], overlays, f"top losses: {title}"
             )
     report["pictures"] = list(pictures)
     for name, data in pictures.items():
