@@ -71,13 +71,19 @@ def test_top_losses_cam_and_tta_on_the_digits(evaluated_run: Path) -> None:
     assert 0 < report["calibration"]["ece"] < 1 and "calibration error (ECE)" in stdout
 
 
-def test_top_losses_of_a_folder_are_files_the_model_gets_wrong(cli, small_run, tmp_path) -> None:
+@pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "streamed"])
+def test_top_losses_of_a_folder_are_files_the_model_gets_wrong(
+    cli, small_run, tmp_path, streamed
+) -> None:
     folder = write_digit_folder(tmp_path / "scans", [3, 7, 8], per_class=5)
+    # Streamed: items read one by one from the decoded cache, not held in memory.
+    data = f"folder:root={folder},max_memory_mb=0.00001" if streamed else str(folder)
     out = tmp_path / "out"
-    args = ["--data", folder, "--split", "all", "--top-losses", "4", "--out", out, "--json"]
+    args = ["--data", data, "--split", "all", "--top-losses", "4", "--out", out, "--json"]
+    args += ["--workers", "0"]
     report = json.loads(cli("eval", small_run, *args).stdout)
     entries = report["top_losses"]
-    assert len(entries) == 4
+    assert len(entries) == 4 and report["count"] == 15
     model = zoo.load(small_run)
     for entry in entries:
         path = Path(entry["path"])
