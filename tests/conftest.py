@@ -77,6 +77,20 @@ def write_image_folder(
     return root
 
 
+def write_digit_folder(root: Path, digits: list[int], per_class: int = 6) -> Path:
+    """Real digit scans as greyscale PNG files in ``root/<digit>/``."""
+    from PIL import Image
+
+    from zoo.builtins.loaders import digits_arrays
+
+    pixels, labels = digits_arrays()
+    for d in digits:
+        (root / str(d)).mkdir(parents=True)
+        for n, i in enumerate(np.flatnonzero(labels == d)[:per_class]):
+            Image.fromarray(pixels[i, 0]).save(root / str(d) / f"{n}.png")
+    return root
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "images", {"cats": 12, "dogs": 10, "owls": 8})
@@ -92,3 +106,16 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("small-run") / "run"
     Trainer(TrainConfig(out=str(out), epochs=1, image_size="8", batch_size=128)).fit()
     return out
+
+
+@pytest.fixture(scope="session")
+def evaluated_run(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``small_run`` after ``zoo eval RUN --top-losses 8 --cam --tta``: its eval.json
+    and pictures beside it. Tests must not modify it (copy it first)."""
+    import shutil
+
+    run = tmp_path_factory.mktemp("evaluated-run") / "run"
+    shutil.copytree(small_run, run)
+    result = Cli()("eval", run, "--top-losses", "8", "--cam", "--tta")
+    (run / "eval.stdout").write_text(result.stdout)
+    return run

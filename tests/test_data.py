@@ -212,3 +212,24 @@ def test_streamed_unreadable_files_are_replaced_by_the_next_readable(
     before = int(data.train.decoded.sum())
     data.train[position + 2]
     assert int(data.train.decoded.sum()) == before + 1
+
+
+def test_splits_name_the_file_behind_each_image(image_folder: Path) -> None:
+    held = build(f"folder:root={image_folder}", image_size=(8, 8))
+    for split in (held.train, held.val):
+        assert len(split.paths) == len(split)
+        for i in (0, len(split) - 1):
+            expected = decode_image(Path(split.paths[i]), (8, 8), 3)
+            assert np.array_equal(split.images[i].numpy(), expected)
+    assert sorted(held.train.paths + held.val.paths) == sorted(
+        str(f) for f in list_folder(image_folder).files
+    )
+    # Streamed, with an unreadable file: its item is the next readable file's, and so is its path.
+    bad = image_folder / "cats" / "000.png"
+    bad.write_bytes(b"not a png")
+    streamed = build(f"folder:root={image_folder},max_memory_mb=0.001", val=0, image_size=(8, 8))
+    items = [streamed.train[i][0].numpy() for i in range(len(streamed.train))]
+    paths = streamed.train.paths
+    assert str(bad) not in paths and paths[0] == paths[1]
+    for item, path in zip(items, paths, strict=True):
+        assert np.array_equal(item, decode_image(Path(path), (8, 8), 3))

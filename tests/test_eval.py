@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_digit_folder
 from sklearn import metrics as skm
 
 import zoo
@@ -22,20 +23,6 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def eval_json(cli, *args: object) -> dict:
     return json.loads(cli("eval", *args, "--json").stdout)
-
-
-def write_digit_folder(root: Path, digits: list[int], per_class: int = 6) -> Path:
-    """Real digit scans as greyscale PNG files in ``root/<digit>/``."""
-    from PIL import Image
-
-    from zoo.builtins.loaders import digits_arrays
-
-    pixels, labels = digits_arrays()
-    for d in digits:
-        (root / str(d)).mkdir(parents=True)
-        for n, i in enumerate(np.flatnonzero(labels == d)[:per_class]):
-            Image.fromarray(pixels[i, 0]).save(root / str(d) / f"{n}.png")
-    return root
 
 
 def assert_averages_equal_scikit_learn(report: dict, y_true: object, y_pred: object) -> None:
@@ -113,8 +100,10 @@ def test_a_bare_weights_file_reports_into_out(cli, small_run, tmp_path) -> None:
     shutil.copy(small_run / "model.safetensors", weights)
     cli("eval", weights, "--out", tmp_path / "reports", "--split", "train")
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
+        "calibration.png",
         "confusion_matrix.png",
         "eval.json",
+        "top_losses.png",
     ]  # no metrics.jsonl beside the file: no training curves
     assert json.loads((tmp_path / "reports" / "eval.json").read_text())["count"] == 1438
     assert sorted(p.name for p in weights.parent.iterdir()) == ["digits.safetensors"]

@@ -8,7 +8,17 @@ import typer
 
 def build_app() -> typer.Typer:
     """The typer app with every command registered."""
-    from zoo.cli import benchmark, evaluate, export, listing, newplugin, predict, train, tune
+    from zoo.cli import (
+        benchmark,
+        evaluate,
+        export,
+        listing,
+        newplugin,
+        predict,
+        report,
+        train,
+        tune,
+    )
 
     app = typer.Typer(
         name="zoo",
@@ -24,6 +34,7 @@ def build_app() -> typer.Typer:
     tune.register(app)
     evaluate.register(app)
     predict.register(app)
+    report.register(app)
     export.register(app)
     newplugin.register(app)
     benchmark.register(app)

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -51,85 +49,71 @@ def evaluate(
     samples: bool = typer.Option(
         False, "--samples", help="Add each image's true, predicted and top-5 classes to the JSON."
     ),
+    top_losses: int = typer.Option(
+        16,
+        "--top-losses",
+        min=0,
+        metavar="N",
+        help="The N most confidently wrong images, in eval.json and top_losses.png (0: none).",
+    ),
+    cam: bool = typer.Option(
+        False,
+        "--cam",
+        help="Overlay Grad-CAM class activation maps on the top losses (needs zoo[explain]).",
+    ),
+    cam_layer: str | None = typer.Option(
+        None,
+        "--cam-layer",
+        metavar="NAME",
+        help="The layer --cam maps (default: the network's last convolutional stage).",
+    ),
+    tta: bool = typer.Option(
+        False, "--tta", help="Also evaluate with test-time augmentation, and report both."
+    ),
+    tta_mode: str | None = typer.Option(
+        None,
+        "--tta-mode",
+        metavar="MODE",
+        help="flip (default), crops or flip+crops; implies --tta.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Evaluate a model: accuracy, top-5, per-class precision, recall and F1, macro and
-    weighted averages, and the confusion matrix. Without --data, on the run's own validation
-    split, rebuilt from the seed the run used."""
-    from zoo.data.splits import default_workers
-    from zoo.errors import ZooError
-    from zoo.models.loading import load, weights_path
-    from zoo.tasks import evaluation
-    from zoo.train.runtime import check_precision, resolve_device, resolve_precision
+    weighted averages, the confusion matrix, calibration and the top losses. Without --data,
+    on the run's own validation split, rebuilt from the seed the run used."""
+    from zoo.tasks.eval_outputs import EvalOptions, evaluate
 
-    check_precision(precision)
-    file = weights_path(path)
-    run_dir = file.parent
-    target = Path(out) if out is not None else run_dir
-    if target.exists() and not target.is_dir():
-        raise ZooError(f"--out {target} is a file, not a directory")
-    torch_device = resolve_device(device)
-    amp_dtype = resolve_precision(precision, torch_device)
-    model = load(path, device=str(torch_device))
-    chosen = evaluation.eval_data(model.info, data, split, file)
-    result = evaluation.run(
-        model,
-        chosen,
+    options = EvalOptions(
+        data=data,
+        split=split,
         batch_size=batch_size,
-        device=torch_device,
-        amp_dtype=amp_dtype,
-        workers=default_workers() if workers is None else workers,
+        device=device,
+        precision=precision,
+        workers=workers,
+        plots=plots,
+        samples=samples,
+        top_losses=top_losses,
+        cam=cam,
+        cam_layer=cam_layer,
+        tta=tta_mode or ("flip" if tta else None),
     )
-    report = evaluation.report(result, file, samples=samples)
-    _write(target / "eval.json", (json.dumps(report, indent=2) + "\n").encode())
-    written = [target / "eval.json"]
-    notes: list[str] = []
-    if plots:
-        written += _plots(report, run_dir, target, notes)
+    outputs = evaluate(path, options, out)
+    report = outputs.report
+    wrote = f"wrote {', '.join(str(p) for p in outputs.written)}"
     if json_output:
         print_json(report)
-        for line in [*notes, f"wrote {', '.join(str(p) for p in written)}"]:
+        for line in [*outputs.notes, wrote]:
             print(line, file=sys.stderr)
         return
     console = stdout()
     _print_report(console, report)
-    for line in notes:
+    for line in outputs.notes:
         console.print(line)
-    console.print(f"wrote {', '.join(str(p) for p in written)}")
-
-
-def _plots(report: dict[str, Any], run_dir: Path, target: Path, notes: list[str]) -> list[Path]:
-    """Write confusion_matrix.png and (when the run has metrics.jsonl) training_curves.png."""
-    from zoo.tasks import plots
-
-    if not plots.available():
-        notes.append("note: matplotlib is not installed, so no plots: pip install 'zoo[plots]'")
-        return []
-    title = f"{report['arch']} on {report['data']} ({report['split']})"
-    written = [target / "confusion_matrix.png"]
-    _write(written[0], plots.confusion_png(report["confusion_matrix"], report["classes"], title))
-    metrics = run_dir / "metrics.jsonl"
-    history = plots.read_history(metrics) if metrics.is_file() else []
-    if history:
-        written.append(target / "training_curves.png")
-        _write(written[1], plots.curves_png(history, report["arch"]))
-    return written
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write atomically; a read-only run gets a one-line error that suggests --out."""
-    from zoo.errors import ZooError
-    from zoo.models.weights import atomic_write
-
-    try:
-        atomic_write(path, data)
-    except OSError as exc:
-        raise ZooError(
-            f"cannot write {path}: {exc}; choose another place with --out DIR", exit_code=1
-        ) from None
+    console.print(wrote)
 
 
 def _print_report(console: Any, report: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     epoch = f", epoch {report['epoch']}" if report["epoch"] is not None else ""
@@ -166,5 +150,22 @@ def _print_report(console: Any, report: dict[str, Any]) -> None:
         )
     console.print(
         f"accuracy {report['accuracy']:.4f}  top-{report['top_k']} accuracy "
-        f"{report['top5_accuracy']:.4f}  loss {report['loss']:.4f}"
+        f"{report['top5_accuracy']:.4f}  loss {report['loss']:.4f}  "
+        f"calibration error (ECE) {report['calibration']['ece']:.4f}"
     )
+    tta = report.get("tta")
+    if tta:
+        console.print(
+            f"with TTA ({tta['mode']}, {tta['views']} views): accuracy {tta['accuracy']:.4f}  "
+            f"top-{report['top_k']} accuracy {tta['top5_accuracy']:.4f}  "
+            f"loss {tta['loss']:.4f}  calibration error (ECE) {tta['ece']:.4f}"
+        )
+    losses = report.get("top_losses") or []
+    if losses:
+        worst = losses[0]
+        where = escape(worst.get("path", f"image {worst['index']}"))
+        console.print(
+            f"top losses: {len(losses)} most confidently wrong, worst {where} "
+            f"(true {escape(worst['true'])}, predicted {escape(worst['predicted'])} "
+            f"p={worst['probability']:.2f})"
+        )

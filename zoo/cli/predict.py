@@ -42,6 +42,17 @@ def predict(
     workers: int | None = typer.Option(
         None, "--workers", min=1, metavar="N", help="Decoding threads (default: up to 8)."
     ),
+    tta: bool = typer.Option(
+        False,
+        "--tta",
+        help="Average the probabilities over augmented views (test-time augmentation).",
+    ),
+    tta_mode: str | None = typer.Option(
+        None,
+        "--tta-mode",
+        metavar="MODE",
+        help="flip (default), crops or flip+crops; implies --tta.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     csv_output: bool = typer.Option(False, "--csv", help="Print CSV, one row per file."),
 ) -> None:
@@ -54,6 +65,11 @@ def predict(
 
     if json_output and csv_output:
         raise ZooError("choose one of --json and --csv")
+    mode = tta_mode or ("flip" if tta else None)
+    if mode is not None:
+        from zoo.tasks.tta import check_mode
+
+        check_mode(mode)
     files = collect_files([Path(p) for p in paths])
     model = load(weights, device=device)
     k = min(top_k, len(model.classes))
@@ -63,12 +79,14 @@ def predict(
         top_k=k,
         batch_size=batch_size,
         workers=default_workers() if workers is None else workers,
+        tta=mode,
     )
     if csv_output:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(
             ["path"]
             + [f"{name}_{i}" for i in range(1, k + 1) for name in ("class", "probability")]
+            + (["class_without_tta", "probability_without_tta"] if mode else [])
             + ["error"]
         )
     collected = []
@@ -79,6 +97,8 @@ def predict(
             print(f"warning: {result.path}: {result.error}", file=sys.stderr)
         if csv_output:
             cells = [c for pair in result.top for c in pair] or [""] * (2 * k)
+            if mode:
+                cells += list(result.plain[0]) if result.plain else ["", ""]
             writer.writerow([str(result.path), *cells, result.error or ""])
             sys.stdout.flush()
         else:
@@ -89,18 +109,28 @@ def predict(
                 {
                     "path": str(r.path),
                     "predictions": [{"class": c, "probability": p} for c, p in r.top],
+                    **(
+                        {
+                            "tta": mode,
+                            "without_tta": [
+                                {"class": c, "probability": p} for c, p in r.plain or []
+                            ],
+                        }
+                        if mode
+                        else {}
+                    ),
                     "error": r.error,
                 }
                 for r in collected
             ]
         )
     elif not csv_output:
-        _print_table(collected)
+        _print_table(collected, mode)
     if failed:
         raise ZooError(f"{failed} of {len(files)} files could not be read", exit_code=1)
 
 
-def _print_table(results: list[Any]) -> None:
+def _print_table(results: list[Any], tta: str | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -109,11 +139,15 @@ def _print_table(results: list[Any]) -> None:
     table.add_column("class", overflow="fold")
     table.add_column("probability", justify="right", no_wrap=True)
     table.add_column("next", overflow="fold")
+    if tta:
+        table.add_column("without tta", overflow="fold")
     for r in results:
         if r.error:
-            table.add_row(escape(str(r.path)), "[red]unreadable[/]", "", escape(r.error))
+            cells = [escape(str(r.path)), "[red]unreadable[/]", "", escape(r.error)]
+            table.add_row(*cells, *([""] if tta else []))
             continue
         (best, p), rest = r.top[0], r.top[1:]
         others = ", ".join(f"{escape(c)} {q:.4f}" for c, q in rest)
-        table.add_row(escape(str(r.path)), escape(best), f"{p:.4f}", others)
+        plain = [f"{escape(r.plain[0][0])} {r.plain[0][1]:.4f}"] if tta and r.plain else []
+        table.add_row(escape(str(r.path)), escape(best), f"{p:.4f}", others, *plain)
     stdout().print(table)

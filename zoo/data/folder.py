@@ -281,6 +281,23 @@ class StreamedFolder:
                 return torch.from_numpy(np.array(pixels)), self.labels[j]
         raise ZooError("no readable image in this split")
 
+    @property
+    def paths(self) -> list[str]:
+        """The file each item came from: an unreadable file's item is the next readable one's,
+        as ``__getitem__`` returns it (so read this after the items were read)."""
+        _, status = self.cache.arrays()
+        bad = self.bad.tolist()
+        readable = [not (bad[j] or status[i] == UNREADABLE) for j, i in enumerate(self.indices)]
+        n = len(self.indices)
+        source = list(range(n))
+        if any(readable):
+            following = None  # the next readable item, going round the end
+            for j in reversed(range(2 * n)):
+                if readable[j % n]:
+                    following = j % n
+                source[j % n] = following if following is not None else j % n
+        return [str(self.cache.files[self.indices[k]]) for k in source]
+
     def unreadable(self) -> list[Path]:
         _, status = self.cache.arrays()
         bad = self.bad.tolist()
@@ -345,6 +362,7 @@ def load_folder(
         return ImageTensors(
             torch.from_numpy(pixels[keep]),
             torch.from_numpy(np.asarray(labels, dtype=np.int64)[keep]),
+            paths=[str(files[i]) for i in keep],
         )
 
     train = split(train_idx)

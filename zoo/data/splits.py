@@ -23,10 +23,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class ImageTensors:
-    """A split decoded into memory: uint8 images ``[N, C, H, W]`` and int64 labels ``[N]``."""
+    """A split decoded into memory: uint8 images ``[N, C, H, W]`` and int64 labels ``[N]``.
+
+    ``paths``, when given, names the file each image was decoded from (image folders), so
+    evaluation can point at the files it got wrong; built-in datasets leave it None.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
+    paths: list[str] | None = None
 
     def __post_init__(self) -> None:
         import torch
@@ -38,6 +43,8 @@ class ImageTensors:
             )
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError("labels must be int64 [N] matching the images")
+        if self.paths is not None and len(self.paths) != self.images.shape[0]:
+            raise ValueError("paths must name one file per image")
         self.labels = self.labels.long()
 
     def __len__(self) -> int:

@@ -67,7 +67,9 @@ def eval_data(info: ModelInfo, data: str | None, split: str, source: Path) -> Ev
                 f"{data} gives {splits.image_size[0]}x{splits.image_size[1]} images; "
                 f"the model takes {info.image_size[0]}x{info.image_size[1]}"
             )
-        chosen = ImageTensors(resize_tensors(chosen.images, info.image_size), chosen.labels)
+        chosen = ImageTensors(
+            resize_tensors(chosen.images, info.image_size), chosen.labels, chosen.paths
+        )
     return EvalData(chosen, str(data), split)
 
 
@@ -83,8 +85,11 @@ def _pick(splits: DataSplits, split: str, data: str) -> Any:
     if len(chosen) == 1:
         return chosen[0]
     if all(isinstance(p, ImageTensors) for p in chosen):
+        paths = [p.paths for p in chosen]
         return ImageTensors(
-            torch.cat([p.images for p in chosen]), torch.cat([p.labels for p in chosen])
+            torch.cat([p.images for p in chosen]),
+            torch.cat([p.labels for p in chosen]),
+            None if None in paths else [f for p in paths for f in p],
         )
     if any(isinstance(p, ImageTensors) for p in chosen):
         raise ZooError(f"{data}: cannot join an in-memory split with a streamed one")
@@ -111,7 +116,7 @@ def _relabel(split: Any, mapping: list[int] | None) -> Any:
     if mapping is None:
         return split
     if isinstance(split, ImageTensors):
-        return ImageTensors(split.images, torch.tensor(mapping)[split.labels])
+        return ImageTensors(split.images, torch.tensor(mapping)[split.labels], split.paths)
     return Relabeled(split, mapping)
 
 
@@ -129,6 +134,30 @@ class Relabeled(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Any, int] | None:
         item = self.dataset[i]
         return None if item is None else (item[0], self.mapping[int(item[1])])
+
+    @property
+    def paths(self) -> list[str] | None:
+        return split_paths(self.dataset)
+
+
+def split_paths(split: Any) -> list[str] | None:
+    """The file behind each item of a split, in split order; None when the data has no files
+    (built-in datasets: their items are named by index)."""
+    if isinstance(split, torch.utils.data.ConcatDataset):
+        parts = [split_paths(d) for d in split.datasets]
+        return None if any(p is None for p in parts) else [f for p in parts for f in p or []]
+    paths = getattr(split, "paths", None)
+    return None if paths is None else [str(p) for p in paths]
+
+
+def split_image(split: Any, index: int) -> torch.Tensor:
+    """One image of a split as uint8 ``[C, H, W]``."""
+    if isinstance(split, ImageTensors):
+        return split.images[index]
+    item = split[index]
+    if item is None:
+        raise ZooError(f"image {index} of the split is unreadable")
+    return torch.as_tensor(item[0])
 
 
 @dataclass
@@ -153,17 +182,21 @@ def run(
     device: torch.device,
     amp_dtype: torch.dtype,
     workers: int,
+    tta: str | None = None,
 ) -> Evaluation:
-    """Run ``model`` (a ``zoo.models.inference.LoadedModel``) over the split."""
+    """Run ``model`` (a ``zoo.models.inference.LoadedModel``) over the split; with ``tta``
+    (a ``zoo.tasks.tta`` mode), on each image's augmented views, averaging probabilities."""
     from zoo.data.batches import make_batches
     from zoo.models.inference import Normalizer
+    from zoo.tasks.tta import TTA
     from zoo.train.eval_loop import evaluate
 
     info = model.info
     batches = make_batches(data.split, batch_size, device, train=False, workers=workers, seed=0)
     normalize = Normalizer(info.mean, info.std, device)
+    net = model if tta is None else TTA(model, tta)
     result = evaluate(
-        model, batches, normalize, info.num_classes, device, amp_dtype, keep_logits=True
+        net, batches, normalize, info.num_classes, device, amp_dtype, keep_logits=True
     )
     if result.logits is None or result.targets is None:
         raise ZooError(f"no readable images in the {data.split_name} split of {data.data}")

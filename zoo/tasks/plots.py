@@ -1,4 +1,5 @@
-"""PNG figures for a run: the confusion matrix and the training curves.
+"""PNG figures for a run: the confusion matrix, the training curves, the top losses and the
+reliability diagram.
 
 matplotlib is optional (``pip install 'zoo[plots]'``). Figures are drawn on an Agg canvas
 without pyplot, so nothing global (the backend, open figures) changes in the caller's process.
@@ -72,7 +73,7 @@ def confusion_png(matrix: list[list[int]], classes: list[str], title: str = "") 
 
 
 # Panels of the training curves: title and the metrics.jsonl keys drawn in it.
-_PANELS = (
+CURVE_PANELS = (
     ("loss", ("train_loss", "val_loss", "ema_val_loss")),
     ("accuracy and F1", ("train_accuracy", "val_accuracy", "val_f1", "ema_val_accuracy")),
     ("learning rate", ("lr",)),
@@ -94,7 +95,7 @@ def curves_png(history: list[dict[str, Any]], title: str = "") -> bytes:
 
     panels = [
         (name, [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in history)])
-        for name, keys in _PANELS
+        for name, keys in CURVE_PANELS
     ]
     panels = [(name, keys) for name, keys in panels if keys]
     fig = _figure(4.5 * max(len(panels), 1), 3.8)
@@ -115,4 +116,92 @@ def curves_png(history: list[dict[str, Any]], title: str = "") -> bytes:
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
+    return _png(fig)
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def top_losses_png(
+    entries: list[dict[str, Any]],
+    images: list[Any],
+    overlays: list[Any] | None = None,
+    title: str = "",
+) -> bytes:
+    """A grid of the top-loss images, each captioned with its true and predicted class, the
+    predicted class's probability and its file name (or index). With ``overlays`` (Grad-CAM
+    pictures), each image is shown beside its map.
+
+    ``images`` are uint8 ``[C, H, W]`` arrays; ``overlays`` uint8 ``[H, W, 3]``.
+    """
+    import numpy as np
+
+    n = len(entries)
+    cols = min(n, 4 if overlays is None else 3) or 1
+    rows = -(-n // cols) or 1
+    cell_w = 2.4 if overlays is None else 3.6
+    fig = _figure(cell_w * cols, 2.7 * rows + (0.4 if title else 0))
+    for k, (entry, image) in enumerate(zip(entries, images, strict=True)):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        picture = np.asarray(image).transpose(1, 2, 0)
+        if picture.shape[2] == 1:
+            picture = np.repeat(picture, 3, axis=2)
+        if overlays is not None:
+            gap = np.full((picture.shape[0], max(1, picture.shape[1] // 16), 3), 255, np.uint8)
+            picture = np.concatenate([picture[..., :3], gap, overlays[k]], axis=1)
+        ax.imshow(picture, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        name = Path(entry["path"]).name if "path" in entry else f"#{entry['index']}"
+        ax.set_title(
+            f"true {_short(entry['true'], 14)} → {_short(entry['predicted'], 14)}\n"
+            f"p={entry['probability']:.2f}  {_short(name, 24)}",
+            fontsize="small",
+        )
+    if title:
+        fig.suptitle(title)
+    return _png(fig)
+
+
+def calibration_png(calibration: dict[str, Any], title: str = "") -> bytes:
+    """The reliability diagram: each confidence bin's accuracy against its mean confidence
+    (on the diagonal when calibrated), above the share of images in each bin."""
+    import numpy as np
+
+    bins = int(calibration["bins"])
+    edges = np.linspace(0, 1, bins + 1)
+    centers, width = (edges[:-1] + edges[1:]) / 2, 1 / bins
+    accuracy = np.array([np.nan if a is None else a for a in calibration["accuracy"]])
+    confidence = np.array([np.nan if c is None else c for c in calibration["confidence"]])
+    count = np.asarray(calibration["count"], dtype=np.float64)
+    fig = _figure(5, 5.6)
+    grid = fig.add_gridspec(2, 1, height_ratios=(3, 1))
+    ax = fig.add_subplot(grid[0])
+    filled = ~np.isnan(accuracy)
+    ax.bar(centers[filled], accuracy[filled], width=width, edgecolor="black", label="accuracy")
+    ax.bar(
+        centers[filled],
+        (confidence - accuracy)[filled],
+        bottom=accuracy[filled],
+        width=width,
+        facecolor="none",
+        edgecolor="tab:red",
+        hatch="//",
+        label="gap to the mean confidence",
+    )
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.set_title(
+        (f"{title}\n" if title else "")
+        + f"expected calibration error {calibration['ece']:.4f} ({bins} bins)"
+    )
+    hist = fig.add_subplot(grid[1], sharex=ax)
+    total = max(count.sum(), 1)
+    hist.bar(centers, count / total, width=width, color="grey", edgecolor="black")
+    hist.set_xlabel("confidence (top-1 probability)")
+    hist.set_ylabel("share of images")
     return _png(fig)

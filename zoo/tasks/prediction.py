@@ -16,11 +16,14 @@ from zoo.errors import ZooError
 
 @dataclass
 class Prediction:
-    """One file's top-k ``(class, probability)`` pairs, or why it could not be read."""
+    """One file's top-k ``(class, probability)`` pairs, or why it could not be read. With
+    test-time augmentation, ``top`` is the averaged prediction and ``plain`` the prediction on
+    the image alone."""
 
     path: Path
     top: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
+    plain: list[tuple[str, float]] | None = None
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -59,10 +62,37 @@ def _decode(path: Path, size: tuple[int, int], channels: int) -> tuple[Any, str 
         return None, f"not a readable image ({type(exc).__name__}: {exc})"
 
 
+def _top(probs: Any, classes: list[str], k: int) -> list[list[tuple[str, float]]]:
+    values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [
+        [(classes[i], round(p, 6)) for p, i in zip(vs, ix, strict=True)]
+        for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)
+    ]
+
+
+def _predict_tta(model: Any, images: Any, top_k: int, mode: str) -> list[Prediction]:
+    """Averaged and plain top-k of a batch (paths filled in by the caller)."""
+    import torch
+
+    from zoo.tasks.tta import TTA
+
+    with torch.inference_mode():
+        plain, averaged = TTA(model, mode).probabilities(model.preprocess(images))
+    tops, plains = _top(averaged, model.classes, top_k), _top(plain, model.classes, top_k)
+    return [Prediction(Path(), t, plain=p) for t, p in zip(tops, plains, strict=True)]
+
+
 def predict_files(
-    model: Any, files: list[Path], *, top_k: int, batch_size: int, workers: int
+    model: Any,
+    files: list[Path],
+    *,
+    top_k: int,
+    batch_size: int,
+    workers: int,
+    tta: str | None = None,
 ) -> Iterator[Prediction]:
-    """Predictions for ``files`` in order, with ``model`` a ``zoo.models.inference.LoadedModel``.
+    """Predictions for ``files`` in order, with ``model`` a ``zoo.models.inference.LoadedModel``;
+    with ``tta`` (a ``zoo.tasks.tta`` mode), averaged over the augmented views.
 
     Files are decoded by a thread pool (PIL releases the GIL) one batch at a time, so memory
     stays bounded by the batch size.
@@ -76,6 +106,18 @@ def predict_files(
             chunk = files[start : start + batch_size]
             decoded = list(pool.map(lambda f: _decode(f, size, channels), chunk))
             good = [pixels for pixels, error in decoded if error is None]
-            tops = iter(model.predict(torch.from_numpy(np.stack(good)), top_k) if good else [])
+            images = torch.from_numpy(np.stack(good)) if good else None
+            if images is None:
+                found: list[Prediction] = []
+            elif tta is None:
+                found = [Prediction(Path(), top) for top in model.predict(images, top_k)]
+            else:
+                found = _predict_tta(model, images, top_k, tta)
+            results = iter(found)
             for path, (_, error) in zip(chunk, decoded, strict=True):
-                yield Prediction(path, error=error) if error else Prediction(path, next(tops))
+                if error:
+                    yield Prediction(path, error=error)
+                else:
+                    result = next(results)
+                    result.path = path
+                    yield result

@@ -1,0 +1,195 @@
+"""What ``zoo eval`` writes: ``eval.json`` and its pictures (confusion matrix, training curves,
+reliability diagram, top losses with their class activation maps).
+
+``zoo eval`` and ``zoo report`` (which evaluates first when it finds no ``eval.json``) share it.
+The pictures are written before ``eval.json``, which lists them under ``pictures``: a report
+embeds only the pictures of the evaluation it shows, never a stale one left by an earlier run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+# Top-loss images run through Grad-CAM this many at a time.
+_CAM_BATCH = 32
+# top_losses.png shows at most this many (eval.json lists all): a taller grid is unreadable.
+GRID_MAX = 64
+
+
+@dataclass
+class EvalOptions:
+    """The settings of one evaluation (``zoo eval``'s options)."""
+
+    data: str | None = None
+    split: str = "val"
+    batch_size: int = 256
+    device: str = "auto"
+    precision: str = "fp32"
+    workers: int | None = None
+    plots: bool = True
+    samples: bool = False
+    top_losses: int = 16
+    cam: bool = False
+    cam_layer: str | None = None
+    tta: str | None = None
+
+
+@dataclass
+class Outputs:
+    """The report written to ``eval.json``, the files written, and notes for the user."""
+
+    report: dict[str, Any]
+    written: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs:
+    """Evaluate the model at ``path`` (a run or weights file) and write ``eval.json`` and the
+    pictures to ``out`` (default: the weights' folder)."""
+    import torch
+
+    from zoo.data.splits import default_workers
+    from zoo.models.loading import load, weights_path
+    from zoo.tasks import cam, evaluation, insights, plots, tta
+    from zoo.train.runtime import check_precision, resolve_device, resolve_precision
+
+    check_precision(options.precision)
+    if options.top_losses < 0:
+        raise ZooError(f"--top-losses must be 0 or more, got {options.top_losses}")
+    if options.tta is not None:
+        tta.check_mode(options.tta)
+    if options.cam_layer is not None and not options.cam:
+        raise ZooError("--cam-layer chooses the layer of --cam; add --cam")
+    if options.cam:
+        if options.top_losses == 0:
+            raise ZooError("--cam maps the top-loss images; give --top-losses N with N > 0")
+        if not options.plots:
+            raise ZooError("--cam draws its maps in top_losses.png; drop --no-plots")
+        cam.require()
+    file = weights_path(path)
+    run_dir = file.parent
+    target = Path(out) if out is not None else run_dir
+    if target.exists() and not target.is_dir():
+        raise ZooError(f"--out {target} is a file, not a directory")
+    device = resolve_device(options.device)
+    amp_dtype = resolve_precision(options.precision, device)
+    model = load(path, device=str(device))
+    info = model.info
+    layer = None
+    if options.cam:
+        sample = torch.zeros(1, info.in_chans, *info.image_size, device=device)
+        layer = cam.find_target(model.net, sample, options.cam_layer)
+    chosen = evaluation.eval_data(info, options.data, options.split, file)
+    workers = default_workers() if options.workers is None else options.workers
+    settings = dict(batch_size=options.batch_size, device=device, amp_dtype=amp_dtype)
+    result = evaluation.run(model, chosen, workers=workers, **settings)
+    report = evaluation.report(result, file, samples=options.samples)
+    outputs = Outputs(report)
+    report["calibration"] = insights.calibration(result.logits, result.targets)
+    if options.tta is not None:
+        augmented = evaluation.run(model, chosen, workers=workers, tta=options.tta, **settings)
+        report["tta"] = tta_summary(augmented, options.tta)
+
+    indices = insights.top_losses(result.logits, result.targets, options.top_losses)
+    aligned = len(result.targets) == len(chosen.split)
+    if indices and not aligned:
+        outputs.notes.append(
+            f"note: {len(chosen.split) - len(result.targets)} unreadable images were dropped "
+            "from the split, so the top losses cannot be matched to their images"
+        )
+        indices = []
+    paths = evaluation.split_paths(chosen.split) if indices else None
+    entries = insights.top_loss_entries(
+        result.logits, result.targets, indices, list(info.classes), paths
+    )
+    report["top_losses"] = entries
+    if options.top_losses and not entries and aligned:
+        outputs.notes.append("no misclassified images: no top losses to show")
+    if layer is not None:
+        report["cam"] = {"method": "Grad-CAM", "layer": layer.name}
+
+    pictures: dict[str, bytes] = {}
+    if options.plots and not plots.available():
+        outputs.notes.append(
+            "note: matplotlib is not installed, so no plots: pip install 'zoo[plots]'"
+        )
+    elif options.plots:
+        title = f"{report['arch']} on {report['data']} ({report['split']})"
+        pictures["confusion_matrix.png"] = plots.confusion_png(
+            report["confusion_matrix"], report["classes"], title
+        )
+        metrics = run_dir / "metrics.jsonl"
+        history = plots.read_history(metrics) if metrics.is_file() else []
+        if history:
+            pictures["training_curves.png"] = plots.curves_png(history, report["arch"])
+        pictures["calibration.png"] = plots.calibration_png(report["calibration"], title)
+        if entries:
+            shown = indices[:GRID_MAX]
+            if len(indices) > GRID_MAX:
+                outputs.notes.append(
+                    f"note: top_losses.png shows the first {GRID_MAX} of the "
+                    f"{len(indices)} top losses; eval.json lists them all"
+                )
+            images = [evaluation.split_image(chosen.split, i) for i in shown]
+            predicted = result.logits[shown].argmax(dim=1).tolist()
+            overlays = _cam_overlays(model, images, predicted, layer) if layer else None
+            pictures["top_losses.png"] = plots.top_losses_png(
+                entries[:GRID_MAX], [im.numpy() for im in images], overlays, f"top losses: {title}"
+            )
+    report["pictures"] = list(pictures)
+    for name, data in pictures.items():
+        write(target / name, data)
+    write(target / "eval.json", (json.dumps(report, indent=2) + "\n").encode())
+    outputs.written = [target / "eval.json", *(target / name for name in pictures)]
+    return outputs
+
+
+def tta_summary(augmented: Any, mode: str) -> dict[str, Any]:
+    """The metrics of an evaluation with test-time augmentation, for ``eval.json``'s ``tta``."""
+    from zoo.tasks.insights import calibration
+    from zoo.tasks.tta import view_count
+    from zoo.train.metrics import from_confusion
+
+    m = from_confusion(augmented.confusion, augmented.info.classes)
+    return {
+        "mode": mode,
+        "views": view_count(mode),
+        "accuracy": m["accuracy"],
+        "top5_accuracy": augmented.top_k_accuracy,
+        "loss": augmented.loss,
+        "macro_f1": m["f1"],
+        "ece": calibration(augmented.logits, augmented.targets)["ece"],
+    }
+
+
+def _cam_overlays(model: Any, images: list[Any], predicted: list[int], layer: Any) -> list[Any]:
+    """Grad-CAM of each top-loss image for its predicted class, blended over the image."""
+    import torch
+
+    from zoo.tasks import cam
+
+    overlays = []
+    for start in range(0, len(images), _CAM_BATCH):
+        batch = torch.stack(images[start : start + _CAM_BATCH])
+        maps = cam.activation_maps(
+            model.net, model.preprocess(batch), predicted[start : start + _CAM_BATCH], layer
+        )
+        overlays += [cam.overlay(im.numpy(), m) for im, m in zip(batch, maps, strict=True)]
+    return overlays
+
+
+def write(path: Path, data: bytes, option: str = "--out DIR") -> None:
+    """Write atomically; a read-only run gets a one-line error that suggests ``option``."""
+    from zoo.models.weights import atomic_write
+
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise ZooError(
+            f"cannot write {path}: {exc}; choose another place with {option}", exit_code=1
+        ) from None
