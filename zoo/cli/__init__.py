@@ -8,7 +8,7 @@ import typer
 
 def build_app() -> typer.Typer:
     """The typer app with every command registered."""
-    from zoo.cli import benchmark, evaluate, export, listing, newplugin, predict, train
+    from zoo.cli import benchmark, evaluate, export, listing, newplugin, predict, runs, train
 
     app = typer.Typer(
         name="zoo",
@@ -26,6 +26,7 @@ def build_app() -> typer.Typer:
     export.register(app)
     newplugin.register(app)
     benchmark.register(app)
+    runs.register(app)
     return app
 
 
