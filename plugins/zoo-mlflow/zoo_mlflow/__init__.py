@@ -21,8 +21,9 @@ def mlflow(
 ) -> Any:
     """Log params, per-epoch metrics and artifacts to MLflow (SQLite mlflow.db by default).
 
-    The tracking store is checked here, before the run directory is touched or any epoch
-    trained, so an unreachable store is a one-line error rather than a run without tracking.
+    The store is ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the
+    working directory. It is checked before any epoch trains (and before the run directory is
+    written): an unreachable store is a one-line error, not a run that silently goes untracked.
     """
     from zoo_mlflow.callback import MlflowCallback
 

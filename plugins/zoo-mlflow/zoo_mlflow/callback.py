@@ -137,6 +137,7 @@ class MlflowCallback(Callback):
         self.run_name = run_name
         self.client: Any = None
         self.run_id: str | None = None
+        self.name: str | None = None  # the MLflow run's
         self.saved_uri: str | None = None  # where the resumed run was logged
         self.logged: dict[str, set[int]] = {}  # metric -> steps known to be in the store
         self.behind = False  # an epoch failed to reach the store: send the history again
@@ -248,20 +249,25 @@ class MlflowCallback(Callback):
                 self._experiment_id(), run_name=self.run_name or run.out.name
             )
             self.run_id, self.logged = created.info.run_id, {}
+            self.name = created.info.run_name
         params = config_params(run)
         tags = self._tags(run)
-        existing = existing or {}
-        changed = {k: v for k, v in params.items() if k in existing and existing[k] != v}
+        before = existing or {}
+        changed = {k: v for k, v in params.items() if k in before and before[k] != v}
         if changed:  # MLflow params cannot change: the resumed run's new values go in a tag
             tags["zoo.resumed_with"] = json.dumps(changed)
         from mlflow.entities import Param, RunTag
 
-        new = [Param(k, v) for k, v in params.items() if k not in existing]
+        new = [Param(k, v) for k, v in params.items() if k not in before]
         tag_list = [RunTag(k, v) for k, v in tags.items()]
         for batch in chunks(new, MAX_PARAMS) if new else [[]]:
             client.log_batch(self.run_id, params=batch, tags=tag_list)
             tag_list = []
         self._log_epochs(run.history)  # resumed epochs the store does not have yet
+        run.note(
+            f"mlflow: {'logging to' if existing is None else 'continuing'} run {self.name!r} of "
+            f"experiment {self.experiment!r} in {self.uri} (run id {self.run_id})"
+        )
 
     def _continue(self, run: Run) -> dict[str, str] | None:
         """Continue the MLflow run of a resumed zoo run (RUNNING again, the points it holds
@@ -293,6 +299,7 @@ class MlflowCallback(Callback):
             )
             return None
         self.client.update_run(self.run_id, status="RUNNING")
+        self.name = found.info.run_name
         self.logged = {
             key: {m.step for m in self.client.get_metric_history(self.run_id, key)}
             for key in found.data.metrics
