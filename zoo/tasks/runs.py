@@ -106,10 +106,12 @@ class RunInfo:
 
     def metrics(self) -> list[str]:
         """The numeric columns of metrics.jsonl, in the order they first appear."""
-        names: list[str] = []
+        names: dict[str, None] = {}
         for record in self.history:
-            names += [k for k, v in record.items() if k != "epoch" and _number(v) is not None]
-        return list(dict.fromkeys(names))
+            for key, value in record.items():
+                if key not in names and key != "epoch" and _number(value) is not None:
+                    names[key] = None
+        return list(names)
 
     def best_of(self, metric: str) -> dict[str, Any] | None:
         """The best value of a metric over the epochs (lowest for losses) and its epoch."""
