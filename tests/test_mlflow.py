@@ -1,7 +1,7 @@
 """The zoo-mlflow plugin against real MLflow stores (SQLite databases, read back with
-MlflowClient): what a run logs, resume after SIGKILL without duplicate points, one log for a
-two-process run, the status of an interrupted or failed run, a store that refuses writes mid-run,
-and one that is unreachable at start."""
+MlflowClient): what a run logs; resume after SIGKILL or an interrupt without duplicate points;
+one log for a two-process run; the status of an interrupted or failed run; a store that refuses
+writes mid-run, and one that is unreachable at start."""
 
 from __future__ import annotations
 
@@ -100,17 +100,13 @@ def test_sigkill_then_resume_continues_the_same_mlflow_run_without_duplicates(
     out, log = tmp_path / "run", tmp_path / "log.txt"
     train = [*QUICK, "--epochs", "3", "--callback", f"mlflow:tracking_uri={store}"]
     last = out / "checkpoints" / "last.safetensors"
-    # 1. Killed while epoch 1's weights are written: logged to MLflow, not saved, and no
-    #    checkpoint holds the MLflow run's id yet (the resumed run finds it by its tag).
-    Run([*train, "--out", str(out)], log).kill_when(
-        writing(out, ".model.safetensors."), "epoch 1's weights write"
-    )
-    # 2. Killed while epoch 2's weights are written: its id is in epoch 1's checkpoint.
+    # 1. Killed while epoch 2's weights are written: epoch 2 is logged to MLflow, not saved;
+    #    the MLflow run's id is in epoch 1's checkpoint.
     epoch_2 = writing(out, ".model.safetensors.")
-    Run(["--resume", str(out)], log).kill_when(
+    Run([*train, "--out", str(out)], log).kill_when(
         lambda: last.is_file() and epoch_2(), "epoch 2's weights write"
     )
-    # 3. Finished by two processes: epoch 2 is trained and reported again, logged once.
+    # 2. Finished by two processes: epoch 2 is trained and reported again, logged once.
     Run(["--resume", str(out), "--nproc", "2", "--device", "cpu"], log).finish()
 
     client, run = only_run(store)
@@ -182,24 +178,30 @@ class Raise(Callback):
         raise self.error
 
 
-def test_an_interrupted_run_ends_killed_and_a_failed_one_failed(store: str, tmp_path: Path) -> None:
+def test_an_interrupted_run_ends_killed_a_failed_one_failed_and_resuming_continues_it(
+    store: str, tmp_path: Path
+) -> None:
+    def config(name: str, **changes: Any) -> TrainConfig:
+        spec = f"mlflow:tracking_uri={store},run_name={name}"
+        return TrainConfig(out=str(tmp_path / name), epochs=2, image_size="8", batch_size=128,
+                           callback=[spec]).replace(**changes)  # fmt: skip
+
+    client = mlflow.MlflowClient(store)
     for name, error, caught in [
         ("interrupted", KeyboardInterrupt(), Interrupted),
         ("failed", RuntimeError("out of disk"), ZooError),
     ]:
-        cfg = TrainConfig(
-            out=str(tmp_path / name),
-            epochs=2,
-            image_size="8",
-            batch_size=128,
-            callback=[f"mlflow:tracking_uri={store},run_name={name}"],
-        )
-        with pytest.raises(caught):
-            Trainer(cfg, callbacks=[Raise(error)]).fit()
-    client = mlflow.MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
-    assert {r.info.run_name: r.info.status for r in runs} == {
+        with pytest.raises(caught):  # at epoch 1's end: logged to MLflow, never saved
+            Trainer(config(name), callbacks=[Raise(error)]).fit()
+    experiment = client.get_experiment_by_name("zoo").experiment_id
+    runs = {r.info.run_name: r for r in client.search_runs([experiment])}
+    assert {name: r.info.status for name, r in runs.items()} == {
         "interrupted": "KILLED",
         "failed": "FAILED",
     }
-    assert all(r.data.metrics for r in runs)  # epoch 1 was logged before the end
+    # No checkpoint holds the MLflow run's id: the resumed run finds it by its run_dir tag,
+    # and logs epoch 1 (trained again) only once.
+    Trainer(config("interrupted", resume=str(tmp_path / "interrupted"))).fit()
+    resumed = client.get_run(runs["interrupted"].info.run_id)
+    assert resumed.info.status == "FINISHED" and len(client.search_runs([experiment])) == 2
+    assert all(logged == [1, 2] for logged in steps(client, resumed).values())
