@@ -104,3 +104,20 @@ def test_a_new_version_of_a_distribution_rebuilds_the_cache(site: Path, tmp_path
     assert "IMPORTED" in upgraded.stderr
     assert "many-nets==2.0" in upgraded.stdout and "many-nets==1.0" not in upgraded.stdout
     assert "IMPORTED" not in zoo(["list"], site, cache).stderr
+
+
+def test_training_without_the_mlflow_callback_does_not_import_mlflow(tmp_path: Path) -> None:
+    # zoo-mlflow is installed (its plugin module is loaded with the others): mlflow itself is
+    # imported only by the callback's factory, when a run asks for it.
+    code = (
+        "import sys\nfrom zoo.cli import main\n"
+        "sys.argv = ['zoo', 'train', '--image-size', '8', '--batch-size', '128', '--epochs', "
+        "'1', '--out', 'run']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('MLFLOW', 'mlflow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert (tmp_path / "run" / "summary.json").is_file(), result.stderr
+    assert result.stdout.rstrip().endswith("MLFLOW False"), result.stdout

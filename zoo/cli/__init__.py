@@ -16,6 +16,7 @@ def build_app() -> typer.Typer:
         newplugin,
         predict,
         report,
+        runs,
         train,
         tune,
     )
@@ -38,6 +39,7 @@ def build_app() -> typer.Typer:
     export.register(app)
     newplugin.register(app)
     benchmark.register(app)
+    runs.register(app)
     return app
 
 

@@ -17,19 +17,26 @@ def cli_reference(app: typer.Typer | None = None) -> str:
 
     group = typer.main.get_command(app or build_app())
     root = group.make_context("zoo", [], resilient_parsing=True)
+    return "\n\n".join(_sections(group, root, "zoo")) + "\n"
+
+
+def _sections(group: Any, parent: Any, prefix: str) -> list[str]:
+    """One section per command; a command group's (``zoo runs``) after its own."""
     sections = []
-    for name in group.list_commands(root):
-        command = group.get_command(root, name)
+    for name in group.list_commands(parent):
+        command = group.get_command(parent, name)
         if command is None or command.hidden:
             continue
-        ctx = command.make_context(name, [], parent=root, resilient_parsing=True)
-        sections.append(_command(command, ctx))
-    return "\n\n".join(sections) + "\n"
+        ctx = command.make_context(name, [], parent=parent, resilient_parsing=True)
+        sections.append(_command(command, ctx, f"{prefix} {name}"))
+        if hasattr(command, "list_commands"):
+            sections += _sections(command, ctx, f"{prefix} {name}")
+    return sections
 
 
-def _command(command: Any, ctx: Any) -> str:
+def _command(command: Any, ctx: Any, path: str) -> str:
     usage = " ".join(command.collect_usage_pieces(ctx))
-    lines = [f"## `zoo {command.name}`", "", "```text", f"zoo {command.name} {usage}", "```", ""]
+    lines = [f"## `{path}`", "", "```text", f"{path} {usage}", "```", ""]
     if command.help:
         lines += [inspect.cleandoc(command.help), ""]
     rows = []

@@ -6,12 +6,15 @@ RUN/config.json               timm/Hugging Face config: the run is also a timm f
 RUN/config.toml               the resolved configuration (valid as --config)
 RUN/metrics.jsonl, .csv       one line per epoch
 RUN/summary.json              best epoch, wall time, throughput, peak memory
+RUN/run.json                  when the run started and was resumed; why it failed, if it did
 RUN/checkpoints/last|best.safetensors, epoch-NNNN.safetensors   full training state
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime
 import io
 import json
 import shutil
@@ -29,12 +32,14 @@ RUN_OUTPUTS = (
     "model_ema.safetensors",
     "metrics.csv",
     "summary.json",
+    "run.json",
     "config.json",
     "tensorboard",
     "confusion_matrix.png",
     "training_curves.png",
     "eval.json",
 )
+RECORD = "run.json"
 LAST = Path("checkpoints/last.safetensors")
 BEST = Path("checkpoints/best.safetensors")
 
@@ -94,6 +99,49 @@ def prepare(
             clear_previous(path)
         path.mkdir(parents=True, exist_ok=True)
     write_config(path, values, version)
+    record_start(path, resume=resume)
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """``run.json``, or {} where it is missing or unreadable (runs of older zoo versions)."""
+    try:
+        record = json.loads((path / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def record_start(path: Path, *, resume: bool) -> None:
+    """``run.json``: the first start (kept across resumes; unknown for runs of older zoo
+    versions), each resume, and a failure recorded before (cleared: the run goes on). What
+    ``zoo runs`` reads to date runs and tell a failed run from an interrupted one."""
+    if resume:
+        record = read_record(path)
+        record["resumed"] = [*record.get("resumed", []), _now()]
+        record.pop("failed", None)
+    else:
+        record = {"started": _now()}
+    atomic_write(path / RECORD, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def _now() -> str:
+    """Local time with its UTC offset, to the second (ISO 8601)."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def record_failure(path: Path, exc: BaseException) -> None:
+    """Note in ``run.json`` why the run failed: an error, not an interrupt (exit code 130),
+    which ``--resume`` simply continues. Best effort: the error itself is what gets reported."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)) or getattr(exc, "exit_code", 1) == 130:
+        return
+    lines = str(exc).splitlines()
+    message = lines[0] if lines else ""
+    if not isinstance(exc, ZooError):
+        message = f"{type(exc).__name__}: {message}".rstrip(": ")
+    record = read_record(path)
+    record["failed"] = {"error": message, "time": _now()}
+    with contextlib.suppress(OSError):
+        atomic_write(path / RECORD, (json.dumps(record, indent=2) + "\n").encode())
 
 
 def write_config(path: Path, values: dict[str, Any], version: str) -> None:

@@ -260,7 +260,9 @@ class Trainer:
                 if main:
                     rundir.write_summary(self.out, result)
                     self.events.fit_end(run, result)
-        except BaseException:
+        except BaseException as exc:
+            if main:
+                rundir.record_failure(self.out, exc)
             with contextlib.suppress(ZooError):  # the first failure is the one to report
                 self.events.close()
             raise
