@@ -3,17 +3,23 @@
 No pickle anywhere. Every file is written atomically (temporary file, fsync, rename), so a crash
 or a SIGKILL leaves either the previous file or the new one, never half of one.
 
-A weights file's metadata holds what is needed to rebuild and use the model (``ModelInfo``) and
-a digest over that metadata and the tensor layout: a file whose metadata was edited by hand is
-refused instead of silently building the wrong model.
+A weights file's metadata holds what is needed to rebuild and use the model (``ModelInfo``), a
+digest of the tensor bytes (``zoo.tensors``) and a digest over that metadata and the tensor
+layout (``zoo.digest``): a file whose metadata was edited by hand, or whose tensors were damaged
+(a flipped bit, NaNs written over weights), is refused instead of silently building the wrong
+model or predicting NaN. The tensor digest is checked whenever tensors are loaded; files written
+before it existed have none and load as they did.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,12 @@ FORMAT = "zoo.weights.v1"
 _INFO_KEY = "zoo.model"
 _STATE_KEY = "zoo.state"
 _DIGEST_KEY = "zoo.digest"
+_TENSORS_KEY = "zoo.tensors"
+# The tensor digest: SHA-256 of each 16 MiB chunk of each tensor's bytes (tensors in name
+# order), then SHA-256 of those digests; chunks are hashed on several threads (hashlib
+# releases the GIL), and the result does not depend on how many.
+_TENSORS_ALGORITHM = "sha256-16MiB"
+_CHUNK = 16 * 2**20
 
 
 @dataclass
@@ -102,6 +114,71 @@ def _digest(metadata: dict[str, str], layout: dict[str, tuple[str, list[int]]]) 
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _tensors_digest(chunks: Iterator[tuple[str, Any]]) -> str:
+    """``ALGORITHM:HEX`` over ``(name, bytes-like)`` chunks given in order."""
+    items = list(chunks)
+
+    def one(item: tuple[str, Any]) -> bytes:
+        name, data = item
+        return hashlib.sha256(name.encode() + b"\0").digest() + hashlib.sha256(data).digest()
+
+    if len(items) > 1 and sum(len(memoryview(d)) for _, d in items) > 2 * _CHUNK:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            digests = list(pool.map(one, items))
+    else:
+        digests = [one(item) for item in items]
+    return f"{_TENSORS_ALGORITHM}:{hashlib.sha256(b''.join(digests)).hexdigest()}"
+
+
+def _chunked(name: str, data: Any) -> Iterator[tuple[str, Any]]:
+    view = memoryview(data).cast("B")
+    if not len(view):
+        yield name, view
+    for start in range(0, len(view), _CHUNK):
+        yield name, view[start : start + _CHUNK]
+
+
+def _bytes_of(t: torch.Tensor) -> Any:
+    """A CPU tensor's bytes as safetensors stores them (little-endian), without a copy."""
+    return t.reshape(-1).view(torch.uint8).numpy()
+
+
+def verify_tensors(path: Path) -> None:
+    """Refuse a zoo file whose tensor bytes do not match the digest in its metadata (files
+    written before zoo recorded one, and files of other tools, have none: nothing to check)."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+            metadata = header.get("__metadata__") or {}
+            expected = metadata.get(_TENSORS_KEY)
+            if metadata.get("zoo.format") != FORMAT or expected is None:
+                return
+            if not expected.startswith(f"{_TENSORS_ALGORITHM}:"):
+                raise ZooError(
+                    f"{path}: unknown tensor digest {expected.split(':')[0]!r} (written by a "
+                    "newer zoo?); refusing to load it"
+                )
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                data = memoryview(mapped)[8 + size :]
+                try:
+                    names = sorted(k for k in header if k != "__metadata__")
+                    got = _tensors_digest(
+                        chunk
+                        for k in names
+                        for chunk in _chunked(k, data[slice(*header[k]["data_offsets"])])
+                    )
+                finally:
+                    data.release()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ZooError(f"{path} is not a readable safetensors file ({exc})") from None
+    if got != expected:
+        raise ZooError(
+            f"{path}: tensor data does not match its digest (the file was damaged or "
+            "edited); refusing to load it"
+        )
+
+
 def _dtype_name(t: torch.Tensor) -> str:
     return str(t.dtype).removeprefix("torch.")
 
@@ -130,6 +207,9 @@ def encode(
         metadata[_INFO_KEY] = json.dumps(info.to_json(), sort_keys=True)
     if state is not None:
         metadata[_STATE_KEY] = json.dumps(state, sort_keys=True)
+    metadata[_TENSORS_KEY] = _tensors_digest(
+        chunk for k in sorted(tensors) for chunk in _chunked(k, _bytes_of(tensors[k]))
+    )
     layout = {k: (_dtype_name(t), list(t.shape)) for k, t in tensors.items()}
     metadata[_DIGEST_KEY] = _digest(metadata, layout)
     return save_bytes(tensors, metadata=metadata)
@@ -210,7 +290,9 @@ _SAFETENSORS_DTYPES = {
 
 
 def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Tensors whose names start with ``prefix`` (the prefix stripped), on the CPU."""
+    """Tensors whose names start with ``prefix`` (the prefix stripped), on the CPU, after
+    checking the file's tensor digest (every tensor's bytes, not only those returned)."""
+    verify_tensors(path)
     out = {}
     try:
         with safe_open(str(path), framework="pt") as f:
