@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -282,6 +283,44 @@ def test_resume_refuses_what_it_cannot_continue_and_touches_nothing(cli, tmp_pat
     refused("--resume", tmp_path / "other", message="not a zoo run directory")
     # a damaged checkpoint (not written by zoo's atomic writes: a truncated copy)
     last = out / "checkpoints" / "last.safetensors"
+    last.unlink()  # a file of its own: zoo may have hard-linked best to the same bytes
     last.write_bytes(before[last][:1000])
     before[last] = last.read_bytes()
     refused("--resume", out, message="is not a readable safetensors file")
+
+
+def test_a_full_disk_leaves_the_files_of_one_epoch(tmp_path: Path) -> None:
+    # A real write failure (the kernel's per-process file size limit: EFBIG, as ENOSPC would
+    # be) while epoch 2 is written: nothing of epoch 2 may be left beside epoch 1's files, and
+    # the message says what is there.
+    ref = tmp_path / "ref"
+    Trainer(fast(ref, epochs=1)).fit()
+    # Room for epoch 1's checkpoint, not for epoch 2's: its history holds one more record
+    # (over 250 bytes; the timings in each vary in length by a few).
+    limit = (ref / "checkpoints" / "last.safetensors").stat().st_size + 100
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "run"
+    args = ["--image-size", "8", "--batch-size", "128", "--epochs", "2", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limited,
+    )
+    assert result.returncode == 1, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error == (
+        f"error: cannot write epoch 2 to {out}: File too large ({out}/checkpoints/"
+        "last.safetensors); nothing of it was written, epoch 1 is complete there (resume with "
+        f"`zoo train --resume {out}` once there is room)"
+    )
+    assert read_header(out / "model.safetensors").info.epoch == 1
+    assert json.loads((out / "config.json").read_text())["zoo"]["epoch"] == 1
+    for name in ("last", "best"):
+        assert read_header(out / "checkpoints" / f"{name}.safetensors").state["epoch"] == 1
+    assert len(records(out)) == 1 and partial_files(out) == []
