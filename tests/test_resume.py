@@ -9,8 +9,10 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -141,6 +143,8 @@ def test_sigkill_at_any_moment_then_resume_gives_bit_identical_weights(tmp_path:
     Run([*STATEFUL, "--out", str(out)], log).kill_when(
         writing(out, ".model.safetensors.", ".model_ema.safetensors."), "a weights write"
     )
+    # The killed run's lock file stays, but its lock died with it: it does not block resume.
+    assert (out / ".zoo.lock").is_file()
     resume = ["--resume", str(out)]
     # 2. While a checkpoint (best, epoch-N or last) is being written.
     Run(resume, log).kill_when(writing(out / "checkpoints"), "a checkpoint write")
@@ -155,6 +159,7 @@ def test_sigkill_at_any_moment_then_resume_gives_bit_identical_weights(tmp_path:
     assert same_tensors(full / "checkpoints/last.safetensors", out / "checkpoints/last.safetensors")
     assert records(out) == records(full)  # every epoch once, with the same metrics
     assert partial_files(out) == []  # what the kills left was cleaned up on resume
+    assert not (out / ".zoo.lock").exists()  # released at the end
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "best.safetensors",
         "epoch-0003.safetensors",
@@ -287,6 +292,71 @@ def test_resume_refuses_what_it_cannot_continue_and_touches_nothing(cli, tmp_pat
     last.write_bytes(before[last][:1000])
     before[last] = last.read_bytes()
     refused("--resume", out, message="is not a readable safetensors file")
+
+
+GATE = textwrap.dedent(
+    """
+    import os
+    import time
+
+    import zoo
+    from zoo.train import Callback
+
+
+    class Gate(Callback):
+        \"\"\"Holds a run at its start (directory locked, config written) until PATH exists.\"\"\"
+
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+        def on_fit_start(self, run):
+            while not os.path.exists(self.path):
+                time.sleep(0.02)
+
+
+    @zoo.hookimpl
+    def zoo_register_callbacks(register):
+        register("gate", Gate)
+    """
+)
+
+
+def test_a_second_writer_of_a_run_directory_is_refused(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gate_plugin.py").write_text(GATE)
+    monkeypatch.setenv("ZOO_PLUGINS", str(tmp_path / "gate_plugin.py"))
+    out, release, log = tmp_path / "run", tmp_path / "release", tmp_path / "log.txt"
+    quick = ["--image-size", "8", "--batch-size", "128", "--epochs", "1", "--out", str(out)]
+    first = Run([*quick, "--callback", f"gate:path={release}"], log)
+    config = out / "config.toml"
+    deadline = time.monotonic() + 300
+    while not config.is_file():  # the first run holds the lock, its config written
+        assert first.proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    before = config.read_text()
+    # Started while the first one runs: refused in one line naming the holder, nothing touched.
+    second = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", *quick, "--arch", "simplecnn:hidden=16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.startswith(
+        f"error: --out {out} is being written by another zoo process "
+        f"(pid {first.proc.pid} on {socket.gethostname()}, since "
+    )
+    assert "zoo train --image-size 8" in second.stderr and second.stderr.count("\n") == 1
+    assert config.read_text() == before
+    # So is a resume of it.
+    refused = cli("train", "--resume", out, code=2)
+    assert f"--resume {out}: the run is being written by another zoo process" in refused.stderr
+    release.touch()
+    first.finish()
+    assert "simplecnn:hidden" not in config.read_text()
+    assert read_header(out / "model.safetensors").info.arch_params == {}
+    assert not (out / ".zoo.lock").exists()
 
 
 def test_a_full_disk_leaves_the_files_of_one_epoch(tmp_path: Path) -> None:

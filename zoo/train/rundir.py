@@ -7,14 +7,24 @@ RUN/config.toml               the resolved configuration (valid as --config)
 RUN/metrics.jsonl, .csv       one line per epoch
 RUN/summary.json              best epoch, wall time, throughput, peak memory
 RUN/checkpoints/last|best.safetensors, epoch-NNNN.safetensors   full training state
+RUN/.zoo.lock                 while a process writes the run: its pid, host and command
+
+One process writes a run directory at a time: a new run, ``--resume`` (and every tuning trial,
+which runs the trainer) hold an OS lock (``flock``) on ``RUN/.zoo.lock`` for the whole run. The
+kernel releases it when the process ends, however it ends, so a killed run never leaves a lock
+that blocks ``--resume``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import shutil
+import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +47,7 @@ RUN_OUTPUTS = (
 )
 LAST = Path("checkpoints/last.safetensors")
 BEST = Path("checkpoints/best.safetensors")
+LOCK = ".zoo.lock"
 
 
 def default_out(arch_name: str) -> Path:
@@ -72,6 +83,19 @@ def check_out(path: Path, overwrite: bool) -> None:
         )
 
 
+def claim(path: Path, *, resume: bool, overwrite: bool) -> RunLock:
+    """Lock the run directory for this process, then check that a new run may write there
+    (under the lock, so two runs cannot both pass the check)."""
+    lock = RunLock.acquire(path, resume=resume)
+    try:
+        if not resume:
+            check_out(path, overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
 def clear_previous(path: Path) -> None:
     """Remove a previous run's outputs (only zoo's own files) before a new run writes."""
     for name in RUN_OUTPUTS:
@@ -94,6 +118,76 @@ def prepare(
             clear_previous(path)
         path.mkdir(parents=True, exist_ok=True)
     write_config(path, values, version)
+
+
+class RunLock:
+    """The exclusive right to write a run directory, held until ``release()`` or the end of
+    the process (the kernel drops an ``flock`` with the last descriptor of its file)."""
+
+    def __init__(self, path: Path, fd: int | None, created: bool) -> None:
+        self.path, self.fd, self.created = path, fd, created
+
+    @classmethod
+    def acquire(cls, path: Path, *, resume: bool = False) -> RunLock:
+        """Lock ``path`` (created if missing), or refuse in one line naming the holder."""
+        if path.exists() and not path.is_dir():
+            raise ZooError(f"--out {path} is a file, not a directory")
+        created = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock on Windows: runs are not locked
+            return cls(path, None, created)
+        lock = path / LOCK
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _holder(fd)
+                os.close(fd)
+                what = f"--resume {path}: the run" if resume else f"--out {path}"
+                raise ZooError(
+                    f"{what} is being written by another zoo process ({holder}); wait for it "
+                    "to end, or choose another directory"
+                ) from None
+            # The holder we waited on may have removed the file meanwhile: lock the one there.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(["zoo", *sys.argv[1:]]),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(me) + "\n").encode())
+        return cls(path, fd, created)
+
+    def release(self) -> None:
+        """Give the directory up; one this lock created and nothing was written to goes too."""
+        if self.fd is not None:
+            (self.path / LOCK).unlink(missing_ok=True)  # still ours: removed while locked
+            os.close(self.fd)
+            self.fd = None
+        if self.created:
+            with contextlib.suppress(OSError):  # only when empty: a run that wrote nothing
+                self.path.rmdir()
+            self.created = False
+
+
+def _holder(fd: int) -> str:
+    """Who holds a run's lock, as its lock file says: ``pid 123 on host: zoo train ...``."""
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"pid {data['pid']} on {data['host']}, since {data['started']}: {data['command']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "it has not said which yet"
 
 
 def write_config(path: Path, values: dict[str, Any], version: str) -> None:

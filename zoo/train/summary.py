@@ -33,6 +33,21 @@ def header(trainer: Trainer) -> dict[str, str]:
     return fields
 
 
+def interrupted(trainer: Trainer) -> str:
+    """What Ctrl-C or SIGTERM leaves on disk, and how to continue."""
+    done = len(trainer.history)
+    if not done:
+        return (
+            "interrupted before the first epoch completed: no weights were saved; start "
+            f"it again with `zoo train --resume {trainer.out}`"
+        )
+    return (
+        f"interrupted in epoch {done + 1}: the weights of epoch {done} are in "
+        f"{trainer.out / 'model.safetensors'}; continue with "
+        f"`zoo train --resume {trainer.out}`"
+    )
+
+
 def summary(trainer: Trainer, started: float, stopped: str | None) -> dict[str, Any]:
     """``summary.json``: a collective under torchrun (peak memory of the busiest process)."""
     best = trainer.best

@@ -98,6 +98,8 @@ class Trainer:
             self._setup()
             return self._run(started)
         finally:
+            if "lock" in self.__dict__:
+                self.lock.release()
             dist = self.__dict__.get("dist")
             if dist is not None and dist.enabled and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
@@ -119,8 +121,9 @@ class Trainer:
             out = cfg.out
             if out is None and self.dist.main:
                 out = str(rundir.default_out(self.parts.arch.spec.name))
-            if cfg.resume is None and self.dist.main:
-                rundir.check_out(Path(out), cfg.overwrite)  # type: ignore[arg-type]
+            if self.dist.main:  # rank 0 alone writes the run directory: it locks it first
+                resume, overwrite = bool(cfg.resume), cfg.overwrite
+                self.lock = rundir.claim(Path(str(out)), resume=resume, overwrite=overwrite)
             seed_everything(cfg.seed)
             if self.dist.local_rank == 0:  # decodes, caches or downloads once per machine
                 self.data = build_data(self.parts.dataset, cfg)
@@ -288,7 +291,7 @@ class Trainer:
         except KeyboardInterrupt:
             if not main:
                 raise Secondary("interrupted", exit_code=130) from None
-            raise Interrupted(self._interrupt_message()) from None
+            raise Interrupted(summary.interrupted(self)) from None
         except _NonFinite:
             # Every rank sees the all-reduced flag; rank 0 alone says so.
             if not main:
@@ -424,21 +427,6 @@ class Trainer:
         metrics = from_confusion(result.confusion)
         values = {"loss": result.loss, **{m: metrics[m] for m in VAL_METRICS[1:]}}
         return {f"{prefix}{m}": values[m] for m in VAL_METRICS}
-
-    # --- what the run reports --------------------------------------------------------------
-
-    def _interrupt_message(self) -> str:
-        done = len(self.history)
-        if not done:
-            return (
-                "interrupted before the first epoch completed: no weights were saved; start "
-                f"it again with `zoo train --resume {self.out}`"
-            )
-        return (
-            f"interrupted in epoch {done + 1}: the weights of epoch {done} are in "
-            f"{self.out / 'model.safetensors'}; continue with "
-            f"`zoo train --resume {self.out}`"
-        )
 
 
 class _NonFinite(Exception):
