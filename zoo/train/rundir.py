@@ -33,9 +33,15 @@ from zoo.errors import ZooError
 from zoo.models.weights import atomic_write
 from zoo.train.config import dump_toml
 
-RUN_MARKERS = ("model.safetensors", "checkpoints", "config.toml", "metrics.jsonl")
+# What makes a directory hold a previous run: a completed epoch's files (or any checkpoint). A
+# directory with only a ``config.toml`` (and leftovers) holds a run that never completed an
+# epoch (killed, or stopped by a NaN loss or a full disk in its first epoch): nothing in it is
+# worth keeping, so a new run may reuse it.
+RUN_MARKERS = ("model.safetensors", "metrics.jsonl")
 RUN_OUTPUTS = (
     *RUN_MARKERS,
+    "checkpoints",
+    "config.toml",
     "model_ema.safetensors",
     "metrics.csv",
     "summary.json",
@@ -60,7 +66,15 @@ def default_out(arch_name: str) -> Path:
 
 
 def holds_run(path: Path) -> bool:
-    return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
+    """Whether ``path`` holds what a new run must not replace without ``--overwrite``: a
+    completed epoch, or a ``config.toml`` that is not one zoo wrote."""
+    if not path.is_dir():
+        return False
+    if any((path / m).exists() for m in RUN_MARKERS):
+        return True
+    if any((path / "checkpoints").glob("[!.]*.safetensors")):
+        return True
+    return (path / "config.toml").exists() and not started_run(path)
 
 
 def started_run(path: Path) -> bool:
@@ -110,12 +124,14 @@ def prepare(
     path: Path, values: dict[str, Any], version: str, *, resume: bool, overwrite: bool
 ) -> None:
     """Create (or take over) the run directory and write the resolved config: a new run
-    clears a previous one it may replace; a resumed one removes its killed writes' leftovers."""
+    clears a previous one it may replace (or the leftovers of a run that never completed an
+    epoch); a resumed one removes its killed writes' leftovers."""
     if resume:
         remove_partial(path)
     else:
-        if overwrite:
+        if overwrite or started_run(path):
             clear_previous(path)
+        remove_partial(path)
         path.mkdir(parents=True, exist_ok=True)
     write_config(path, values, version)
 

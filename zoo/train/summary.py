@@ -48,6 +48,21 @@ def interrupted(trainer: Trainer) -> str:
     )
 
 
+def non_finite(trainer: Trainer) -> str:
+    """A NaN or infinite loss: what is kept. A run that saved nothing leaves a directory that
+    a new run may use again (it holds only its config.toml, which is not a previous run)."""
+    done = len(trainer.history)
+    kept = (
+        f"the last good weights (epoch {done}) are in {trainer.out}"
+        if done
+        else f"no epoch completed, so nothing was saved (--out {trainer.out} can be used again)"
+    )
+    return (
+        f"the loss became NaN or infinite in epoch {done + 1}; stopped: {kept}. "
+        "Try a lower --lr or --clip-grad."
+    )
+
+
 def summary(trainer: Trainer, started: float, stopped: str | None) -> dict[str, Any]:
     """``summary.json``: a collective under torchrun (peak memory of the busiest process)."""
     best = trainer.best

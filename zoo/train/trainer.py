@@ -296,17 +296,7 @@ class Trainer:
             # Every rank sees the all-reduced flag; rank 0 alone says so.
             if not main:
                 raise Secondary("non-finite loss", exit_code=1) from None
-            done = len(self.history)
-            kept = (
-                f"the last good weights (epoch {done}) are in {self.out}"
-                if done
-                else "no epoch completed, so nothing was saved"
-            )
-            raise ZooError(
-                f"the loss became NaN or infinite in epoch {done + 1}; stopped: "
-                f"{kept}. Try a lower --lr or --clip-grad.",
-                exit_code=1,
-            ) from None
+            raise ZooError(summary.non_finite(self), exit_code=1) from None
         return None
 
     def _epoch_events(self, run: Run, record: dict[str, Any]) -> str | None:
