@@ -90,7 +90,8 @@ def test_eval_reproduces_the_validation_of_the_end_of_training(cli, small_run, t
     assert report["accuracy"] == pytest.approx(last["val_accuracy"], abs=1e-12)
     assert report["macro"]["f1"] == pytest.approx(last["val_f1"], abs=1e-12)
     assert report["loss"] == pytest.approx(last["val_loss"], rel=1e-6)
-    assert (report["data"], report["split"], report["epoch"]) == ("digits", "val", 1)
+    # the run records the qualified name of its dataset
+    assert (report["data"], report["split"], report["epoch"]) == ("zoo:digits", "val", 1)
 
 
 def test_eval_writes_its_report_and_plots_next_to_the_run(cli, small_run, tmp_path) -> None:

@@ -21,6 +21,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import zoo
+from zoo.models import weights
 from zoo.models.weights import read_header
 from zoo.train.config import TrainConfig
 from zoo.train.resume import resume_config
@@ -394,3 +396,88 @@ def test_a_full_disk_leaves_the_files_of_one_epoch(tmp_path: Path) -> None:
     for name in ("last", "best"):
         assert read_header(out / "checkpoints" / f"{name}.safetensors").state["epoch"] == 1
     assert len(records(out)) == 1 and partial_files(out) == []
+
+
+class Shadow:
+    """A plugin installed after a run: it registers the names of the run's built-ins."""
+
+    @zoo.hookimpl
+    def zoo_register_architectures(self, register):
+        register("simplecnn", lambda num_classes, in_chans, image_size: None)
+
+    @zoo.hookimpl
+    def zoo_register_optimizers(self, register):
+        register("adam", lambda params, lr: None)
+
+    @zoo.hookimpl
+    def zoo_register_datasets(self, register):
+        register("digits", lambda image_size, seed, val_fraction: None)
+
+
+class Acme:
+    @zoo.hookimpl
+    def zoo_register_architectures(self, register):
+        from zoo.builtins.architectures import simplecnn
+
+        register("tiny", simplecnn)
+
+
+def as_an_older_zoo_wrote_it(run: Path, **bare: str) -> None:
+    """Rewrite a run's checkpoint with the bare component names runs saved before they
+    recorded qualified ones (through zoo's own writer, so its digests are valid)."""
+    for path in (run / "checkpoints" / "last.safetensors", run / "model.safetensors"):
+        header = read_header(path)
+        header.info.config.update(bare)
+        if header.state is not None:
+            header.state["config"].update(bare)
+        weights.save(path, load_file(str(path)), header.info, header.state)
+    (run / "config.toml").unlink()
+
+
+def test_a_plugin_shadowing_a_built_in_changes_no_existing_run(
+    zoo_plugins, cli, tmp_path: Path
+) -> None:
+    new, old = tmp_path / "new", tmp_path / "old"
+    Trainer(fast(new, epochs=1)).fit()
+    saved = (new / "config.toml").read_text()
+    assert 'arch = "zoo:simplecnn"' in saved and 'optimizer = "zoo:adam"' in saved
+    assert 'data = "zoo:digits"' in saved
+    shutil.copytree(new, old)
+    as_an_older_zoo_wrote_it(old, arch="simplecnn", optimizer="adam", data="digits")
+    zoo_plugins.register(Shadow(), "shadow")
+    assert "several plugins" in cli("train", "--arch", "simplecnn", code=2).stderr
+    # The run resumes with what it recorded; the name it was given, bare or qualified, is the
+    # same component.
+    assert resume_config(new, {"arch": "zoo:simplecnn"}).arch == "zoo:simplecnn"
+    cli("train", "--resume", new, "--epochs", "2", "--arch", "simplecnn")
+    assert len(records(new)) == 2
+    differs = cli("train", "--resume", new, "--epochs", "3", "--arch", "shadow:simplecnn", code=2)
+    assert "arch differs from the run's ('shadow:simplecnn' vs 'zoo:simplecnn')" in differs.stderr
+    # A run saved with bare names means the built-ins it had: those are evaluated and resumed.
+    report = json.loads(cli("eval", old, "--json", "--no-plots").stdout)
+    assert (report["data"], report["count"]) == ("digits", 359)
+    cli("train", "--resume", old, "--epochs", "2")
+    assert read_header(old / "checkpoints" / "last.safetensors").state["config"]["arch"] == (
+        "zoo:simplecnn"
+    )
+
+
+def test_an_old_bare_name_two_plugins_now_register_is_refused(
+    zoo_plugins, cli, tmp_path: Path
+) -> None:
+    zoo_plugins.register(Acme(), "acme")
+    run = tmp_path / "run"
+    Trainer(fast(run, epochs=1, arch="tiny")).fit()
+    as_an_older_zoo_wrote_it(run, arch="tiny")
+
+    class Rival:
+        @zoo.hookimpl
+        def zoo_register_architectures(self, register):
+            register("tiny", lambda num_classes, in_chans, image_size: None)
+
+    zoo_plugins.register(Rival(), "rival")
+    result = cli("train", "--resume", run, "--epochs", "2", code=2)
+    assert result.stderr == (
+        "error: architecture 'tiny' is provided by several plugins; use one of: acme:tiny, "
+        "rival:tiny\n"
+    )

@@ -70,7 +70,7 @@ def test_train_writes_a_complete_run(cli, tmp_path: Path) -> None:
     )
     assert info.image_size == (8, 8) and info.classes == [str(d) for d in range(10)]
     assert len(info.mean) == 1 and 0 < info.mean[0] < 1 and info.zoo_version == zoo.__version__
-    assert info.config["arch"] == "simplecnn:hidden=32" and info.epoch == 2
+    assert info.config["arch"] == "zoo:simplecnn:hidden=32" and info.epoch == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs_completed"] == 2 and summary["memory"]["peak_rss_mb"] > 0
 
@@ -161,8 +161,9 @@ def test_config_file_and_command_line_precedence(cli, tmp_path: Path) -> None:
     )
     cli("train", "--config", config, "--lr", "0.002", "--out", tmp_path / "run")
     saved = (tmp_path / "run" / "config.toml").read_text()
-    assert 'arch = "simplecnn:hidden=16"' in saved and "lr = 0.002" in saved
-    assert 'aug = ["hflip", "brightness:amount=0.1"]' in saved
+    # Components are recorded by the qualified names they resolved to.
+    assert 'arch = "zoo:simplecnn:hidden=16"' in saved and "lr = 0.002" in saved
+    assert 'aug = ["zoo:hflip", "zoo:brightness:amount=0.1"]' in saved
     # The written config is itself a valid --config file.
     cli("train", "--config", tmp_path / "run" / "config.toml", "--out", tmp_path / "again")
     a = weights(tmp_path / "run" / "model.safetensors")

@@ -39,13 +39,15 @@ def eval_data(info: ModelInfo, data: str | None, split: str, source: Path) -> Ev
     if split not in SPLITS:
         raise ZooError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     config = info.config or {}
-    if data is None:
+    own = data is None
+    if own:
         data = config.get("data")
         if not data:
             raise ZooError(f"{source} records no training data; pass --data NAME|PATH")
     seed = int(config.get("seed", 0))
     val_fraction = float(config.get("val_split", 0.2))
-    resolved = resolve("dataset", data_spec(str(data)))
+    # The run's own data may be named as runs did before they recorded qualified names.
+    resolved = resolve("dataset", data_spec(str(data)), prefer="zoo" if own else None)
     accepted = accepted_params(resolved.factory) or []
     if "channels" in accepted and "channels" not in resolved.spec.params:
         # Image folders decode to RGB unless told; a greyscale model needs one channel.

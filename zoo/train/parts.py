@@ -58,6 +58,21 @@ def resolve_components(cfg: TrainConfig) -> Components:
     )
 
 
+def settle(cfg: TrainConfig, parts: Components) -> TrainConfig:
+    """The configuration as the run records it: every component by the qualified
+    ``plugin:name`` it resolved to, so a plugin that registers the same name later never
+    changes what the run resumes or evaluates with."""
+    return cfg.replace(
+        arch=parts.arch.recorded,
+        data=parts.dataset.recorded,
+        aug=[r.recorded for r in parts.augs],
+        loss=parts.loss.recorded,
+        optimizer=parts.optimizer.recorded,
+        scheduler=parts.scheduler.recorded,
+        callback=[r.recorded for r in parts.callbacks[: len(cfg.callback)]],
+    )
+
+
 def build_callbacks(resolved: list[Resolved]) -> list[Attached]:
     """The run's callbacks, each named for its saved state (``plugin:name``, ``#2`` for a
     second copy) and for messages (with the distribution it comes from)."""

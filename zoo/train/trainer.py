@@ -44,6 +44,7 @@ from zoo.train.parts import (
     normalization,
     param_groups,
     resolve_components,
+    settle,
 )
 from zoo.train.progress import Reporter
 from zoo.train.ranks import Secondary, broadcast_buffers, broadcast_text, together
@@ -118,6 +119,7 @@ class Trainer:
             self.amp_dtype = resolve_precision(cfg.precision, self.device)
             check_processes(cfg, self.dist.world, self.device)
             self.parts = resolve_components(cfg)
+            self.cfg = cfg = settle(cfg, self.parts)  # as the run records it
             out = cfg.out
             if out is None and self.dist.main:
                 out = str(rundir.default_out(self.parts.arch.spec.name))
