@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -212,3 +213,56 @@ def test_streamed_unreadable_files_are_replaced_by_the_next_readable(
     before = int(data.train.decoded.sum())
     data.train[position + 2]
     assert int(data.train.decoded.sum()) == before + 1
+
+
+def special_files(folder: Path) -> list[Path]:
+    """What an image folder may hold besides images, named like images: a dangling link, a
+    FIFO (which blocks whoever opens it for reading), a socket, a link to a directory."""
+    import socket
+
+    made = [folder / "cats" / "gone.png", folder / "dogs" / "pipe.png"]
+    made[0].symlink_to(folder / "cats" / "never-there.png")
+    os.mkfifo(made[1])
+    sock = socket.socket(socket.AF_UNIX)
+    made.append(folder / "owls" / "s.png")
+    try:
+        sock.bind(str(made[-1]))
+    except OSError:  # a path too long for a socket address
+        made.pop()
+    finally:
+        sock.close()
+    made.append(folder / "owls" / "dir.png")
+    made[-1].symlink_to(folder / "cats")
+    return made
+
+
+@pytest.mark.parametrize("memory", ["4096", "0.001"], ids=["in-memory", "streamed"])
+def test_special_files_are_skipped_never_opened(image_folder: Path, capsys, memory) -> None:
+    made = special_files(image_folder)
+    spec = f"folder:root={image_folder},max_memory_mb={memory},cache=false"
+    data = build(spec, image_size=(8, 8), val=0)
+    err = capsys.readouterr().err
+    for path in made:
+        assert f"warning: skipped unreadable image {path} (" in err, err
+    assert "(a dangling symbolic link)" in err and "(a FIFO, not a regular file)" in err
+    assert sorted(data.skipped) == sorted(map(str, made))
+    assert len(data.train) == 30
+    if isinstance(data.train, StreamedFolder):  # every item decodes: none of them is special
+        assert all(data.train[i][0].shape == (3, 8, 8) for i in range(30))
+
+
+def test_a_file_swapped_for_a_fifo_after_listing_is_not_opened(image_folder: Path) -> None:
+    path = image_folder / "cats" / "000.png"
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(OSError, match="a FIFO, not a regular file"):
+        decode_image(path, (8, 8), 3)
+
+
+def test_empty_class_folders_are_named(image_folder: Path, capsys) -> None:
+    (image_folder / "zebras").mkdir()
+    (image_folder / "zebras" / "notes.txt").write_text("no images yet")
+    data = build(f"folder:root={image_folder},cache=false", image_size=(8, 8))
+    assert data.classes == ["cats", "dogs", "owls"]
+    err = capsys.readouterr().err
+    assert f"warning: class folder {image_folder / 'zebras'} holds no images; it is not used" in err

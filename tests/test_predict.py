@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,18 @@ def test_predict_bad_input_fails_before_predicting(cli, small_run, tmp_path, mak
     (tmp_path / "empty" / "readme.txt").write_text("no images here")
     result = cli("predict", small_run, *make_args(tmp_path), code=2)
     assert result.stdout == "" and message in result.stderr
+
+
+def test_fifos_and_dangling_links_are_error_entries_not_hangs(cli, small_run, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(digits_arrays()[0][0, 0]).save(folder / "a.png")
+    os.mkfifo(folder / "b.png")  # opening it for reading would wait for a writer forever
+    (folder / "c.png").symlink_to(tmp_path / "deleted.png")
+    result = cli("predict", small_run, folder, folder / "c.png", "--json", code=1)
+    rows = json.loads(result.stdout)
+    assert [Path(r["path"]).name for r in rows] == ["a.png", "b.png", "c.png", "c.png"]
+    assert rows[0]["error"] is None
+    assert "a FIFO, not a regular file" in rows[1]["error"]
+    assert "a dangling symbolic link" in rows[2]["error"] == rows[3]["error"]
+    assert result.stderr.splitlines()[-1] == "error: 3 of 4 files could not be read"

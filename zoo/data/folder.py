@@ -4,6 +4,9 @@ Every image is decoded once at the target size into a memory-mapped cache keyed 
 list, sizes and mtimes, so later epochs and later runs skip decoding. Folders that fit the memory
 budget are then held as one uint8 tensor; larger ones stream from the cache through DataLoader
 workers, decoding on first touch.
+
+Only regular files are ever opened: a FIFO named ``x.png`` would block its reader forever, so
+dangling links, FIFOs, sockets and devices are found by ``stat`` and skipped with a warning.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +40,70 @@ PENDING, DECODED, UNREADABLE = 0, 1, 2
 
 @dataclass
 class FolderListing:
-    """Image files under ``root/<class>/``, with their labels."""
+    """Image files under ``root/<class>/``, with their labels; ``unreadable`` holds the
+    image-named entries that are not regular files (with why), ``empty`` the class folders
+    without any image."""
 
     files: list[Path]
     labels: list[int]
     classes: list[str]
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    empty: list[Path] = field(default_factory=list)
+
+    def warn(self) -> None:
+        """Say what was left out, one line per file or folder."""
+        for path, reason in self.unreadable:
+            print(f"warning: skipped unreadable image {path} ({reason})", file=sys.stderr)
+        for path in self.empty:
+            print(f"warning: class folder {path} holds no images; it is not used", file=sys.stderr)
+
+
+def special_file(path: Path) -> str | None:
+    """Why ``path`` is not a regular file (None when it is one), found without opening it:
+    opening a FIFO for reading blocks until something writes to it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a dangling symbolic link" if os.path.islink(path) else "no such file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISDIR: "a directory",
+    }
+    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
+    return f"{kind}, not a regular file"
+
+
+def scan_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files under ``folder`` (by extension, recursively, hidden ones left out, sorted),
+    and the image-named entries that are not regular files, with why. Symbolic links to files
+    are followed; links to directories are not (as ``os.walk`` does)."""
+    images: list[Path] = []
+    special: list[tuple[Path, str]] = []
+    pending = [folder]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue  # an unreadable sub-folder: os.walk skips it too
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS and entry.name[0] != ".":
+                path = Path(entry.path)
+                # DirEntry.is_file() needs no system call except for links
+                reason = None if entry.is_file() else special_file(path) or "not a regular file"
+                if reason is None:
+                    images.append(path)
+                else:
+                    special.append((path, reason))
+    return sorted(images), sorted(special)
 
 
 def list_folder(root: Path, classes: list[str] | None = None) -> FolderListing:
@@ -50,15 +113,15 @@ def list_folder(root: Path, classes: list[str] | None = None) -> FolderListing:
     if not root.is_dir():
         raise ZooError(f"data path {root} is not a folder")
     found: dict[str, list[Path]] = {}
+    unreadable: list[tuple[Path, str]] = []
+    empty: list[Path] = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(
-            Path(dirpath, f)
-            for dirpath, _, files in os.walk(sub)
-            for f in files
-            if Path(f).suffix.lower() in IMAGE_EXTENSIONS and not f.startswith(".")
-        )
+        images, special = scan_images(sub)
+        unreadable += special
         if images:
             found[sub.name] = images
+        else:
+            empty.append(sub)
     if classes is None:
         if not found:
             kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
@@ -80,7 +143,24 @@ def list_folder(root: Path, classes: list[str] | None = None) -> FolderListing:
     for label, name in enumerate(classes):
         files.extend(found.get(name, []))
         labels.extend([label] * len(found.get(name, [])))
-    return FolderListing(files, labels, classes)
+    return FolderListing(files, labels, classes, unreadable, empty)
+
+
+def _open_regular(path: Path) -> Any:
+    """``path`` opened for binary reading, refused unless it is a regular file: checked before
+    opening (a FIFO would block) and on the open descriptor (the file may be swapped meanwhile;
+    O_NONBLOCK makes that open return at once)."""
+    reason = special_file(path)
+    if reason is not None:
+        raise OSError(reason)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -96,7 +176,7 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
     import torch.nn.functional as F
     from PIL import Image
 
-    with Image.open(path) as im:
+    with _open_regular(path) as f, Image.open(f) as im:
         mode = "L" if channels == 1 else "RGB"
         if im.format == "JPEG":
             im.draft(mode, (size[1], size[0]))
@@ -205,8 +285,12 @@ class DecodedCache:
 def _cache_key(files: list[Path], size: tuple[int, int], channels: int) -> str:
     digest = hashlib.sha256(json.dumps([CACHE_FORMAT, DECODER, list(size), channels]).encode())
     for f in files:
-        st = f.stat()
-        digest.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        try:
+            st = f.stat()
+            stamp = f"{st.st_size}\0{st.st_mtime_ns}"
+        except OSError:  # gone since listed: decoding it reports it as unreadable
+            stamp = "missing"
+        digest.update(f"{f.resolve()}\0{stamp}\n".encode())
     return digest.hexdigest()[:24]
 
 
@@ -312,9 +396,13 @@ def load_folder(
     train_root = root / "train" if (root / "train").is_dir() else root
     val_root = next((root / d for d in VAL_DIRS if (root / d).is_dir()), None)
     listing = list_folder(train_root)
+    listing.warn()
     classes = listing.classes
+    special = [str(path) for path, _ in listing.unreadable]
     if train_root != root and val_root is not None:
         val_list = list_folder(val_root, classes)
+        val_list.warn()
+        special += [str(path) for path, _ in val_list.unreadable]
         files = listing.files + val_list.files
         labels = listing.labels + val_list.labels
         train_idx = list(range(len(listing.files)))
@@ -328,7 +416,7 @@ def load_folder(
     if streamed:
         train = StreamedFolder(cache, train_idx, [labels[i] for i in train_idx])
         val = StreamedFolder(cache, val_idx, [labels[i] for i in val_idx]) if val_idx else None
-        return DataSplits(train, val, classes, image_size, channels)
+        return DataSplits(train, val, classes, image_size, channels, skipped=special)
 
     _, errors = cache.decode_missing(workers or default_workers())
     pixels, status = cache.arrays()
@@ -356,5 +444,5 @@ def load_folder(
         classes,
         image_size,
         channels,
-        skipped=[str(files[i]) for i in skipped],
+        skipped=special + [str(files[i]) for i in skipped],
     )
