@@ -266,3 +266,20 @@ def test_empty_class_folders_are_named(image_folder: Path, capsys) -> None:
     assert data.classes == ["cats", "dogs", "owls"]
     err = capsys.readouterr().err
     assert f"warning: class folder {image_folder / 'zebras'} holds no images; it is not used" in err
+
+
+def test_an_unwritable_cache_directory_is_warned_about_once(
+    cli, image_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory would be")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(blocker / "cache"))  # even root cannot write there
+    monkeypatch.setenv("ZOO_DISABLE_PLUGIN_AUTOLOAD", "1")  # no registry cache: load less
+    args = ["--data", image_folder, "--image-size", "8", "--epochs", "1"]
+    result = cli("train", *args, "--out", tmp_path / "run")
+    warnings = [line for line in result.stderr.splitlines() if "image cache" in line]
+    assert warnings == [
+        f"warning: cannot write the image cache in {blocker / 'cache' / 'images'} (Not a "
+        "directory); decoding without it (set ZOO_CACHE_DIR to a writable folder to cache "
+        "decoded images)"
+    ]

@@ -294,6 +294,24 @@ def _cache_key(files: list[Path], size: tuple[int, int], channels: int) -> str:
     return digest.hexdigest()[:24]
 
 
+def usable_cache(directory: Path) -> Path | None:
+    """``directory`` if decoded images can be cached there, else None after one warning: an
+    unwritable cache (a read-only home, a full disk) only costs decoding again."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(
+            f"warning: cannot write the image cache in {directory} ({reason}); decoding "
+            "without it (set ZOO_CACHE_DIR to a writable folder to cache decoded images)",
+            file=sys.stderr,
+        )
+        return None
+    return directory
+
+
 def _open_table(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """The cache table at ``path``, created (zero-filled) when missing or damaged.
 
@@ -412,6 +430,8 @@ def load_folder(
         train_idx, val_idx = stratified_split(labels, val_fraction, seed)
 
     streamed = len(files) * channels * image_size[0] * image_size[1] > max_memory_mb * 2**20
+    if cache_dir is not None:
+        cache_dir = usable_cache(cache_dir)
     cache = DecodedCache(files, image_size, channels, cache_dir, keep_pixels=not streamed)
     if streamed:
         train = StreamedFolder(cache, train_idx, [labels[i] for i in train_idx])
