@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 import torch
 from conftest import write_image_folder
 
-from zoo.data.folder import DecodedCache, StreamedFolder, decode_image, list_folder
+import zoo
+from zoo.data.folder import DecodedCache, StreamedFolder, decode_image, list_folder, typical_size
 from zoo.data.splits import DataSplits, ImageTensors, stratified_split
 from zoo.errors import ZooError
 from zoo.plugins.components import resolve
@@ -283,3 +285,19 @@ def test_an_unwritable_cache_directory_is_warned_about_once(
         "directory); decoding without it (set ZOO_CACHE_DIR to a writable folder to cache "
         "decoded images)"
     ]
+
+
+def test_folder_runs_pick_their_image_size_from_the_images(cli, tmp_path: Path) -> None:
+    # 20x24 images: trained at 24, not at 224 (the old default, 90 times the pixels).
+    root = write_image_folder(tmp_path / "small", {"a": 6, "b": 6}, size=(20, 24))
+    result = cli("train", "--data", root, "--epochs", "1", "--out", tmp_path / "run")
+    assert "image size 24 (from the images)" in result.stdout
+    assert zoo.load(tmp_path / "run").image_size == (24, 24)
+    assert 'image_size = "24"' in (tmp_path / "run" / "config.toml").read_text()
+    # An architecture's default input size caps it; large images come down to it.
+    assert typical_size(root, cap=(16, 16)) == (16, 16)
+    assert typical_size(root, cap=(224, 224)) == (24, 24)
+    # Two classes: eval.json names its top-k for what it is.
+    report = json.loads(cli("eval", tmp_path / "run", "--json", "--no-plots").stdout)
+    assert (report["top_k"], "top5_accuracy" in report) == (2, False)
+    assert report["top_k_accuracy"] == 1.0  # two classes: the true one is always in the top 2

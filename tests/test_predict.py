@@ -117,6 +117,34 @@ def test_predict_bad_input_fails_before_predicting(cli, small_run, tmp_path, mak
     assert result.stdout == "" and message in result.stderr
 
 
+def test_exif_orientation_is_applied_as_photo_viewers_do(cli, small_run, tmp_path) -> None:
+    # A camera stores its pixels sideways and an EXIF tag saying how to turn them upright;
+    # training, eval and prediction all decode through decode_image, which turns them.
+    upright = np.random.default_rng(0).integers(0, 255, (14, 10), dtype=np.uint8)
+    Image.fromarray(upright).save(tmp_path / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(np.rot90(upright)).save(tmp_path / "sideways.png", exif=exif)
+    for size in [(14, 10), (8, 8)]:
+        assert np.array_equal(
+            decode_image(tmp_path / "sideways.png", size, 1),
+            decode_image(tmp_path / "upright.png", size, 1),
+        )
+    rows = json.loads(cli("predict", small_run, tmp_path, "--json").stdout)
+    assert rows[0]["predictions"] == rows[1]["predictions"]
+
+
+def test_a_decompression_bomb_warning_names_the_file(cli, small_run, tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.fromarray(np.zeros((14, 10), dtype=np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 140 pixels: over, not twice over
+    result = cli("predict", small_run, path)
+    assert result.stderr == (
+        f"warning: {path} is 10x14 (140 pixels), over PIL's decompression-bomb limit of 100: "
+        "a huge image, or a file made to exhaust memory; decoding it\n"
+    )
+
+
 def test_fifos_and_dangling_links_are_error_entries_not_hangs(cli, small_run, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

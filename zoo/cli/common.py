@@ -92,6 +92,8 @@ def command(func: F) -> F:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = _show_warning
+            # PIL's decompression-bomb warning names no file; zoo's own decoder warns with it.
+            warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
             real = sys.stdout
             sys.stdout = _GuardedStdout(real)
             try:

@@ -17,6 +17,7 @@ import os
 import stat
 import sys
 import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,9 @@ from zoo.errors import ZooError
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 VAL_DIRS = ("val", "validation", "valid")
 
-# Bumped when decode_image's output changes, so caches of the old pixels are not reused.
-DECODER = 2
+# Bumped when decode_image's output changes, so caches of the old pixels are not reused
+# (3: EXIF orientation applied).
+DECODER = 3
 # Bumped when the cache file's layout changes.
 CACHE_FORMAT = 2
 # Per-file status in the cache.
@@ -146,6 +148,48 @@ def list_folder(root: Path, classes: list[str] | None = None) -> FolderListing:
     return FolderListing(files, labels, classes, unreadable, empty)
 
 
+def has_splits(root: Path) -> bool:
+    """Whether a folder holds its own splits (``train/``, ``val/``) rather than only classes."""
+    return any((root / d).is_dir() for d in ("train", *VAL_DIRS))
+
+
+def typical_size(root: Path, cap: tuple[int, int], sample: int = 256) -> tuple[int, int] | None:
+    """A training size for a folder's images: their median height and width (of up to
+    ``sample`` evenly spaced files, read from their headers only), each rounded up to a
+    multiple of 8 and capped at ``cap``. None when no image can be read.
+
+    Small images are then not blown up to 224 px (11 minutes and 4 GB instead of a minute for
+    25-px scans), nor large ones trained at full size.
+    """
+    from PIL import Image
+
+    train_root = root / "train" if (root / "train").is_dir() else root
+    try:
+        files = list_folder(train_root).files
+    except ZooError:
+        return None  # loading the folder says what is wrong with it
+    step = max(1, len(files) // sample)
+    heights, widths = [], []
+    for path in files[::step][:sample]:
+        try:
+            with _open_regular(path) as f, Image.open(f) as im:
+                w, h = im.size
+                if _orientation(im) in _TRANSPOSED:
+                    w, h = h, w
+        except Exception:  # PIL raises many types; unreadable files do not count
+            continue
+        heights.append(h)
+        widths.append(w)
+    if not heights:
+        return None
+
+    def pick(values: list[int], limit: int) -> int:
+        median = sorted(values)[len(values) // 2]
+        return min(limit, max(8, -(-median // 8) * 8))
+
+    return pick(heights, cap[0]), pick(widths, cap[1])
+
+
 def _open_regular(path: Path) -> Any:
     """``path`` opened for binary reading, refused unless it is a regular file: checked before
     opening (a FIFO would block) and on the open descriptor (the file may be swapped meanwhile;
@@ -163,9 +207,21 @@ def _open_regular(path: Path) -> Any:
         raise
 
 
+_ORIENTATION = 0x0112  # the EXIF tag
+_TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
+
+
+def _orientation(im: Any) -> int:
+    try:
+        return int(im.getexif().get(_ORIENTATION, 1))
+    except Exception:  # a damaged EXIF block: decode as stored
+        return 1
+
+
 def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     """Decode one image file to uint8 ``[C, H, W]`` at ``size`` (aspect ratio squashed, as
-    Keras' ``target_size`` does).
+    Keras' ``target_size`` does), upright as its EXIF orientation says (as photo viewers show
+    it). Training, evaluation and prediction all decode through here.
 
     PIL decodes (JPEGs in draft mode: libjpeg scales the DCT down while decoding when the image
     is at least twice the target), and torch's uint8 kernel does the antialiased bilinear resize
@@ -174,12 +230,17 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
     """
     import torch
     import torch.nn.functional as F
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with _open_regular(path) as f, Image.open(f) as im:
+        _check_bomb(path, im)
         mode = "L" if channels == 1 else "RGB"
+        orientation = _orientation(im)
         if im.format == "JPEG":
-            im.draft(mode, (size[1], size[0]))
+            upright = (size[0], size[1]) if orientation in _TRANSPOSED else (size[1], size[0])
+            im.draft(mode, upright)
+        if orientation != 1:
+            im = ImageOps.exif_transpose(im)
         if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale
             im = Image.fromarray(
                 (np.asarray(im, dtype=np.float32) / 257).clip(0, 255).astype(np.uint8)
@@ -191,6 +252,23 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
             pixels[None], size=size, mode="bilinear", antialias=True, align_corners=False
         )[0]
     return pixels.contiguous().numpy()
+
+
+def _check_bomb(path: Path, im: Any) -> None:
+    """Warn, naming the file, about an image over PIL's decompression-bomb limit (PIL itself
+    refuses those over twice the limit when opening them). PIL's own warning names no file:
+    zoo's commands silence it (zoo.cli.common.command)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = im.size[0] * im.size[1]
+    if limit and pixels > limit:
+        warnings.warn(
+            f"{path} is {im.size[0]}x{im.size[1]} ({pixels:,} pixels), over PIL's "
+            f"decompression-bomb limit of {limit:,}: a huge image, or a file made to exhaust "
+            "memory; decoding it",
+            stacklevel=3,
+        )
 
 
 class DecodedCache:

@@ -28,6 +28,8 @@ def header(trainer: Trainer) -> dict[str, str]:
         "precision": str(trainer.amp_dtype).removeprefix("torch."),
         "out": str(trainer.out),
     }
+    if trainer.size_note:
+        fields["image size"] = trainer.size_note
     if trainer.cfg.resume:
         fields["resumed at epoch"] = str(trainer.start_epoch)
     return fields

@@ -119,7 +119,8 @@ class Trainer:
             self.amp_dtype = resolve_precision(cfg.precision, self.device)
             check_processes(cfg, self.dist.world, self.device)
             self.parts = resolve_components(cfg)
-            self.cfg = cfg = settle(cfg, self.parts)  # as the run records it
+            self.cfg, self.size_note = settle(cfg, self.parts)  # as the run records it
+            cfg = self.cfg
             out = cfg.out
             if out is None and self.dist.main:
                 out = str(rundir.default_out(self.parts.arch.spec.name))
