@@ -55,11 +55,12 @@ class Checkpoint(Callback):
             for tmp, _ in staged[len(done) :]:
                 tmp.unlink(missing_ok=True)
             left = [path for _, path in staged[len(done) :]]
+            start = f"after epoch {epochs_done - 1}" if epochs_done > 1 else "from the start"
             raise ZooError(
                 f"cannot write epoch {epochs_done} to {run.out}: {os_reason(exc)}; "
                 f"{_names(run.out, done)} hold epoch {epochs_done}, but "
-                f"{_names(run.out, left)} still hold the previous epoch's (or nothing); "
-                f"{_previous(run.out, epochs_done)}",
+                f"{_names(run.out, left)} do not (they hold the previous epoch's, or nothing); "
+                f"`zoo train --resume {run.out}` continues {start} and rewrites them all",
                 exit_code=1,
             ) from None
         if self.keep:
