@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -148,38 +147,40 @@ def _digest(metadata: dict[str, str], layout: dict[str, tuple[str, list[int]]]) 
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _tensors_digest(chunks: Iterator[tuple[str, Any]]) -> str:
-    """``ALGORITHM:HEX`` over ``(name, bytes-like)`` chunks given in order."""
-    items = list(chunks)
+def _tensors_digest(chunks: list[tuple[str, Callable[[], Any]]]) -> str:
+    """``ALGORITHM:HEX`` over ``(tensor name, read the chunk's bytes)`` pairs, in order."""
 
-    def one(item: tuple[str, Any]) -> bytes:
-        name, data = item
-        return hashlib.sha256(name.encode() + b"\0").digest() + hashlib.sha256(data).digest()
+    def one(chunk: tuple[str, Callable[[], Any]]) -> bytes:
+        name, read = chunk
+        return hashlib.sha256(name.encode() + b"\0").digest() + hashlib.sha256(read()).digest()
 
-    if len(items) > 1 and sum(len(memoryview(d)) for _, d in items) > 2 * _CHUNK:
+    if len(chunks) > 2:
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            digests = list(pool.map(one, items))
+            digests = list(pool.map(one, chunks))
     else:
-        digests = [one(item) for item in items]
+        digests = [one(chunk) for chunk in chunks]
     return f"{_TENSORS_ALGORITHM}:{hashlib.sha256(b''.join(digests)).hexdigest()}"
 
 
-def _chunked(name: str, data: Any) -> Iterator[tuple[str, Any]]:
-    view = memoryview(data).cast("B")
-    if not len(view):
-        yield name, view
-    for start in range(0, len(view), _CHUNK):
-        yield name, view[start : start + _CHUNK]
+def _spans(length: int) -> list[tuple[int, int]]:
+    """``(start, length)`` of each chunk of ``length`` bytes (one, empty, for no bytes)."""
+    return [(s, min(_CHUNK, length - s)) for s in range(0, length, _CHUNK)] or [(0, 0)]
 
 
-def _bytes_of(t: torch.Tensor) -> Any:
-    """A CPU tensor's bytes as safetensors stores them (little-endian), without a copy."""
-    return t.reshape(-1).view(torch.uint8).numpy()
+def _tensor_chunks(tensors: dict[str, torch.Tensor]) -> list[tuple[str, Callable[[], Any]]]:
+    """The chunks of CPU tensors' bytes as safetensors stores them (little-endian), no copy."""
+    chunks = []
+    for name in sorted(tensors):
+        view = memoryview(tensors[name].reshape(-1).view(torch.uint8).numpy())
+        for s, n in _spans(len(view)):
+            chunks.append((name, lambda v=view, s=s, n=n: v[s : s + n]))
+    return chunks
 
 
 def verify_tensors(path: Path) -> None:
     """Refuse a zoo file whose tensor bytes do not match the digest in its metadata (files
-    written before zoo recorded one, and files of other tools, have none: nothing to check)."""
+    written before zoo recorded one, and files of other tools, have none: nothing to check).
+    Chunks are read with ``pread`` on the hashing threads."""
     try:
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")
@@ -193,17 +194,13 @@ def verify_tensors(path: Path) -> None:
                     f"{path}: unknown tensor digest {expected.split(':')[0]!r} (written by a "
                     "newer zoo?); refusing to load it"
                 )
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                data = memoryview(mapped)[8 + size :]
-                try:
-                    names = sorted(k for k in header if k != "__metadata__")
-                    got = _tensors_digest(
-                        chunk
-                        for k in names
-                        for chunk in _chunked(k, data[slice(*header[k]["data_offsets"])])
-                    )
-                finally:
-                    data.release()
+            fd, base, chunks = f.fileno(), 8 + size, []
+            for name in sorted(k for k in header if k != "__metadata__"):
+                begin, end = (int(v) for v in header[name]["data_offsets"])
+                for s, n in _spans(max(0, end - begin)):
+                    at = base + begin + s
+                    chunks.append((name, lambda at=at, n=n: os.pread(fd, n, at)))
+            got = _tensors_digest(chunks)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ZooError(f"{path} is not a readable safetensors file ({exc})") from None
     if got != expected:
@@ -241,9 +238,7 @@ def encode(
         metadata[_INFO_KEY] = json.dumps(info.to_json(), sort_keys=True)
     if state is not None:
         metadata[_STATE_KEY] = json.dumps(state, sort_keys=True)
-    metadata[_TENSORS_KEY] = _tensors_digest(
-        chunk for k in sorted(tensors) for chunk in _chunked(k, _bytes_of(tensors[k]))
-    )
+    metadata[_TENSORS_KEY] = _tensors_digest(_tensor_chunks(tensors))
     layout = {k: (_dtype_name(t), list(t.shape)) for k, t in tensors.items()}
     metadata[_DIGEST_KEY] = _digest(metadata, layout)
     return save_bytes(tensors, metadata=metadata)
