@@ -197,14 +197,15 @@ def _open_regular(path: Path) -> Any:
     reason = special_file(path)
     if reason is not None:
         raise OSError(reason)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
+
+    def opener(name: str, flags: int) -> int:
+        fd = os.open(name, flags | getattr(os, "O_NONBLOCK", 0))
         if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
             raise OSError("not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+        return fd
+
+    return open(path, "rb", opener=opener)  # named by its path in PIL's messages
 
 
 _ORIENTATION = 0x0112  # the EXIF tag
@@ -232,7 +233,7 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
     import torch.nn.functional as F
     from PIL import Image, ImageOps
 
-    with _open_regular(path) as f, Image.open(f) as im:
+    with _open_regular(path) as f, _open_image(f, path) as im:
         _check_bomb(path, im)
         mode = "L" if channels == 1 else "RGB"
         orientation = _orientation(im)
@@ -252,6 +253,16 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
             pixels[None], size=size, mode="bilinear", antialias=True, align_corners=False
         )[0]
     return pixels.contiguous().numpy()
+
+
+def _open_image(f: Any, path: Path) -> Any:
+    """``PIL.Image.open`` on an open file, its error naming the file as opening by path would."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(f)
+    except UnidentifiedImageError:
+        raise UnidentifiedImageError(f"cannot identify image file {str(path)!r}") from None
 
 
 def _check_bomb(path: Path, im: Any) -> None:
