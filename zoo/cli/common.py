@@ -111,6 +111,10 @@ def command(func: F) -> F:
                 raise typer.Exit(130) from None
             finally:
                 sys.stdout = real
+                try:  # a command that failed otherwise: its output must not fail again at exit
+                    real.flush()
+                except (OSError, ValueError):
+                    _drop_stdout(real)
 
     return wrapper  # type: ignore[return-value]
 
