@@ -174,7 +174,7 @@ def typical_size(root: Path, cap: tuple[int, int], sample: int = 256) -> tuple[i
         try:
             with _open_regular(path) as f, Image.open(f) as im:
                 w, h = im.size
-                if _orientation(im) in _TRANSPOSED:
+                if _orientation(im, header_only=True) in _TRANSPOSED:
                     w, h = h, w
         except Exception:  # PIL raises many types; unreadable files do not count
             continue
@@ -212,7 +212,11 @@ _ORIENTATION = 0x0112  # the EXIF tag
 _TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
 
 
-def _orientation(im: Any) -> int:
+def _orientation(im: Any, header_only: bool = False) -> int:
+    """The EXIF orientation (1: as stored). ``header_only``: without decoding the image, which
+    PIL does to look for a PNG's EXIF chunk after its pixels (taken as 1 then)."""
+    if header_only and im.format == "PNG" and "exif" not in im.info:
+        return 1
     try:
         return int(im.getexif().get(_ORIENTATION, 1))
     except Exception:  # a damaged EXIF block: decode as stored
