@@ -41,11 +41,7 @@ class Checkpoint(Callback):
                 tmp.unlink(missing_ok=True)
             if not isinstance(exc, OSError):
                 raise
-            raise ZooError(
-                f"cannot write epoch {epochs_done} to {run.out}: {os_reason(exc)}; nothing of "
-                f"it was written, {_previous(run.out, epochs_done)}",
-                exit_code=1,
-            ) from None
+            raise _unwritten(run.out, epochs_done, exc) from None
         done: list[Path] = []
         try:
             for tmp, path in staged:
@@ -54,6 +50,8 @@ class Checkpoint(Callback):
         except OSError as exc:
             for tmp, _ in staged[len(done) :]:
                 tmp.unlink(missing_ok=True)
+            if not done:
+                raise _unwritten(run.out, epochs_done, exc) from None
             left = [path for _, path in staged[len(done) :]]
             start = f"after epoch {epochs_done - 1}" if epochs_done > 1 else "from the start"
             raise ZooError(
@@ -98,14 +96,21 @@ class Checkpoint(Callback):
         staged.append((last, out / rundir.LAST))
 
 
-def _previous(out: Path, epochs_done: int) -> str:
-    """What the run directory holds when epoch ``epochs_done`` could not be committed."""
+def _unwritten(out: Path, epochs_done: int, exc: OSError) -> ZooError:
+    """Epoch ``epochs_done`` could not be written and nothing of it is in place: the run
+    directory holds the previous epoch's files, all of them."""
     if epochs_done > 1:
-        return (
+        kept = (
             f"epoch {epochs_done - 1} is complete there (resume with `zoo train --resume "
             f"{out}` once there is room)"
         )
-    return f"no epoch was saved (--out {out} can be used again once there is room)"
+    else:
+        kept = f"no epoch was saved (--out {out} can be used again once there is room)"
+    return ZooError(
+        f"cannot write epoch {epochs_done} to {out}: {os_reason(exc)}; nothing of it was "
+        f"written, {kept}",
+        exit_code=1,
+    )
 
 
 def _names(out: Path, paths: list[Path]) -> str:

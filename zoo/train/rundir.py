@@ -149,14 +149,21 @@ class RunLock:
         if path.exists() and not path.is_dir():
             raise ZooError(f"--out {path} is a file, not a directory")
         created = not path.exists()
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ZooError(f"cannot write the run directory {path}: {exc.strerror}") from None
         try:
             import fcntl
         except ImportError:  # pragma: no cover - no flock on Windows: runs are not locked
             return cls(path, None, created)
         lock = path / LOCK
         while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # a read-only run directory
+                cls(path, None, created).release()
+                raise ZooError(f"cannot write the run directory {path}: {exc.strerror}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
