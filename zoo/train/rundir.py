@@ -166,7 +166,7 @@ class RunLock:
                 raise ZooError(f"cannot write the run directory {path}: {exc.strerror}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 holder = _holder(fd)
                 os.close(fd)
                 what = f"--resume {path}: the run" if resume else f"--out {path}"
@@ -174,6 +174,9 @@ class RunLock:
                     f"{what} is being written by another zoo process ({holder}); wait for it "
                     "to end, or choose another directory"
                 ) from None
+            except OSError:  # a file system without flock (some network mounts): not locked
+                os.close(fd)
+                return cls(path, None, created)
             # The holder we waited on may have removed the file meanwhile: lock the one there.
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(lock))
