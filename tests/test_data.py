@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import struct
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import pytest
 import torch
 from conftest import write_image_folder
 
-from zoo.data.folder import DecodedCache, StreamedFolder, decode_image, list_folder
+import zoo
+from zoo.data.folder import DecodedCache, StreamedFolder, decode_image, list_folder, typical_size
 from zoo.data.splits import DataSplits, ImageTensors, stratified_split
 from zoo.errors import ZooError
 from zoo.plugins.components import resolve
@@ -233,3 +236,89 @@ def test_splits_name_the_file_behind_each_image(image_folder: Path) -> None:
     assert str(bad) not in paths and paths[0] == paths[1]
     for item, path in zip(items, paths, strict=True):
         assert np.array_equal(item, decode_image(Path(path), (8, 8), 3))
+
+
+def special_files(folder: Path) -> list[Path]:
+    """What an image folder may hold besides images, named like images: a dangling link, a
+    FIFO (which blocks whoever opens it for reading), a socket, a link to a directory."""
+    import socket
+
+    made = [folder / "cats" / "gone.png", folder / "dogs" / "pipe.png"]
+    made[0].symlink_to(folder / "cats" / "never-there.png")
+    os.mkfifo(made[1])
+    sock = socket.socket(socket.AF_UNIX)
+    made.append(folder / "owls" / "s.png")
+    try:
+        sock.bind(str(made[-1]))
+    except OSError:  # a path too long for a socket address
+        made.pop()
+    finally:
+        sock.close()
+    made.append(folder / "owls" / "dir.png")
+    made[-1].symlink_to(folder / "cats")
+    return made
+
+
+@pytest.mark.parametrize("memory", ["4096", "0.001"], ids=["in-memory", "streamed"])
+def test_special_files_are_skipped_never_opened(image_folder: Path, capsys, memory) -> None:
+    made = special_files(image_folder)
+    spec = f"folder:root={image_folder},max_memory_mb={memory},cache=false"
+    data = build(spec, image_size=(8, 8), val=0)
+    err = capsys.readouterr().err
+    for path in made:
+        assert f"warning: skipped unreadable image {path} (" in err, err
+    assert "(a dangling symbolic link)" in err and "(a FIFO, not a regular file)" in err
+    assert sorted(data.skipped) == sorted(map(str, made))
+    assert len(data.train) == 30
+    if isinstance(data.train, StreamedFolder):  # every item decodes: none of them is special
+        assert all(data.train[i][0].shape == (3, 8, 8) for i in range(30))
+
+
+def test_a_file_swapped_for_a_fifo_after_listing_is_not_opened(image_folder: Path) -> None:
+    path = image_folder / "cats" / "000.png"
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(OSError, match="a FIFO, not a regular file"):
+        decode_image(path, (8, 8), 3)
+
+
+def test_empty_class_folders_are_named(image_folder: Path, capsys) -> None:
+    (image_folder / "zebras").mkdir()
+    (image_folder / "zebras" / "notes.txt").write_text("no images yet")
+    data = build(f"folder:root={image_folder},cache=false", image_size=(8, 8))
+    assert data.classes == ["cats", "dogs", "owls"]
+    err = capsys.readouterr().err
+    assert f"warning: class folder {image_folder / 'zebras'} holds no images; it is not used" in err
+
+
+def test_an_unwritable_cache_directory_is_warned_about_once(
+    cli, image_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory would be")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(blocker / "cache"))  # even root cannot write there
+    monkeypatch.setenv("ZOO_DISABLE_PLUGIN_AUTOLOAD", "1")  # no registry cache: load less
+    args = ["--data", image_folder, "--image-size", "8", "--epochs", "1"]
+    result = cli("train", *args, "--out", tmp_path / "run")
+    warnings = [line for line in result.stderr.splitlines() if "image cache" in line]
+    assert warnings == [
+        f"warning: cannot write the image cache in {blocker / 'cache' / 'images'} (Not a "
+        "directory); decoding without it (set ZOO_CACHE_DIR to a writable folder to cache "
+        "decoded images)"
+    ]
+
+
+def test_folder_runs_pick_their_image_size_from_the_images(cli, tmp_path: Path) -> None:
+    # 20x24 images: trained at 24, not at 224 (the old default, 90 times the pixels).
+    root = write_image_folder(tmp_path / "small", {"a": 6, "b": 6}, size=(20, 24))
+    result = cli("train", "--data", root, "--epochs", "1", "--out", tmp_path / "run")
+    assert "image size 24 (from the images)" in result.stdout
+    assert zoo.load(tmp_path / "run").image_size == (24, 24)
+    assert 'image_size = "24"' in (tmp_path / "run" / "config.toml").read_text()
+    # An architecture's default input size caps it; large images come down to it.
+    assert typical_size(root, cap=(16, 16)) == (16, 16)
+    assert typical_size(root, cap=(224, 224)) == (24, 24)
+    # Two classes: eval.json names its top-k for what it is.
+    report = json.loads(cli("eval", tmp_path / "run", "--json", "--no-plots").stdout)
+    assert (report["top_k"], "top5_accuracy" in report) == (2, False)
+    assert report["top_k_accuracy"] == 1.0  # two classes: the true one is always in the top 2

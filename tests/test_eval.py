@@ -77,7 +77,8 @@ def test_eval_reproduces_the_validation_of_the_end_of_training(cli, small_run, t
     assert report["accuracy"] == pytest.approx(last["val_accuracy"], abs=1e-12)
     assert report["macro"]["f1"] == pytest.approx(last["val_f1"], abs=1e-12)
     assert report["loss"] == pytest.approx(last["val_loss"], rel=1e-6)
-    assert (report["data"], report["split"], report["epoch"]) == ("digits", "val", 1)
+    # the run records the qualified name of its dataset
+    assert (report["data"], report["split"], report["epoch"]) == ("zoo:digits", "val", 1)
 
 
 def test_eval_writes_its_report_and_plots_next_to_the_run(cli, small_run, tmp_path) -> None:
@@ -160,9 +161,22 @@ def test_eval_of_a_path_that_is_not_a_run(cli, tmp_path) -> None:
 
 def test_data_without_a_validation_split_says_which_split_to_use(cli, small_run, tmp_path):
     folder = write_digit_folder(tmp_path / "scans", [1, 2], per_class=1)  # nothing held out
-    result = cli("eval", small_run, "--data", folder, code=2)
+    result = cli("eval", small_run, "--data", folder, "--split", "val", code=2)
     assert "has no val split (no images were held out); use --split train or all" in result.stderr
     assert (
         eval_json(cli, small_run, "--data", folder, "--split", "train", "--out", tmp_path)["count"]
         == 2
     )
+
+
+def test_a_test_folder_is_evaluated_whole(cli, small_run, tmp_path):
+    # A folder of class folders without train/ or val/ given to eval is a test set: all of it,
+    # not the 20% a training run would have held out of it.
+    folder = write_digit_folder(tmp_path / "test", [3, 7], per_class=10)
+    report = eval_json(cli, small_run, "--data", folder, "--out", tmp_path)
+    assert (report["split"], report["count"]) == ("all", 20)
+    # A folder with its own splits still defaults to its validation split.
+    split = write_digit_folder(tmp_path / "split" / "val", [3], per_class=4)
+    write_digit_folder(tmp_path / "split" / "train", [3, 7], per_class=2)
+    report = eval_json(cli, small_run, "--data", split.parent, "--out", tmp_path)
+    assert (report["split"], report["count"]) == ("val", 4)

@@ -64,9 +64,8 @@ def test_generated_plugin_installs_passes_its_tests_and_trains(
     trained = _ok(_run(train, tmp_path, site))
     assert "arch acme:acme_net" in trained
     config = (tmp_path / "runs" / "acme" / "config.toml").read_text()
-    assert (
-        'aug = ["hflip", "acme_noise:std=0.1"]' in config and 'loss = "acme:acme_poly1"' in config
-    )
+    assert 'aug = ["zoo:hflip", "acme:acme_noise:std=0.1"]' in config
+    assert 'loss = "acme:acme_poly1"' in config
 
     # A factory that raises is reported as that plugin's component, in one line.
     module = site / "zoo_acme" / "__init__.py"

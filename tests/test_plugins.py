@@ -260,3 +260,29 @@ def test_a_test_object_shadows_the_installed_plugin_of_that_name(zoo_plugins) ->
     timm = [p for p in zoo_plugins.registry().plugins() if p.name == "timm"]
     assert len(timm) == 1 and timm[0].source == "timm (test)"
     assert zoo_plugins.registry().resolve("architecture", "tiny").plugin == "timm"
+
+
+class Odd:
+    """A plugin with a factory that returns no network, and a name rich would read as markup."""
+
+    @zoo.hookimpl
+    def zoo_register_architectures(self, register):
+        register("notanet", lambda num_classes, in_chans, image_size: "a string")
+
+
+class Picky:
+    @zoo.hookimpl
+    def zoo_register_losses(self, register):
+        raise ValueError("names must match [a-z0-9_.-] and [bold]not this[/bold]")
+
+
+def test_plugin_errors_and_bad_factories_are_one_line(zoo_plugins, cli) -> None:
+    zoo_plugins.register(Odd(), "odd")
+    zoo_plugins.register(Picky(), "picky")
+    result = cli("info", "notanet", code=1)
+    assert result.stderr.splitlines()[-1] == (
+        "error: architecture 'odd:notanet' returned str, not a torch.nn.Module"
+    )
+    assert "Traceback" not in result.output
+    table = cli("plugins").stdout  # the error as the plugin wrote it, not read as markup
+    assert "names must match [a-z0-9_.-] and [bold]not this[/bold]" in " ".join(table.split())

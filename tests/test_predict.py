@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,46 @@ def test_predict_bad_input_fails_before_predicting(cli, small_run, tmp_path, mak
     (tmp_path / "empty" / "readme.txt").write_text("no images here")
     result = cli("predict", small_run, *make_args(tmp_path), code=2)
     assert result.stdout == "" and message in result.stderr
+
+
+def test_exif_orientation_is_applied_as_photo_viewers_do(cli, small_run, tmp_path) -> None:
+    # A camera stores its pixels sideways and an EXIF tag saying how to turn them upright;
+    # training, eval and prediction all decode through decode_image, which turns them.
+    upright = np.random.default_rng(0).integers(0, 255, (14, 10), dtype=np.uint8)
+    Image.fromarray(upright).save(tmp_path / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(np.rot90(upright)).save(tmp_path / "sideways.png", exif=exif)
+    for size in [(14, 10), (8, 8)]:
+        assert np.array_equal(
+            decode_image(tmp_path / "sideways.png", size, 1),
+            decode_image(tmp_path / "upright.png", size, 1),
+        )
+    rows = json.loads(cli("predict", small_run, tmp_path, "--json").stdout)
+    assert rows[0]["predictions"] == rows[1]["predictions"]
+
+
+def test_a_decompression_bomb_warning_names_the_file(cli, small_run, tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.fromarray(np.zeros((14, 10), dtype=np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 140 pixels: over, not twice over
+    result = cli("predict", small_run, path)
+    assert result.stderr == (
+        f"warning: {path} is 10x14 (140 pixels), over PIL's decompression-bomb limit of 100: "
+        "a huge image, or a file made to exhaust memory; decoding it\n"
+    )
+
+
+def test_fifos_and_dangling_links_are_error_entries_not_hangs(cli, small_run, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(digits_arrays()[0][0, 0]).save(folder / "a.png")
+    os.mkfifo(folder / "b.png")  # opening it for reading would wait for a writer forever
+    (folder / "c.png").symlink_to(tmp_path / "deleted.png")
+    result = cli("predict", small_run, folder, folder / "c.png", "--json", code=1)
+    rows = json.loads(result.stdout)
+    assert [Path(r["path"]).name for r in rows] == ["a.png", "b.png", "c.png", "c.png"]
+    assert rows[0]["error"] is None
+    assert "a FIFO, not a regular file" in rows[1]["error"]
+    assert "a dangling symbolic link" in rows[2]["error"] == rows[3]["error"]
+    assert result.stderr.splitlines()[-1] == "error: 3 of 4 files could not be read"

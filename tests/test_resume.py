@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +21,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import zoo
+from zoo.models import weights
 from zoo.models.weights import read_header
 from zoo.train.config import TrainConfig
 from zoo.train.resume import resume_config
@@ -140,6 +145,8 @@ def test_sigkill_at_any_moment_then_resume_gives_bit_identical_weights(tmp_path:
     Run([*STATEFUL, "--out", str(out)], log).kill_when(
         writing(out, ".model.safetensors.", ".model_ema.safetensors."), "a weights write"
     )
+    # The killed run's lock file stays, but its lock died with it: it does not block resume.
+    assert (out / ".zoo.lock").is_file()
     resume = ["--resume", str(out)]
     # 2. While a checkpoint (best, epoch-N or last) is being written.
     Run(resume, log).kill_when(writing(out / "checkpoints"), "a checkpoint write")
@@ -154,6 +161,7 @@ def test_sigkill_at_any_moment_then_resume_gives_bit_identical_weights(tmp_path:
     assert same_tensors(full / "checkpoints/last.safetensors", out / "checkpoints/last.safetensors")
     assert records(out) == records(full)  # every epoch once, with the same metrics
     assert partial_files(out) == []  # what the kills left was cleaned up on resume
+    assert not (out / ".zoo.lock").exists()  # released at the end
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "best.safetensors",
         "epoch-0003.safetensors",
@@ -282,6 +290,194 @@ def test_resume_refuses_what_it_cannot_continue_and_touches_nothing(cli, tmp_pat
     refused("--resume", tmp_path / "other", message="not a zoo run directory")
     # a damaged checkpoint (not written by zoo's atomic writes: a truncated copy)
     last = out / "checkpoints" / "last.safetensors"
+    last.unlink()  # a file of its own: zoo may have hard-linked best to the same bytes
     last.write_bytes(before[last][:1000])
     before[last] = last.read_bytes()
     refused("--resume", out, message="is not a readable safetensors file")
+
+
+GATE = textwrap.dedent(
+    """
+    import os
+    import time
+
+    import zoo
+    from zoo.train import Callback
+
+
+    class Gate(Callback):
+        \"\"\"Holds a run at its start (directory locked, config written) until PATH exists.\"\"\"
+
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+        def on_fit_start(self, run):
+            while not os.path.exists(self.path):
+                time.sleep(0.02)
+
+
+    @zoo.hookimpl
+    def zoo_register_callbacks(register):
+        register("gate", Gate)
+    """
+)
+
+
+def test_a_second_writer_of_a_run_directory_is_refused(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gate_plugin.py").write_text(GATE)
+    monkeypatch.setenv("ZOO_PLUGINS", str(tmp_path / "gate_plugin.py"))
+    out, release, log = tmp_path / "run", tmp_path / "release", tmp_path / "log.txt"
+    quick = ["--image-size", "8", "--batch-size", "128", "--epochs", "1", "--out", str(out)]
+    first = Run([*quick, "--callback", f"gate:path={release}"], log)
+    config = out / "config.toml"
+    deadline = time.monotonic() + 300
+    while not config.is_file():  # the first run holds the lock, its config written
+        assert first.proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    before = config.read_text()
+    # Started while the first one runs: refused in one line naming the holder, nothing touched.
+    second = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", *quick, "--arch", "simplecnn:hidden=16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.startswith(
+        f"error: --out {out} is being written by another zoo process "
+        f"(pid {first.proc.pid} on {socket.gethostname()}, since "
+    )
+    assert "zoo train --image-size 8" in second.stderr and second.stderr.count("\n") == 1
+    assert config.read_text() == before
+    # So is a resume of it.
+    refused = cli("train", "--resume", out, code=2)
+    assert f"--resume {out}: the run is being written by another zoo process" in refused.stderr
+    release.touch()
+    first.finish()
+    assert "simplecnn:hidden" not in config.read_text()
+    assert read_header(out / "model.safetensors").info.arch_params == {}
+    assert not (out / ".zoo.lock").exists()
+
+
+def test_a_full_disk_leaves_the_files_of_one_epoch(tmp_path: Path) -> None:
+    # A real write failure (the kernel's per-process file size limit: EFBIG, as ENOSPC would
+    # be) while epoch 2 is written: nothing of epoch 2 may be left beside epoch 1's files, and
+    # the message says what is there.
+    ref = tmp_path / "ref"
+    Trainer(fast(ref, epochs=1)).fit()
+    # Room for epoch 1's checkpoint, not for epoch 2's: its history holds one more record
+    # (over 250 bytes; the timings in each vary in length by a few).
+    limit = (ref / "checkpoints" / "last.safetensors").stat().st_size + 100
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "run"
+    args = ["--image-size", "8", "--batch-size", "128", "--epochs", "2", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limited,
+    )
+    assert result.returncode == 1, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error == (
+        f"error: cannot write epoch 2 to {out}: File too large ({out}/checkpoints/"
+        "last.safetensors); nothing of it was written, epoch 1 is complete there (resume with "
+        f"`zoo train --resume {out}` once there is room)"
+    )
+    assert read_header(out / "model.safetensors").info.epoch == 1
+    assert json.loads((out / "config.json").read_text())["zoo"]["epoch"] == 1
+    for name in ("last", "best"):
+        assert read_header(out / "checkpoints" / f"{name}.safetensors").state["epoch"] == 1
+    assert len(records(out)) == 1 and partial_files(out) == []
+
+
+class Shadow:
+    """A plugin installed after a run: it registers the names of the run's built-ins."""
+
+    @zoo.hookimpl
+    def zoo_register_architectures(self, register):
+        register("simplecnn", lambda num_classes, in_chans, image_size: None)
+
+    @zoo.hookimpl
+    def zoo_register_optimizers(self, register):
+        register("adam", lambda params, lr: None)
+
+    @zoo.hookimpl
+    def zoo_register_datasets(self, register):
+        register("digits", lambda image_size, seed, val_fraction: None)
+
+
+class Acme:
+    @zoo.hookimpl
+    def zoo_register_architectures(self, register):
+        from zoo.builtins.architectures import simplecnn
+
+        register("tiny", simplecnn)
+
+
+def as_an_older_zoo_wrote_it(run: Path, **bare: str) -> None:
+    """Rewrite a run's checkpoint with the bare component names runs saved before they
+    recorded qualified ones (through zoo's own writer, so its digests are valid)."""
+    for path in (run / "checkpoints" / "last.safetensors", run / "model.safetensors"):
+        header = read_header(path)
+        header.info.config.update(bare)
+        if header.state is not None:
+            header.state["config"].update(bare)
+        weights.save(path, load_file(str(path)), header.info, header.state)
+    (run / "config.toml").unlink()
+
+
+def test_a_plugin_shadowing_a_built_in_changes_no_existing_run(
+    zoo_plugins, cli, tmp_path: Path
+) -> None:
+    new, old = tmp_path / "new", tmp_path / "old"
+    Trainer(fast(new, epochs=1)).fit()
+    saved = (new / "config.toml").read_text()
+    assert 'arch = "zoo:simplecnn"' in saved and 'optimizer = "zoo:adam"' in saved
+    assert 'data = "zoo:digits"' in saved
+    shutil.copytree(new, old)
+    as_an_older_zoo_wrote_it(old, arch="simplecnn", optimizer="adam", data="digits")
+    zoo_plugins.register(Shadow(), "shadow")
+    assert "several plugins" in cli("train", "--arch", "simplecnn", code=2).stderr
+    # The run resumes with what it recorded; the name it was given, bare or qualified, is the
+    # same component.
+    assert resume_config(new, {"arch": "zoo:simplecnn"}).arch == "zoo:simplecnn"
+    cli("train", "--resume", new, "--epochs", "2", "--arch", "simplecnn")
+    assert len(records(new)) == 2
+    differs = cli("train", "--resume", new, "--epochs", "3", "--arch", "shadow:simplecnn", code=2)
+    assert "arch differs from the run's ('shadow:simplecnn' vs 'zoo:simplecnn')" in differs.stderr
+    # A run saved with bare names means the built-ins it had: those are evaluated and resumed.
+    report = json.loads(cli("eval", old, "--json", "--no-plots").stdout)
+    assert (report["data"], report["count"]) == ("digits", 359)
+    cli("train", "--resume", old, "--epochs", "2")
+    assert read_header(old / "checkpoints" / "last.safetensors").state["config"]["arch"] == (
+        "zoo:simplecnn"
+    )
+
+
+def test_an_old_bare_name_two_plugins_now_register_is_refused(
+    zoo_plugins, cli, tmp_path: Path
+) -> None:
+    zoo_plugins.register(Acme(), "acme")
+    run = tmp_path / "run"
+    Trainer(fast(run, epochs=1, arch="tiny")).fit()
+    as_an_older_zoo_wrote_it(run, arch="tiny")
+
+    class Rival:
+        @zoo.hookimpl
+        def zoo_register_architectures(self, register):
+            register("tiny", lambda num_classes, in_chans, image_size: None)
+
+    zoo_plugins.register(Rival(), "rival")
+    result = cli("train", "--resume", run, "--epochs", "2", code=2)
+    assert result.stderr == (
+        "error: architecture 'tiny' is provided by several plugins; use one of: acme:tiny, "
+        "rival:tiny\n"
+    )

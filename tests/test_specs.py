@@ -89,3 +89,50 @@ def test_kwargs_factories_accept_anything_and_receive_it() -> None:
     check_params("architecture 'x:y'", factory, {"anything": 1}, ["num_classes"])
     built = call_factory("architecture 'x:y'", factory, {"anything": 1}, {"num_classes": 3})
     assert built == {"num_classes": 3, "anything": 1}
+
+
+def typed(
+    n: int,
+    x: float = 1.0,
+    flag: bool = False,
+    name: str = "a",
+    sizes: list[int] | None = None,
+    pair: tuple[float, float] = (0.1, 0.2),
+    either: str | float = "random",
+    anything=None,
+    legacy=0,
+):
+    """A factory with every kind of parameter zoo checks."""
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n": 3, "x": 2},  # an int is a float
+        {"x": 0.5, "flag": True, "name": "b", "sizes": [8, 16], "pair": [1, 2.5]},
+        {"sizes": None, "either": 0.5, "anything": [1, "a"], "legacy": 0.25},
+    ],
+)
+def test_values_that_fit_the_factory_are_accepted(params: dict) -> None:
+    check_params("thing 'x'", typed, params, ())
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n": "abc"}, "parameter n must be int, got 'abc'"),
+        ({"n": 1.5}, "parameter n must be int, got 1.5"),
+        ({"n": True}, "parameter n must be int, got True"),
+        ({"x": "fast"}, "parameter x must be float, got 'fast'"),
+        ({"x": float("nan")}, "parameter x must be a finite number, got nan"),
+        ({"flag": 1}, "parameter flag must be bool, got 1"),
+        ({"name": 7}, 'parameter name must be str, got 7 (quote it for text: name="7")'),
+        ({"sizes": [8, "big"]}, "parameter sizes must be list[int] | None, got [8, 'big']"),
+        ({"pair": 0.5}, "parameter pair must be tuple[float, float], got 0.5"),
+        ({"legacy": "zero"}, "parameter legacy must be float, got 'zero'"),  # by its default
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_in_one_line(params: dict, message: str) -> None:
+    with pytest.raises(ZooError) as err:
+        check_params("thing 'x'", typed, params, ())
+    assert str(err.value) == f"thing 'x': {message}" and err.value.exit_code == 2

@@ -70,7 +70,7 @@ def test_train_writes_a_complete_run(cli, tmp_path: Path) -> None:
     )
     assert info.image_size == (8, 8) and info.classes == [str(d) for d in range(10)]
     assert len(info.mean) == 1 and 0 < info.mean[0] < 1 and info.zoo_version == zoo.__version__
-    assert info.config["arch"] == "simplecnn:hidden=32" and info.epoch == 2
+    assert info.config["arch"] == "zoo:simplecnn:hidden=32" and info.epoch == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs_completed"] == 2 and summary["memory"]["peak_rss_mb"] > 0
 
@@ -161,8 +161,9 @@ def test_config_file_and_command_line_precedence(cli, tmp_path: Path) -> None:
     )
     cli("train", "--config", config, "--lr", "0.002", "--out", tmp_path / "run")
     saved = (tmp_path / "run" / "config.toml").read_text()
-    assert 'arch = "simplecnn:hidden=16"' in saved and "lr = 0.002" in saved
-    assert 'aug = ["hflip", "brightness:amount=0.1"]' in saved
+    # Components are recorded by the qualified names they resolved to.
+    assert 'arch = "zoo:simplecnn:hidden=16"' in saved and "lr = 0.002" in saved
+    assert 'aug = ["zoo:hflip", "zoo:brightness:amount=0.1"]' in saved
     # The written config is itself a valid --config file.
     cli("train", "--config", tmp_path / "run" / "config.toml", "--out", tmp_path / "again")
     a = weights(tmp_path / "run" / "model.safetensors")
@@ -201,6 +202,15 @@ def test_previous_run_is_not_overwritten_without_asking(cli, tmp_path: Path) -> 
         (["--threads", "0"], "threads must be at least 1"),
         (["--precision", "fp8"], "precision must be"),
         (["--class-weights", "auto", "--loss", "soft_target_cross_entropy:weight=1"], "set by zoo"),
+        (
+            ["--arch", "simplecnn:hidden=abc"],
+            "architecture 'zoo:simplecnn': parameter hidden must be int, got 'abc'",
+        ),
+        (["--aug", "rotate:degrees=abc"], "parameter degrees must be float, got 'abc'"),
+        (["--aug", "rotate:degrees=inf"], "parameter degrees must be a finite number, got inf"),
+        (["--lr", "inf"], "lr must be a finite number, got inf"),
+        (["--lr", "nan"], "lr must be a finite number, got nan"),
+        (["--weight-decay", "-inf"], "weight decay must be a finite number, got -inf"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -303,6 +313,22 @@ def test_nan_loss_stops_and_keeps_the_last_good_weights(zoo_plugins, cli, tmp_pa
     assert all(
         torch.isfinite(t).all() for t in weights(tmp_path / "run" / "model.safetensors").values()
     )
+
+
+def test_a_run_that_saved_nothing_leaves_its_out_reusable(zoo_plugins, cli, tmp_path) -> None:
+    # NaN from the first step: no epoch completes, only the run's config.toml is there, which
+    # is not a previous run: the same --out takes a new run without --overwrite.
+    zoo_plugins.register(NaNAfterOneEpoch(), "test")
+    out = tmp_path / "run"
+    args = ["--epochs", "1", "--out", out, *FAST]
+    result = cli("train", "--loss", "unstable:steps=0", *args, code=1)
+    assert (
+        f"no epoch completed, so nothing was saved (--out {out} can be used again)" in result.stderr
+    )
+    assert [p.name for p in out.iterdir()] == ["config.toml"]
+    cli("train", *args)
+    assert read_header(out / "model.safetensors").info.epoch == 1
+    assert "unstable" not in (out / "config.toml").read_text()
 
 
 def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path: Path) -> None:

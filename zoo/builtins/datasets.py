@@ -30,20 +30,24 @@ def folder(
     max_memory_mb: float = 4096,
     workers: int | None = None,
 ) -> Any:
-    """Images in root/<class>/ (or root/train and root/val), resized to --image-size (224).
+    """Images in root/<class>/ (or root/train and root/val), resized to --image-size
+    (default: the images' median size rounded up to a multiple of 8, at most 224).
 
     Without a val folder, a seeded stratified --val-split of each class is held out.
 
-    channels: 3 (RGB) or 1 (greyscale). cache: keep decoded images on disk between runs.
+    channels: 3 (RGB) or 1 (greyscale). cache: keep decoded images on disk between runs
+    (an unwritable cache folder is warned about and not used).
     max_memory_mb: folders larger than this once decoded stream from the cache instead of
-    being held in memory. Unreadable files are skipped with a warning.
+    being held in memory. Unreadable files (damaged images, dangling links, FIFOs) are skipped
+    with a warning.
     """
-    from zoo.data.folder import load_folder
+    from zoo.data.folder import load_folder, typical_size
     from zoo.plugins.cache import cache_dir
 
+    path = Path(root).expanduser()
     return load_folder(
-        Path(root).expanduser(),
-        image_size=image_size or (224, 224),
+        path,
+        image_size=image_size or typical_size(path, (224, 224)) or (224, 224),
         channels=channels,
         val_fraction=val_fraction,
         seed=seed,

@@ -24,8 +24,12 @@ def evaluate(
         metavar="NAME|PATH",
         help="Dataset name[:k=v] or image folder (default: the data the run trained on).",
     ),
-    split: str = typer.Option(
-        "val", "--split", metavar="SPLIT", help="val, train or all (train + val)."
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        metavar="SPLIT",
+        help="val, train or all (train + val). Default: val; all for a --data folder without "
+        "train/ and val/ subfolders (a test set).",
     ),
     batch_size: int = typer.Option(
         256, "--batch-size", min=1, metavar="N", help="Images per batch."
@@ -150,14 +154,14 @@ def _print_report(console: Any, report: dict[str, Any]) -> None:
         )
     console.print(
         f"accuracy {report['accuracy']:.4f}  top-{report['top_k']} accuracy "
-        f"{report['top5_accuracy']:.4f}  loss {report['loss']:.4f}  "
+        f"{report['top_k_accuracy']:.4f}  loss {report['loss']:.4f}  "
         f"calibration error (ECE) {report['calibration']['ece']:.4f}"
     )
     tta = report.get("tta")
     if tta:
         console.print(
             f"with TTA ({tta['mode']}, {tta['views']} views): accuracy {tta['accuracy']:.4f}  "
-            f"top-{report['top_k']} accuracy {tta['top5_accuracy']:.4f}  "
+            f"top-{report['top_k']} accuracy {tta['top_k_accuracy']:.4f}  "
             f"loss {tta['loss']:.4f}  calibration error (ECE) {tta['ece']:.4f}"
         )
     losses = report.get("top_losses") or []

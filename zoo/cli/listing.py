@@ -84,6 +84,7 @@ def plugins(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
     if json:
         print_json([p.to_json() for p in infos])
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -91,8 +92,10 @@ def plugins(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
         table.add_column(column, overflow="fold")
     for p in infos:
         hooks = ", ".join(h.removeprefix("zoo_register_") for h in p.hooks) or "-"
-        status = "[green]ok[/]" if p.status == "ok" else f"[red]error[/]: {p.error}"
-        table.add_row(p.name + (" (built-in)" if p.builtin else ""), p.source, hooks, status)
+        # A plugin's error and names are text, never markup: "[x]" in them must show as is.
+        status = "[green]ok[/]" if p.status == "ok" else f"[red]error[/]: {escape(str(p.error))}"
+        name = escape(p.name) + (" (built-in)" if p.builtin else "")
+        table.add_row(name, escape(p.source), hooks, status)
     stdout().print(table)
 
 
@@ -161,7 +164,9 @@ def info(
                 else "accepts: any keyword (passed through)"
             )
         if d["doc"]:
-            console.print(d["doc"])
+            from rich.markup import escape
+
+            console.print(escape(d["doc"]))
         console.print()
 
 
@@ -221,4 +226,9 @@ def _count_parameters(qualified: str, size: tuple[int, int]) -> int:
             net = resolved.build(num_classes=1000, in_chans=3, image_size=size)
     except ZooError:
         net = resolved.build(num_classes=1000, in_chans=3, image_size=size)
+    if not isinstance(net, torch.nn.Module):
+        raise ZooError(
+            f"{resolved.label} returned {type(net).__name__}, not a torch.nn.Module",
+            exit_code=1,
+        )
     return sum(p.numel() for p in net.parameters())

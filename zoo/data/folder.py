@@ -4,6 +4,9 @@ Every image is decoded once at the target size into a memory-mapped cache keyed 
 list, sizes and mtimes, so later epochs and later runs skip decoding. Folders that fit the memory
 budget are then held as one uint8 tensor; larger ones stream from the cache through DataLoader
 workers, decoding on first touch.
+
+Only regular files are ever opened: a FIFO named ``x.png`` would block its reader forever, so
+dangling links, FIFOs, sockets and devices are found by ``stat`` and skipped with a warning.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +31,9 @@ from zoo.errors import ZooError
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 VAL_DIRS = ("val", "validation", "valid")
 
-# Bumped when decode_image's output changes, so caches of the old pixels are not reused.
-DECODER = 2
+# Bumped when decode_image's output changes, so caches of the old pixels are not reused
+# (3: EXIF orientation applied).
+DECODER = 3
 # Bumped when the cache file's layout changes.
 CACHE_FORMAT = 2
 # Per-file status in the cache.
@@ -36,11 +42,70 @@ PENDING, DECODED, UNREADABLE = 0, 1, 2
 
 @dataclass
 class FolderListing:
-    """Image files under ``root/<class>/``, with their labels."""
+    """Image files under ``root/<class>/``, with their labels; ``unreadable`` holds the
+    image-named entries that are not regular files (with why), ``empty`` the class folders
+    without any image."""
 
     files: list[Path]
     labels: list[int]
     classes: list[str]
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    empty: list[Path] = field(default_factory=list)
+
+    def warn(self) -> None:
+        """Say what was left out, one line per file or folder."""
+        for path, reason in self.unreadable:
+            print(f"warning: skipped unreadable image {path} ({reason})", file=sys.stderr)
+        for path in self.empty:
+            print(f"warning: class folder {path} holds no images; it is not used", file=sys.stderr)
+
+
+def special_file(path: Path) -> str | None:
+    """Why ``path`` is not a regular file (None when it is one), found without opening it:
+    opening a FIFO for reading blocks until something writes to it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a dangling symbolic link" if os.path.islink(path) else "no such file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISDIR: "a directory",
+    }
+    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
+    return f"{kind}, not a regular file"
+
+
+def scan_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files under ``folder`` (by extension, recursively, hidden ones left out, sorted),
+    and the image-named entries that are not regular files, with why. Symbolic links to files
+    are followed; links to directories are not (as ``os.walk`` does)."""
+    images: list[Path] = []
+    special: list[tuple[Path, str]] = []
+    pending = [folder]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue  # an unreadable sub-folder: os.walk skips it too
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS and entry.name[0] != ".":
+                path = Path(entry.path)
+                # DirEntry.is_file() needs no system call except for links
+                reason = None if entry.is_file() else special_file(path) or "not a regular file"
+                if reason is None:
+                    images.append(path)
+                else:
+                    special.append((path, reason))
+    return sorted(images), sorted(special)
 
 
 def list_folder(root: Path, classes: list[str] | None = None) -> FolderListing:
@@ -50,15 +115,15 @@ def list_folder(root: Path, classes: list[str] | None = None) -> FolderListing:
     if not root.is_dir():
         raise ZooError(f"data path {root} is not a folder")
     found: dict[str, list[Path]] = {}
+    unreadable: list[tuple[Path, str]] = []
+    empty: list[Path] = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(
-            Path(dirpath, f)
-            for dirpath, _, files in os.walk(sub)
-            for f in files
-            if Path(f).suffix.lower() in IMAGE_EXTENSIONS and not f.startswith(".")
-        )
+        images, special = scan_images(sub)
+        unreadable += special
         if images:
             found[sub.name] = images
+        else:
+            empty.append(sub)
     if classes is None:
         if not found:
             kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
@@ -80,12 +145,88 @@ def list_folder(root: Path, classes: list[str] | None = None) -> FolderListing:
     for label, name in enumerate(classes):
         files.extend(found.get(name, []))
         labels.extend([label] * len(found.get(name, [])))
-    return FolderListing(files, labels, classes)
+    return FolderListing(files, labels, classes, unreadable, empty)
+
+
+def has_splits(root: Path) -> bool:
+    """Whether a folder holds its own splits (``train/``, ``val/``) rather than only classes."""
+    return any((root / d).is_dir() for d in ("train", *VAL_DIRS))
+
+
+def typical_size(root: Path, cap: tuple[int, int], sample: int = 256) -> tuple[int, int] | None:
+    """A training size for a folder's images: their median height and width (of up to
+    ``sample`` evenly spaced files, read from their headers only), each rounded up to a
+    multiple of 8 and capped at ``cap``. None when no image can be read.
+
+    Small images are then not blown up to 224 px (11 minutes and 4 GB instead of a minute for
+    25-px scans), nor large ones trained at full size.
+    """
+    from PIL import Image
+
+    train_root = root / "train" if (root / "train").is_dir() else root
+    try:
+        files = list_folder(train_root).files
+    except ZooError:
+        return None  # loading the folder says what is wrong with it
+    step = max(1, len(files) // sample)
+    heights, widths = [], []
+    for path in files[::step][:sample]:
+        try:
+            with _open_regular(path) as f, Image.open(f) as im:
+                w, h = im.size
+                if _orientation(im, header_only=True) in _TRANSPOSED:
+                    w, h = h, w
+        except Exception:  # PIL raises many types; unreadable files do not count
+            continue
+        heights.append(h)
+        widths.append(w)
+    if not heights:
+        return None
+
+    def pick(values: list[int], limit: int) -> int:
+        median = sorted(values)[len(values) // 2]
+        return min(limit, max(8, -(-median // 8) * 8))
+
+    return pick(heights, cap[0]), pick(widths, cap[1])
+
+
+def _open_regular(path: Path) -> Any:
+    """``path`` opened for binary reading, refused unless it is a regular file: checked before
+    opening (a FIFO would block) and on the open descriptor (the file may be swapped meanwhile;
+    O_NONBLOCK makes that open return at once)."""
+    reason = special_file(path)
+    if reason is not None:
+        raise OSError(reason)
+
+    def opener(name: str, flags: int) -> int:
+        fd = os.open(name, flags | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError("not a regular file")
+        return fd
+
+    return open(path, "rb", opener=opener)  # named by its path in PIL's messages
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
+_TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
+
+
+def _orientation(im: Any, header_only: bool = False) -> int:
+    """The EXIF orientation (1: as stored). ``header_only``: without decoding the image, which
+    PIL does to look for a PNG's EXIF chunk after its pixels (taken as 1 then)."""
+    if header_only and im.format == "PNG" and "exif" not in im.info:
+        return 1
+    try:
+        return int(im.getexif().get(_ORIENTATION, 1))
+    except Exception:  # a damaged EXIF block: decode as stored
+        return 1
 
 
 def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     """Decode one image file to uint8 ``[C, H, W]`` at ``size`` (aspect ratio squashed, as
-    Keras' ``target_size`` does).
+    Keras' ``target_size`` does), upright as its EXIF orientation says (as photo viewers show
+    it). Training, evaluation and prediction all decode through here.
 
     PIL decodes (JPEGs in draft mode: libjpeg scales the DCT down while decoding when the image
     is at least twice the target), and torch's uint8 kernel does the antialiased bilinear resize
@@ -94,12 +235,17 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
     """
     import torch
     import torch.nn.functional as F
-    from PIL import Image
+    from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
+    with _open_regular(path) as f, _open_image(f, path) as im:
+        _check_bomb(path, im)
         mode = "L" if channels == 1 else "RGB"
+        orientation = _orientation(im)
         if im.format == "JPEG":
-            im.draft(mode, (size[1], size[0]))
+            upright = (size[0], size[1]) if orientation in _TRANSPOSED else (size[1], size[0])
+            im.draft(mode, upright)
+        if orientation != 1:
+            im = ImageOps.exif_transpose(im)
         if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale
             im = Image.fromarray(
                 (np.asarray(im, dtype=np.float32) / 257).clip(0, 255).astype(np.uint8)
@@ -111,6 +257,33 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
             pixels[None], size=size, mode="bilinear", antialias=True, align_corners=False
         )[0]
     return pixels.contiguous().numpy()
+
+
+def _open_image(f: Any, path: Path) -> Any:
+    """``PIL.Image.open`` on an open file, its error naming the file as opening by path would."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(f)
+    except UnidentifiedImageError:
+        raise UnidentifiedImageError(f"cannot identify image file {str(path)!r}") from None
+
+
+def _check_bomb(path: Path, im: Any) -> None:
+    """Warn, naming the file, about an image over PIL's decompression-bomb limit (PIL itself
+    refuses those over twice the limit when opening them). PIL's own warning names no file:
+    zoo's commands silence it (zoo.cli.common.command)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = im.size[0] * im.size[1]
+    if limit and pixels > limit:
+        warnings.warn(
+            f"{path} is {im.size[0]}x{im.size[1]} ({pixels:,} pixels), over PIL's "
+            f"decompression-bomb limit of {limit:,}: a huge image, or a file made to exhaust "
+            "memory; decoding it",
+            stacklevel=3,
+        )
 
 
 class DecodedCache:
@@ -205,9 +378,31 @@ class DecodedCache:
 def _cache_key(files: list[Path], size: tuple[int, int], channels: int) -> str:
     digest = hashlib.sha256(json.dumps([CACHE_FORMAT, DECODER, list(size), channels]).encode())
     for f in files:
-        st = f.stat()
-        digest.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        try:
+            st = f.stat()
+            stamp = f"{st.st_size}\0{st.st_mtime_ns}"
+        except OSError:  # gone since listed: decoding it reports it as unreadable
+            stamp = "missing"
+        digest.update(f"{f.resolve()}\0{stamp}\n".encode())
     return digest.hexdigest()[:24]
+
+
+def usable_cache(directory: Path) -> Path | None:
+    """``directory`` if decoded images can be cached there, else None after one warning: an
+    unwritable cache (a read-only home, a full disk) only costs decoding again."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(
+            f"warning: cannot write the image cache in {directory} ({reason}); decoding "
+            "without it (set ZOO_CACHE_DIR to a writable folder to cache decoded images)",
+            file=sys.stderr,
+        )
+        return None
+    return directory
 
 
 def _open_table(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -329,9 +524,13 @@ def load_folder(
     train_root = root / "train" if (root / "train").is_dir() else root
     val_root = next((root / d for d in VAL_DIRS if (root / d).is_dir()), None)
     listing = list_folder(train_root)
+    listing.warn()
     classes = listing.classes
+    special = [str(path) for path, _ in listing.unreadable]
     if train_root != root and val_root is not None:
         val_list = list_folder(val_root, classes)
+        val_list.warn()
+        special += [str(path) for path, _ in val_list.unreadable]
         files = listing.files + val_list.files
         labels = listing.labels + val_list.labels
         train_idx = list(range(len(listing.files)))
@@ -341,11 +540,13 @@ def load_folder(
         train_idx, val_idx = stratified_split(labels, val_fraction, seed)
 
     streamed = len(files) * channels * image_size[0] * image_size[1] > max_memory_mb * 2**20
+    if cache_dir is not None:
+        cache_dir = usable_cache(cache_dir)
     cache = DecodedCache(files, image_size, channels, cache_dir, keep_pixels=not streamed)
     if streamed:
         train = StreamedFolder(cache, train_idx, [labels[i] for i in train_idx])
         val = StreamedFolder(cache, val_idx, [labels[i] for i in val_idx]) if val_idx else None
-        return DataSplits(train, val, classes, image_size, channels)
+        return DataSplits(train, val, classes, image_size, channels, skipped=special)
 
     _, errors = cache.decode_missing(workers or default_workers())
     pixels, status = cache.arrays()
@@ -374,5 +575,5 @@ def load_folder(
         classes,
         image_size,
         channels,
-        skipped=[str(files[i]) for i in skipped],
+        skipped=special + [str(files[i]) for i in skipped],
     )

@@ -117,8 +117,10 @@ def _example(info: ModelInfo, input_kind: str, batch: int, seed: int) -> torch.T
 def export(
     net: nn.Module, info: ModelInfo, fmt: str, out: Path, input_kind: str = "normalized"
 ) -> Exported:
-    """Export ``net`` (on the CPU, in eval mode) to ``out``, written atomically, then run the
-    file back (onnxruntime or torch.jit) on a batch of another size and compare logits."""
+    """Export ``net`` (on the CPU, in eval mode) to ``out``: the file is run back (onnxruntime
+    or torch.jit) on a batch of another size and its logits compared with PyTorch's before it
+    is written (atomically). Non-finite logits, PyTorch's or the file's, fail the export:
+    nothing is written (a NaN difference would pass any comparison)."""
     from zoo.models.weights import atomic_write
 
     require(fmt)
@@ -130,28 +132,41 @@ def export(
     ).eval()
     meta = metadata(info, input_kind)
     input_name = "input" if input_kind == "normalized" else "images"
+    check = _example(info, input_kind, 3, seed=1)
+    with torch.inference_mode():
+        expected = module(check).float()
+    if not torch.isfinite(expected).all():
+        raise ZooError(
+            "the model's own outputs (PyTorch's) are not finite (NaN or infinite) on a test "
+            "batch: its weights are damaged or diverged; nothing was written",
+            exit_code=1,
+        )
     example = _example(info, input_kind, 2, seed=0)
     if fmt == "onnx":
         data = _onnx_bytes(module, example, input_name, meta, info)
     else:
         data = _torchscript_bytes(module, example, meta, info)
+    exported = Exported(out, input_name, meta["input_spec"], meta["output_spec"], None)
+    if fmt == "onnx" and not _importable("onnxruntime"):
+        exported.unchecked = "onnxruntime is not installed (pip install 'zoo[onnx]')"
+    else:
+        try:
+            run = _run_onnx if fmt == "onnx" else _run_torchscript
+            got = run(data, input_name, check)
+        except Exception as exc:  # a runtime that cannot load or run the file: report, keep it
+            exported.unchecked = f"running the file back failed: {_first_line(exc)}"
+        else:
+            if not torch.isfinite(got).all():
+                raise ZooError(
+                    f"the exported {fmt} model's outputs are not finite (NaN or infinite) "
+                    "where PyTorch's are: the export is wrong; nothing was written",
+                    exit_code=1,
+                )
+            exported.max_abs_diff = float((got - expected).abs().max())
     try:
         atomic_write(out, data)
     except OSError as exc:
         raise ZooError(f"cannot write {out}: {exc}", exit_code=1) from None
-    exported = Exported(out, input_name, meta["input_spec"], meta["output_spec"], None)
-    if fmt == "onnx" and not _importable("onnxruntime"):
-        exported.unchecked = "onnxruntime is not installed (pip install 'zoo[onnx]')"
-        return exported
-    check = _example(info, input_kind, 3, seed=1)
-    with torch.inference_mode():
-        expected = module(check).float()
-    try:
-        got = _run_onnx(data, input_name, check) if fmt == "onnx" else _run_torchscript(data, check)
-    except Exception as exc:  # a runtime that cannot load or run the file: report, keep it
-        exported.unchecked = f"running the file back failed: {_first_line(exc)}"
-        return exported
-    exported.max_abs_diff = float((got - expected).abs().max())
     return exported
 
 
@@ -223,7 +238,7 @@ def _run_onnx(data: bytes, input_name: str, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(logits).float()
 
 
-def _run_torchscript(data: bytes, x: torch.Tensor) -> torch.Tensor:
+def _run_torchscript(data: bytes, input_name: str, x: torch.Tensor) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated")
         loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")

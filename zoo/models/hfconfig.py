@@ -68,10 +68,14 @@ def hf_config(info: ModelInfo, net: Any) -> dict[str, Any]:
     return config
 
 
+def encode(info: ModelInfo, net: Any) -> bytes:
+    """The bytes of ``config.json``."""
+    return (json.dumps(hf_config(info, net), indent=2) + "\n").encode()
+
+
 def write(folder: Path, info: ModelInfo, net: Any) -> None:
     """Write ``folder/config.json`` atomically (beside the run's ``model.safetensors``)."""
-    text = json.dumps(hf_config(info, net), indent=2) + "\n"
-    atomic_write(Path(folder) / CONFIG, text.encode())
+    atomic_write(Path(folder) / CONFIG, encode(info, net))
 
 
 def read(folder: Path) -> dict[str, Any] | None:

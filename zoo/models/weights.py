@@ -3,9 +3,12 @@
 No pickle anywhere. Every file is written atomically (temporary file, fsync, rename), so a crash
 or a SIGKILL leaves either the previous file or the new one, never half of one.
 
-A weights file's metadata holds what is needed to rebuild and use the model (``ModelInfo``) and
-a digest over that metadata and the tensor layout: a file whose metadata was edited by hand is
-refused instead of silently building the wrong model.
+A weights file's metadata holds what is needed to rebuild and use the model (``ModelInfo``), a
+digest of the tensor bytes (``zoo.tensors``) and a digest over that metadata and the tensor
+layout (``zoo.digest``): a file whose metadata was edited by hand, or whose tensors were damaged
+(a flipped bit, NaNs written over weights), is refused instead of silently building the wrong
+model or predicting NaN. The tensor digest is checked whenever tensors are loaded; files written
+before it existed have none and load as they did.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,12 @@ FORMAT = "zoo.weights.v1"
 _INFO_KEY = "zoo.model"
 _STATE_KEY = "zoo.state"
 _DIGEST_KEY = "zoo.digest"
+_TENSORS_KEY = "zoo.tensors"
+# The tensor digest: SHA-256 of each 16 MiB chunk of each tensor's bytes (tensors in name
+# order), then SHA-256 of those digests; chunks are hashed on several threads (hashlib
+# releases the GIL), and the result does not depend on how many.
+_TENSORS_ALGORITHM = "sha256-16MiB"
+_CHUNK = 16 * 2**20
 
 
 @dataclass
@@ -64,6 +75,13 @@ class ModelInfo:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write bytes to ``path`` so that readers see the old or the new file, never a mix."""
+    commit(stage(path, data), path)
+
+
+def stage(path: Path, data: bytes) -> Path:
+    """The first half of an atomic write: ``data`` written and synced to a temporary file
+    beside ``path`` (``.NAME.XXXX.tmp``), which ``commit`` renames into place. Writing every
+    file of a set this way before committing any keeps the set whole when the disk fills."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -72,6 +90,33 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write names no file: say which
+        raise
+    return Path(tmp)
+
+
+def stage_copy(staged: Path, path: Path, data: bytes) -> Path:
+    """Stage the same bytes for another file: a hard link to ``staged`` (no space used), or a
+    second copy where the file system has no hard links."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{os.urandom(4).hex()}.tmp"
+        try:
+            os.link(staged, tmp)
+            return tmp
+        except FileExistsError:
+            continue
+        except OSError:
+            break
+    return stage(path, data)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """Rename a staged file into place and sync its directory (the rename is then durable)."""
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -102,6 +147,69 @@ def _digest(metadata: dict[str, str], layout: dict[str, tuple[str, list[int]]]) 
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _tensors_digest(chunks: list[tuple[str, Callable[[], Any]]]) -> str:
+    """``ALGORITHM:HEX`` over ``(tensor name, read the chunk's bytes)`` pairs, in order."""
+
+    def one(chunk: tuple[str, Callable[[], Any]]) -> bytes:
+        name, read = chunk
+        return hashlib.sha256(name.encode() + b"\0").digest() + hashlib.sha256(read()).digest()
+
+    if len(chunks) > 2:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            digests = list(pool.map(one, chunks))
+    else:
+        digests = [one(chunk) for chunk in chunks]
+    return f"{_TENSORS_ALGORITHM}:{hashlib.sha256(b''.join(digests)).hexdigest()}"
+
+
+def _spans(length: int) -> list[tuple[int, int]]:
+    """``(start, length)`` of each chunk of ``length`` bytes (one, empty, for no bytes)."""
+    return [(s, min(_CHUNK, length - s)) for s in range(0, length, _CHUNK)] or [(0, 0)]
+
+
+def _tensor_chunks(tensors: dict[str, torch.Tensor]) -> list[tuple[str, Callable[[], Any]]]:
+    """The chunks of CPU tensors' bytes as safetensors stores them (little-endian), no copy."""
+    chunks = []
+    for name in sorted(tensors):
+        view = memoryview(tensors[name].reshape(-1).view(torch.uint8).numpy())
+        for s, n in _spans(len(view)):
+            chunks.append((name, lambda v=view, s=s, n=n: v[s : s + n]))
+    return chunks
+
+
+def verify_tensors(path: Path) -> None:
+    """Refuse a zoo file whose tensor bytes do not match the digest in its metadata (files
+    written before zoo recorded one, and files of other tools, have none: nothing to check).
+    Chunks are read with ``pread`` on the hashing threads."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+            metadata = header.get("__metadata__") or {}
+            expected = metadata.get(_TENSORS_KEY)
+            if metadata.get("zoo.format") != FORMAT or expected is None:
+                return
+            if not expected.startswith(f"{_TENSORS_ALGORITHM}:"):
+                raise ZooError(
+                    f"{path}: unknown tensor digest {expected.split(':')[0]!r} (written by a "
+                    "newer zoo?); refusing to load it"
+                )
+            fd, base, chunks = f.fileno(), 8 + size, []
+            for name in sorted(k for k in header if k != "__metadata__"):
+                begin, end = (int(v) for v in header[name]["data_offsets"])
+                for s, n in _spans(max(0, end - begin)):
+                    at = base + begin + s
+                    chunks.append((name, lambda at=at, n=n: os.pread(fd, n, at)))
+            got = _tensors_digest(chunks)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ZooError(f"{path} is not a readable safetensors file ({exc})") from None
+    if got != expected:
+        raise ZooError(
+            f"{path}: tensor data does not match its digest (the file was damaged or "
+            "edited); refusing to load it"
+        )
+
+
 def _dtype_name(t: torch.Tensor) -> str:
     return str(t.dtype).removeprefix("torch.")
 
@@ -130,6 +238,7 @@ def encode(
         metadata[_INFO_KEY] = json.dumps(info.to_json(), sort_keys=True)
     if state is not None:
         metadata[_STATE_KEY] = json.dumps(state, sort_keys=True)
+    metadata[_TENSORS_KEY] = _tensors_digest(_tensor_chunks(tensors))
     layout = {k: (_dtype_name(t), list(t.shape)) for k, t in tensors.items()}
     metadata[_DIGEST_KEY] = _digest(metadata, layout)
     return save_bytes(tensors, metadata=metadata)
@@ -210,7 +319,9 @@ _SAFETENSORS_DTYPES = {
 
 
 def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Tensors whose names start with ``prefix`` (the prefix stripped), on the CPU."""
+    """Tensors whose names start with ``prefix`` (the prefix stripped), on the CPU, after
+    checking the file's tensor digest (every tensor's bytes, not only those returned)."""
+    verify_tensors(path)
     out = {}
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -8,6 +8,7 @@ Any change to those rebuilds the cache; a cache that cannot be written is simply
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -62,7 +63,8 @@ def write(key: str, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps({**data, "key": key}))
         os.replace(tmp, path)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. a file where the cache directory should be
+            tmp.unlink(missing_ok=True)
 
 
 def clear() -> None:

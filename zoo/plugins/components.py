@@ -43,16 +43,30 @@ class Resolved:
         optional = {k: v for k, v in keywords.items() if k not in fixed}
         return call_factory(self.label, self.factory, self.spec.params, fixed, optional)
 
+    @property
+    def recorded(self) -> str:
+        """The spec as a run records it: qualified (``plugin:name:k=v``), so that a plugin
+        registering the same name later never changes what the run resumes or evaluates with."""
+        from zoo.plugins.specs import format_spec
+
+        return format_spec(self.component.qualified, self.spec.params)
+
 
 def resolve(
-    kind: str, text: str | Spec, registry: Registry | None = None, **params: Any
+    kind: str,
+    text: str | Spec,
+    registry: Registry | None = None,
+    *,
+    prefer: str | None = None,
+    **params: Any,
 ) -> Resolved:
-    """Resolve ``[plugin:]name[:k=v]`` (plus keyword ``params``) and check the parameters."""
+    """Resolve ``[plugin:]name[:k=v]`` (plus keyword ``params``) and check the parameters;
+    ``prefer`` picks that plugin's component when a bare name is ambiguous."""
     registry = registry or get_registry()
     spec = text if isinstance(text, Spec) else parse_spec(text, kind=kind)
     if params:
         spec = Spec(spec.name, spec.plugin, {**spec.params, **params})
-    component = registry.resolve(kind, spec.ref)
+    component = registry.resolve(kind, spec.ref, prefer=prefer)
     factory = registry.factory(component)
     label = f"{kind} {component.qualified!r}"
     check_params(label, factory, spec.params, reserved(kind))

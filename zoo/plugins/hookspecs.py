@@ -27,7 +27,8 @@ def zoo_register_architectures(register: Register) -> None:
     Returns a ``torch.nn.Module`` mapping float ``[B, C, H, W]`` to logits ``[B, num_classes]``.
     A ``get_classifier()`` method (timm's convention) lets ``--init`` re-create the classifier
     for new classes. A ``default_image_size`` attribute on the factory, an ``(h, w)`` tuple,
-    tells ``zoo info`` and ``zoo benchmark`` which input size to build it at.
+    tells ``zoo info`` and ``zoo benchmark`` which input size to build it at, and caps the size
+    a folder run without ``--image-size`` picks from its images.
     """
 
 

@@ -112,8 +112,12 @@ class Registry:
             owners.setdefault((c.kind, c.name), set()).add(c.plugin)
         return {key for key, plugins in owners.items() if len(plugins) > 1}
 
-    def resolve(self, kind: str, ref: str) -> Component:
-        """The component named ``ref`` (bare name, alias or ``plugin:name``) of this kind."""
+    def resolve(self, kind: str, ref: str, *, prefer: str | None = None) -> Component:
+        """The component named ``ref`` (bare name, alias or ``plugin:name``) of this kind.
+
+        A bare name several plugins register is ambiguous; with ``prefer``, the one that
+        plugin registers is taken instead (how names saved before runs recorded qualified
+        ones resolve: to the built-in a plugin shadowed later)."""
         check_kind(kind)
         of_kind = [c for c in self._components if c.kind == kind]
         plugin, _, name = ref.rpartition(":")
@@ -132,6 +136,9 @@ class Registry:
         ]
         if len(matches) == 1:
             return matches[0]
+        preferred = [c for c in matches if c.plugin == prefer]
+        if len(preferred) == 1:
+            return preferred[0]
         if matches:
             choices = ", ".join(sorted(c.qualified for c in matches))
             raise ZooError(f"{kind} {name!r} is provided by several plugins; use one of: {choices}")

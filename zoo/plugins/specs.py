@@ -7,8 +7,10 @@ bracketed list (``size=[32,48]``) or, failing all of those, a bare string.
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,13 +162,112 @@ def check_params(
         if key in reserved:
             raise ZooError(f"{what}: parameter {key!r} is set by zoo and cannot be given")
     accepted = accepted_params(factory, reserved)
-    if accepted is None:
-        return
-    for key in params:
-        if key not in accepted:
-            listing = ", ".join(accepted) if accepted else "none"
-            hint = did_you_mean(key, accepted)
-            raise ZooError(f"{what}: unknown parameter {key!r}{hint} (accepted: {listing})")
+    if accepted is not None:
+        for key in params:
+            if key not in accepted:
+                listing = ", ".join(accepted) if accepted else "none"
+                hint = did_you_mean(key, accepted)
+                raise ZooError(f"{what}: unknown parameter {key!r}{hint} (accepted: {listing})")
+    check_types(what, factory, params)
+
+
+def check_types(what: str, factory: Callable[..., Any], params: Mapping[str, Any]) -> None:
+    """Refuse user values of the wrong type before the factory sees them (where it would fail
+    deep inside torch, or not at all): each is checked against the parameter's annotation
+    (int, float, bool, str, lists, tuples, optional and union types; an int is a float), else
+    its default's type; parameters with neither take anything. Floats must be finite."""
+    for name, param in _parameters(factory).items():
+        if name not in params:
+            continue
+        value = params[name]
+        expected = param.annotation
+        if expected is inspect.Parameter.empty or isinstance(expected, str):
+            expected = _default_type(param.default)
+        if expected is None or _fits(value, expected) is not False:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ZooError(f"{what}: parameter {name} must be a finite number, got {value}")
+            continue
+        hint = f' (quote it for text: {name}="{value}")' if _fits(str(value), expected) else ""
+        raise ZooError(
+            f"{what}: parameter {name} must be {_type_name(expected)}, got {value!r}{hint}"
+        )
+
+
+def _parameters(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The factory's parameters with their annotations evaluated where possible (modules
+    using ``from __future__ import annotations`` keep them as strings)."""
+    for evaluate in (True, False):
+        try:
+            return dict(inspect.signature(factory, eval_str=evaluate).parameters)
+        except Exception:  # an annotation naming what only type checkers import
+            continue
+    return {}
+
+
+def _default_type(default: Any) -> Any:
+    """What a parameter without annotation takes, judged by its default: numbers for a number
+    (many take 0 for a float), the default's type for bools, strings and sequences."""
+    if default is inspect.Parameter.empty or default is None:
+        return None
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, numbers.Real):
+        return float
+    if isinstance(default, str):
+        return str
+    if isinstance(default, (list, tuple)):
+        return list
+    return None
+
+
+def _fits(value: Any, expected: Any) -> bool | None:
+    """Whether ``value`` fits the type ``expected``; None when that type is not one zoo checks."""
+    import types
+    import typing
+
+    if expected is Any or expected is object:
+        return True
+    if expected is None or expected is type(None):
+        return value is None
+    origin = typing.get_origin(expected)
+    args = typing.get_args(expected)
+    if origin is typing.Union or (hasattr(types, "UnionType") and origin is types.UnionType):
+        verdicts = [_fits(value, a) for a in args]
+        return True if True in verdicts else (None if None in verdicts else False)
+    if origin is typing.Literal:
+        return value in args
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    sequence = origin or expected
+    if sequence in (list, tuple, Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        items = [a for a in args if a is not Ellipsis]
+        if not items:
+            return True
+        verdicts = [
+            _fits(v, items[i] if len(items) == len(value) else items[0])
+            for i, v in enumerate(value)
+        ]
+        return False if False in verdicts else (None if None in verdicts else True)
+    if expected is dict or origin is dict:
+        return isinstance(value, dict)
+    return None
+
+
+def _type_name(expected: Any) -> str:
+    """``int``, ``float | None``, ``list[int]``: a type as annotations write it."""
+    import typing
+
+    if isinstance(expected, type) and not typing.get_args(expected):
+        return "a list" if expected is list else expected.__name__
+    return str(expected).replace("typing.", "").replace("NoneType", "None")
 
 
 def call_factory(

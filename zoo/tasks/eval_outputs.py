@@ -160,7 +160,7 @@ def tta_summary(augmented: Any, mode: str) -> dict[str, Any]:
         "mode": mode,
         "views": view_count(mode),
         "accuracy": m["accuracy"],
-        "top5_accuracy": augmented.top_k_accuracy,
+        "top_k_accuracy": augmented.top_k_accuracy,
         "loss": augmented.loss,
         "macro_f1": m["f1"],
         "ece": calibration(augmented.logits, augmented.targets)["ece"],

@@ -30,22 +30,39 @@ class EvalData:
     split_name: str
 
 
-def eval_data(info: ModelInfo, data: str | None, split: str, source: Path) -> EvalData:
-    """Build the split of ``data`` (default: the run's own data) at the model's input size."""
+def eval_data(info: ModelInfo, data: str | None, split: str | None, source: Path) -> EvalData:
+    """Build the split of ``data`` (default: the run's own data) at the model's input size.
+
+    ``split`` None: the validation split, except for an image folder given as ``data`` that
+    has no ``train/`` or ``val/`` subfolders (a test set): all of it.
+    """
+    from zoo.data.folder import has_splits
     from zoo.plugins.components import resolve
     from zoo.plugins.specs import accepted_params
     from zoo.train.config import data_spec
 
-    if split not in SPLITS:
+    if split is not None and split not in SPLITS:
         raise ZooError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     config = info.config or {}
-    if data is None:
+    own = data is None
+    if own:
         data = config.get("data")
         if not data:
             raise ZooError(f"{source} records no training data; pass --data NAME|PATH")
     seed = int(config.get("seed", 0))
     val_fraction = float(config.get("val_split", 0.2))
-    resolved = resolve("dataset", data_spec(str(data)))
+    # The run's own data may be named as runs did before they recorded qualified names.
+    resolved = resolve("dataset", data_spec(str(data)), prefer="zoo" if own else None)
+    root = resolved.spec.params.get("root")
+    if (
+        split is None
+        and not own
+        and resolved.component.qualified == "zoo:folder"
+        and isinstance(root, str)
+        and not has_splits(Path(root))
+    ):
+        split, val_fraction = "all", 0.0  # a test folder: every image in it
+    split = split or "val"
     accepted = accepted_params(resolved.factory) or []
     if "channels" in accepted and "channels" not in resolved.spec.params:
         # Image folders decode to RGB unless told; a greyscale model needs one channel.
@@ -213,9 +230,11 @@ def run(
 
 
 def report(evaluation: Evaluation, model_path: Path, samples: bool = False) -> dict[str, Any]:
-    """The JSON report: accuracy, top-5, macro and weighted averages, per-class metrics and the
+    """The JSON report: accuracy, top-k (``top_k`` = min(5, classes), ``top_k_accuracy``; also
+    ``top5_accuracy`` when k is 5), macro and weighted averages, per-class metrics and the
     confusion matrix (rows: true class, columns: predicted); with ``samples``, each image's
-    true class, predicted class and top-5 classes (indices, in split order).
+    true class, predicted class and top-k classes (indices, in split order; the key is
+    ``top5`` when k is 5, else ``top_k``).
 
     Macro averages run over the classes present among the targets or predictions, as
     scikit-learn's defaults do: evaluating on data that lacks some of the model's classes does
@@ -233,8 +252,10 @@ def report(evaluation: Evaluation, model_path: Path, samples: bool = False) -> d
         "split": evaluation.data.split_name,
         "count": int(evaluation.confusion.sum().item()),
         "accuracy": m["accuracy"],
-        "top5_accuracy": evaluation.top_k_accuracy,
+        # top-k with k = min(5, classes); under its top-5 name only when k is 5
+        **({"top5_accuracy": evaluation.top_k_accuracy} if evaluation.top_k == 5 else {}),
         "top_k": evaluation.top_k,
+        "top_k_accuracy": evaluation.top_k_accuracy,
         "loss": evaluation.loss,
         "macro": {
             "precision": m["precision"],
@@ -253,9 +274,10 @@ def report(evaluation: Evaluation, model_path: Path, samples: bool = False) -> d
     }
     if samples:
         top = evaluation.logits.topk(evaluation.top_k, dim=1).indices
+        key = "top5" if evaluation.top_k == 5 else "top_k"
         out["samples"] = {
             "targets": evaluation.targets.tolist(),
             "predictions": evaluation.logits.argmax(dim=1).tolist(),
-            "top5": top.tolist(),
+            key: top.tolist(),
         }
     return out

@@ -4,7 +4,6 @@ error entry instead of stopping the others."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,25 +27,22 @@ class Prediction:
 
 def collect_files(paths: list[Path]) -> list[Path]:
     """Files in the order given; a directory contributes its image files (by extension,
-    recursively, sorted). A file named explicitly is kept whatever its extension, so a
-    non-image file is reported rather than silently dropped."""
-    from zoo.data.folder import IMAGE_EXTENSIONS
+    recursively, sorted; image-named FIFOs, sockets and dangling links too, to be reported).
+    A file named explicitly is kept whatever its extension, so a non-image file is reported
+    rather than silently dropped."""
+    from zoo.data.folder import IMAGE_EXTENSIONS, scan_images
 
     files: list[Path] = []
     for path in paths:
         path = path.expanduser()
         if path.is_dir():
-            found = sorted(
-                Path(root, name)
-                for root, _, names in os.walk(path)
-                for name in names
-                if Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".")
-            )
+            images, special = scan_images(path)
+            found = sorted(images + [p for p, _ in special])
             if not found:
                 kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
                 raise ZooError(f"{path} holds no image files ({kinds})")
             files.extend(found)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():  # a dangling link: reported as unreadable
             files.append(path)
         else:
             raise ZooError(f"{path} does not exist")

@@ -205,7 +205,7 @@ def _summary(ev: dict[str, Any]) -> str:
     k = ev.get("top_k", 5)
     cards = [
         _metric(ev.get("accuracy"), "accuracy"),
-        _metric(ev.get("top5_accuracy"), f"top-{k} accuracy"),
+        _metric(ev.get("top_k_accuracy"), f"top-{k} accuracy"),
         _metric(ev.get("macro", {}).get("f1"), "macro F1"),
         _metric(ev.get("loss"), "loss (cross-entropy)"),
     ]
@@ -369,7 +369,7 @@ def _calibration(files: RunFiles) -> str:
         k = ev.get("top_k", 5)
         rows = [
             ["accuracy", ev["accuracy"], tta["accuracy"]],
-            [f"top-{k} accuracy", ev["top5_accuracy"], tta["top5_accuracy"]],
+            [f"top-{k} accuracy", ev["top_k_accuracy"], tta["top_k_accuracy"]],
             ["macro F1", ev["macro"]["f1"], tta["macro_f1"]],
             ["loss", ev["loss"], tta["loss"]],
             ["expected calibration error", cal["ece"], tta["ece"]],

@@ -1,14 +1,17 @@
 """Writing each epoch into the run directory: zoo's own callbacks, run after every other
 callback so that the state they saved and the reason to stop they gave go with the epoch.
 
-Every file is written atomically, and ``checkpoints/last.safetensors`` is written after
-everything else of its epoch: a run killed in between resumes from the previous epoch and
-rewrites them all.
+An epoch's files are written in two steps: every file is first written in full to a temporary
+file beside its target (``stage``), and only when all of them are on disk are they renamed into
+place (``commit``), ``checkpoints/last.safetensors`` last. A full disk or a state that cannot be
+encoded therefore changes nothing: the files of the previous epoch stay, all of one epoch. A run
+killed between the renames resumes from ``last`` (the previous epoch) and rewrites them all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
@@ -21,7 +24,7 @@ Capture = Callable[[], tuple[dict[str, Any], dict[str, Any]]]
 
 class Checkpoint(Callback):
     """Weights (``model.safetensors``, ``model_ema.safetensors``, timm's ``config.json``),
-    then the training state into ``best`` when the monitored metric improved, into the kept
+    the training state into ``best`` when the monitored metric improved and into the kept
     epoch copies with ``--keep N``, and last into ``last``, which commits the epoch."""
 
     def __init__(self, capture: Capture, keep: int) -> None:
@@ -30,38 +33,88 @@ class Checkpoint(Callback):
 
     def on_epoch_end(self, run: Run, record: dict[str, Any]) -> str | None:
         epochs_done = run.epoch
+        staged: list[tuple[Path, Path]] = []
         try:
-            self._write(run, epochs_done)
+            self._stage(run, epochs_done, staged)
+        except BaseException as exc:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            if not isinstance(exc, OSError):
+                raise
+            raise _unwritten(run.out, epochs_done, exc) from None
+        done: list[Path] = []
+        try:
+            for tmp, path in staged:
+                weights.commit(tmp, path)
+                done.append(path)
         except OSError as exc:
-            kept = (
-                f"epoch {epochs_done - 1} is complete there (resume with `zoo train --resume "
-                f"{run.out}` once there is room)"
-                if epochs_done > 1
-                else "no epoch was saved"
-            )
+            for tmp, _ in staged[len(done) :]:
+                tmp.unlink(missing_ok=True)
+            if not done:
+                raise _unwritten(run.out, epochs_done, exc) from None
+            left = [path for _, path in staged[len(done) :]]
+            start = f"after epoch {epochs_done - 1}" if epochs_done > 1 else "from the start"
             raise ZooError(
-                f"cannot write epoch {epochs_done} to {run.out}: {os_reason(exc)}; {kept}",
+                f"cannot write epoch {epochs_done} to {run.out}: {os_reason(exc)}; "
+                f"{_names(run.out, done)} hold epoch {epochs_done}, but "
+                f"{_names(run.out, left)} do not (they hold the previous epoch's, or nothing); "
+                f"`zoo train --resume {run.out}` continues {start} and rewrites them all",
                 exit_code=1,
             ) from None
+        if self.keep:
+            for old in rundir.epoch_checkpoints(run.out)[: -self.keep]:
+                old.unlink(missing_ok=True)
         return None
 
-    def _write(self, run: Run, epochs_done: int) -> None:
+    def _stage(self, run: Run, epochs_done: int, staged: list[tuple[Path, Path]]) -> None:
+        """Write every file of the epoch to its temporary name, in commit order; one at a
+        time, so that no more than one file's bytes are held in memory."""
         out, info = run.out, run.info
         info.epoch = epochs_done
-        weights.save(out / "model.safetensors", run.net.state_dict(), info)
-        hfconfig.write(out, info, run.net)  # the run is also a timm/HF folder
+
+        def add(path: Path, data: bytes) -> None:
+            staged.append((weights.stage(path, data), path))
+
+        add(out / "model.safetensors", weights.encode(run.net.state_dict(), info))
         if run.ema_net is not None:
-            weights.save(out / "model_ema.safetensors", run.ema_net.state_dict(), info)
+            add(out / "model_ema.safetensors", weights.encode(run.ema_net.state_dict(), info))
+        add(out / hfconfig.CONFIG, hfconfig.encode(info, run.net))  # also a timm/HF folder
         tensors, state = self.capture()
         blob = weights.encode(tensors, info, state)
+        last = weights.stage(out / rundir.LAST, blob)
+        copies = []
         if run.best.epoch == epochs_done:
-            weights.atomic_write(out / rundir.BEST, blob)
+            copies.append(out / rundir.BEST)
         if self.keep:
-            weights.atomic_write(out / f"checkpoints/epoch-{epochs_done:04d}.safetensors", blob)
-        weights.atomic_write(out / rundir.LAST, blob)
-        if self.keep:
-            for old in rundir.epoch_checkpoints(out)[: -self.keep]:
-                old.unlink(missing_ok=True)
+            copies.append(out / f"checkpoints/epoch-{epochs_done:04d}.safetensors")
+        try:
+            for path in copies:  # the same bytes: hard links to last's
+                staged.append((weights.stage_copy(last, path, blob), path))
+        except BaseException:
+            last.unlink(missing_ok=True)
+            raise
+        staged.append((last, out / rundir.LAST))
+
+
+def _unwritten(out: Path, epochs_done: int, exc: OSError) -> ZooError:
+    """Epoch ``epochs_done`` could not be written and nothing of it is in place: the run
+    directory holds the previous epoch's files, all of them."""
+    if epochs_done > 1:
+        kept = (
+            f"epoch {epochs_done - 1} is complete there (resume with `zoo train --resume "
+            f"{out}` once there is room)"
+        )
+    else:
+        kept = f"no epoch was saved (--out {out} can be used again once there is room)"
+    return ZooError(
+        f"cannot write epoch {epochs_done} to {out}: {os_reason(exc)}; nothing of it was "
+        f"written, {kept}",
+        exit_code=1,
+    )
+
+
+def _names(out: Path, paths: list[Path]) -> str:
+    return ", ".join(str(p.relative_to(out)) for p in paths) or "no file"
 
 
 class MetricsFiles(Callback):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -336,7 +337,12 @@ def format_image_size(size: tuple[int, int] | None) -> str | None:
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Checks that need no plugin: ranges and choices."""
+    """Checks that need no plugin: ranges and choices. Every float must be finite: ``inf``
+    and ``nan`` parse as floats, and compare as no range check expects."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ZooError(f"{f.name.replace('_', ' ')} must be a finite number, got {value}")
     checks = [
         (cfg.epochs >= 1, "epochs must be at least 1"),
         (cfg.batch_size >= 1, "batch size must be at least 1"),

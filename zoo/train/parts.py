@@ -58,6 +58,39 @@ def resolve_components(cfg: TrainConfig) -> Components:
     )
 
 
+def settle(cfg: TrainConfig, parts: Components) -> tuple[TrainConfig, str | None]:
+    """The configuration as the run records it, and how its image size was chosen (None when
+    given or the dataset's own).
+
+    Every component is recorded by the qualified ``plugin:name`` it resolved to, so a plugin
+    that registers the same name later never changes what the run resumes or evaluates with.
+    A folder run without ``--image-size`` gets one from its images (their median size, capped
+    by the architecture's default input size), recorded so that resuming keeps it.
+    """
+    cfg = cfg.replace(
+        arch=parts.arch.recorded,
+        data=parts.dataset.recorded,
+        aug=[r.recorded for r in parts.augs],
+        loss=parts.loss.recorded,
+        optimizer=parts.optimizer.recorded,
+        scheduler=parts.scheduler.recorded,
+        callback=[r.recorded for r in parts.callbacks[: len(cfg.callback)]],
+    )
+    root = parts.dataset.spec.params.get("root")
+    folder = parts.dataset.component.qualified == "zoo:folder" and isinstance(root, str)
+    if cfg.image_size is not None or not folder:
+        return cfg, None
+    from zoo.data.folder import typical_size
+    from zoo.train.config import format_image_size
+
+    default = getattr(parts.arch.factory, "default_image_size", None)
+    cap = (224, 224) if not default else (int(default[0]), int(default[1]))
+    size = typical_size(Path(str(root)), cap)
+    if size is None:
+        return cfg, None
+    return cfg.replace(image_size=size), f"{format_image_size(size)} (from the images)"
+
+
 def build_callbacks(resolved: list[Resolved]) -> list[Attached]:
     """The run's callbacks, each named for its saved state (``plugin:name``, ``#2`` for a
     second copy) and for messages (with the distribution it comes from)."""

@@ -52,18 +52,34 @@ def saved_config(run: Path) -> TrainConfig:
     raise ZooError(f"--resume {run}: not a zoo run directory (no {rundir.LAST})")
 
 
+# Settings that name components, and the kind of each.
+COMPONENTS = {
+    "arch": "architecture",
+    "data": "dataset",
+    "aug": "augmentation",
+    "loss": "loss",
+    "optimizer": "optimizer",
+    "scheduler": "scheduler",
+    "callback": "callback",
+}
+
+
 def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The configuration of the run in ``run`` with ``overrides`` (raw values, as from the
     command line) applied; refuses overrides that would make it a different run."""
-    saved = saved_config(run)
+    saved = qualified(saved_config(run))
     requested = from_mapping(overrides, base=saved, where="command line")
     for key in IDENTITY:
+        if key not in overrides:
+            continue
         mine, theirs = getattr(requested, key), getattr(saved, key)
-        if key in overrides and mine != theirs:
+        if not (same_components(key, mine, theirs) if key in COMPONENTS else mine == theirs):
             raise ZooError(
                 f"--resume {run}: {key} differs from the run's "
                 f"({_shown(mine)!r} vs {_shown(theirs)!r}); start a new run instead"
             )
+        # The run's own (qualified) name: the one given may have become ambiguous since.
+        requested = requested.replace(**{key: theirs})
     out = overrides.get("out")
     if out is not None and Path(out).resolve() != run.resolve():
         raise ZooError(f"--resume {run} continues in that directory; leave out --out {out}")
@@ -77,3 +93,47 @@ def _shown(value: Any) -> Any:
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return format_image_size(value)
     return value
+
+
+def qualified(cfg: TrainConfig) -> TrainConfig:
+    """A saved configuration with every component by its qualified name.
+
+    Runs record qualified names (``zoo:simplecnn``); configurations saved before they did hold
+    bare ones, which resolve to what they meant: when a plugin installed since registers the
+    same name, to the built-in one (the only one there was), else the choices are listed.
+    """
+    from zoo.plugins.components import resolve
+
+    changes: dict[str, Any] = {}
+    for key, kind in COMPONENTS.items():
+        value = getattr(cfg, key)
+        texts = value if isinstance(value, list) else [value]
+        done = [resolve(kind, text, prefer="zoo").recorded for text in texts]
+        changes[key] = done if isinstance(value, list) else done[0]
+    return cfg.replace(**changes)
+
+
+def same_components(key: str, given: Any, saved: Any) -> bool:
+    """Whether a component setting given on resume names what the run used: the same
+    parameters, and the same component (``simplecnn`` for the run's ``zoo:simplecnn``, even
+    when another plugin has registered a ``simplecnn`` since)."""
+    from zoo.plugins.components import resolve
+    from zoo.plugins.specs import parse_spec
+
+    kind = COMPONENTS[key]
+    mine = given if isinstance(given, list) else [given]
+    theirs = saved if isinstance(saved, list) else [saved]
+    if len(mine) != len(theirs):
+        return False
+    for text, recorded in zip(mine, theirs, strict=True):
+        a, b = parse_spec(text, kind=kind), parse_spec(recorded, kind=kind)
+        if a.params != b.params:
+            return False
+        if a.ref == b.ref or (a.plugin is None and a.name == b.name):
+            continue
+        try:
+            if resolve(kind, a).component != resolve(kind, b).component:
+                return False
+        except ZooError:
+            return False
+    return True

@@ -8,6 +8,12 @@ RUN/metrics.jsonl, .csv       one line per epoch
 RUN/summary.json              best epoch, wall time, throughput, peak memory
 RUN/run.json                  when the run started and was resumed; why it failed, if it did
 RUN/checkpoints/last|best.safetensors, epoch-NNNN.safetensors   full training state
+RUN/.zoo.lock                 while a process writes the run: its pid, host and command
+
+One process writes a run directory at a time: a new run, ``--resume`` (and every tuning trial,
+which runs the trainer) hold an OS lock (``flock``) on ``RUN/.zoo.lock`` for the whole run. The
+kernel releases it when the process ends, however it ends, so a killed run never leaves a lock
+that blocks ``--resume``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import csv
 import datetime
 import io
 import json
+import os
 import shutil
+import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,9 +35,15 @@ from zoo.errors import ZooError
 from zoo.models.weights import atomic_write
 from zoo.train.config import dump_toml
 
-RUN_MARKERS = ("model.safetensors", "checkpoints", "config.toml", "metrics.jsonl")
+# What makes a directory hold a previous run: a completed epoch's files (or any checkpoint). A
+# directory with only a ``config.toml`` (and leftovers) holds a run that never completed an
+# epoch (killed, or stopped by a NaN loss or a full disk in its first epoch): nothing in it is
+# worth keeping, so a new run may reuse it.
+RUN_MARKERS = ("model.safetensors", "metrics.jsonl")
 RUN_OUTPUTS = (
     *RUN_MARKERS,
+    "checkpoints",
+    "config.toml",
     "model_ema.safetensors",
     "metrics.csv",
     "summary.json",
@@ -42,6 +57,7 @@ RUN_OUTPUTS = (
 RECORD = "run.json"
 LAST = Path("checkpoints/last.safetensors")
 BEST = Path("checkpoints/best.safetensors")
+LOCK = ".zoo.lock"
 
 
 def default_out(arch_name: str) -> Path:
@@ -54,7 +70,15 @@ def default_out(arch_name: str) -> Path:
 
 
 def holds_run(path: Path) -> bool:
-    return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
+    """Whether ``path`` holds what a new run must not replace without ``--overwrite``: a
+    completed epoch, or a ``config.toml`` that is not one zoo wrote."""
+    if not path.is_dir():
+        return False
+    if any((path / m).exists() for m in RUN_MARKERS):
+        return True
+    if any((path / "checkpoints").glob("[!.]*.safetensors")):
+        return True
+    return (path / "config.toml").exists() and not started_run(path)
 
 
 def started_run(path: Path) -> bool:
@@ -77,6 +101,19 @@ def check_out(path: Path, overwrite: bool) -> None:
         )
 
 
+def claim(path: Path, *, resume: bool, overwrite: bool) -> RunLock:
+    """Lock the run directory for this process, then check that a new run may write there
+    (under the lock, so two runs cannot both pass the check)."""
+    lock = RunLock.acquire(path, resume=resume)
+    try:
+        if not resume:
+            check_out(path, overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
 def clear_previous(path: Path) -> None:
     """Remove a previous run's outputs (only zoo's own files) before a new run writes."""
     for name in RUN_OUTPUTS:
@@ -91,12 +128,14 @@ def prepare(
     path: Path, values: dict[str, Any], version: str, *, resume: bool, overwrite: bool
 ) -> None:
     """Create (or take over) the run directory and write the resolved config: a new run
-    clears a previous one it may replace; a resumed one removes its killed writes' leftovers."""
+    clears a previous one it may replace (or the leftovers of a run that never completed an
+    epoch); a resumed one removes its killed writes' leftovers."""
     if resume:
         remove_partial(path)
     else:
-        if overwrite:
+        if overwrite or started_run(path):
             clear_previous(path)
+        remove_partial(path)
         path.mkdir(parents=True, exist_ok=True)
     write_config(path, values, version)
     record_start(path, resume=resume)
@@ -142,6 +181,86 @@ def record_failure(path: Path, exc: BaseException) -> None:
     record["failed"] = {"error": message, "time": _now()}
     with contextlib.suppress(OSError):
         atomic_write(path / RECORD, (json.dumps(record, indent=2) + "\n").encode())
+
+
+class RunLock:
+    """The exclusive right to write a run directory, held until ``release()`` or the end of
+    the process (the kernel drops an ``flock`` with the last descriptor of its file)."""
+
+    def __init__(self, path: Path, fd: int | None, created: bool) -> None:
+        self.path, self.fd, self.created = path, fd, created
+
+    @classmethod
+    def acquire(cls, path: Path, *, resume: bool = False) -> RunLock:
+        """Lock ``path`` (created if missing), or refuse in one line naming the holder."""
+        if path.exists() and not path.is_dir():
+            raise ZooError(f"--out {path} is a file, not a directory")
+        created = not path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ZooError(f"cannot write the run directory {path}: {exc.strerror}") from None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock on Windows: runs are not locked
+            return cls(path, None, created)
+        lock = path / LOCK
+        while True:
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # a read-only run directory
+                cls(path, None, created).release()
+                raise ZooError(f"cannot write the run directory {path}: {exc.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                what = f"--resume {path}: the run" if resume else f"--out {path}"
+                raise ZooError(
+                    f"{what} is being written by another zoo process ({holder}); wait for it "
+                    "to end, or choose another directory"
+                ) from None
+            except OSError:  # a file system without flock (some network mounts): not locked
+                os.close(fd)
+                return cls(path, None, created)
+            # The holder we waited on may have removed the file meanwhile: lock the one there.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(["zoo", *sys.argv[1:]]),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(me) + "\n").encode())
+        return cls(path, fd, created)
+
+    def release(self) -> None:
+        """Give the directory up; one this lock created and nothing was written to goes too."""
+        if self.fd is not None:
+            (self.path / LOCK).unlink(missing_ok=True)  # still ours: removed while locked
+            os.close(self.fd)
+            self.fd = None
+        if self.created:
+            with contextlib.suppress(OSError):  # only when empty: a run that wrote nothing
+                self.path.rmdir()
+            self.created = False
+
+
+def _holder(fd: int) -> str:
+    """Who holds a run's lock, as its lock file says: ``pid 123 on host: zoo train ...``."""
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"pid {data['pid']} on {data['host']}, since {data['started']}: {data['command']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "it has not said which yet"
 
 
 def write_config(path: Path, values: dict[str, Any], version: str) -> None:

@@ -28,9 +28,41 @@ def header(trainer: Trainer) -> dict[str, str]:
         "precision": str(trainer.amp_dtype).removeprefix("torch."),
         "out": str(trainer.out),
     }
+    if trainer.size_note:
+        fields["image size"] = trainer.size_note
     if trainer.cfg.resume:
         fields["resumed at epoch"] = str(trainer.start_epoch)
     return fields
+
+
+def interrupted(trainer: Trainer) -> str:
+    """What Ctrl-C or SIGTERM leaves on disk, and how to continue."""
+    done = len(trainer.history)
+    if not done:
+        return (
+            "interrupted before the first epoch completed: no weights were saved; start "
+            f"it again with `zoo train --resume {trainer.out}`"
+        )
+    return (
+        f"interrupted in epoch {done + 1}: the weights of epoch {done} are in "
+        f"{trainer.out / 'model.safetensors'}; continue with "
+        f"`zoo train --resume {trainer.out}`"
+    )
+
+
+def non_finite(trainer: Trainer) -> str:
+    """A NaN or infinite loss: what is kept. A run that saved nothing leaves a directory that
+    a new run may use again (it holds only its config.toml, which is not a previous run)."""
+    done = len(trainer.history)
+    kept = (
+        f"the last good weights (epoch {done}) are in {trainer.out}"
+        if done
+        else f"no epoch completed, so nothing was saved (--out {trainer.out} can be used again)"
+    )
+    return (
+        f"the loss became NaN or infinite in epoch {done + 1}; stopped: {kept}. "
+        "Try a lower --lr or --clip-grad."
+    )
 
 
 def summary(trainer: Trainer, started: float, stopped: str | None) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from zoo.train.parts import (
     normalization,
     param_groups,
     resolve_components,
+    settle,
 )
 from zoo.train.progress import Reporter
 from zoo.train.ranks import Secondary, broadcast_buffers, broadcast_text, together
@@ -100,6 +101,8 @@ class Trainer:
             self._setup()
             return self._run(started)
         finally:
+            if "lock" in self.__dict__:
+                self.lock.release()
             if "model" in self.__dict__:
                 self.model = self.eval_model  # drops the DDP wrapper, which holds the group
             leave_distributed(self.__dict__.get("dist"))
@@ -119,11 +122,14 @@ class Trainer:
             self.amp_dtype = resolve_precision(cfg.precision, self.device)
             check_processes(cfg, self.dist.world, self.device)
             self.parts = resolve_components(cfg)
+            self.cfg, self.size_note = settle(cfg, self.parts)  # as the run records it
+            cfg = self.cfg
             out = cfg.out
             if out is None and self.dist.main:
                 out = str(rundir.default_out(self.parts.arch.spec.name))
-            if cfg.resume is None and self.dist.main:
-                rundir.check_out(Path(out), cfg.overwrite)  # type: ignore[arg-type]
+            if self.dist.main:  # rank 0 alone writes the run directory: it locks it first
+                resume, overwrite = bool(cfg.resume), cfg.overwrite
+                self.lock = rundir.claim(Path(str(out)), resume=resume, overwrite=overwrite)
             seed_everything(cfg.seed)
             if self.dist.local_rank == 0:  # decodes, caches or downloads once per machine
                 self.data = build_data(self.parts.dataset, cfg)
@@ -293,22 +299,12 @@ class Trainer:
         except KeyboardInterrupt:
             if not main:
                 raise Secondary("interrupted", exit_code=130) from None
-            raise Interrupted(self._interrupt_message()) from None
+            raise Interrupted(summary.interrupted(self)) from None
         except _NonFinite:
             # Every rank sees the all-reduced flag; rank 0 alone says so.
             if not main:
                 raise Secondary("non-finite loss", exit_code=1) from None
-            done = len(self.history)
-            kept = (
-                f"the last good weights (epoch {done}) are in {self.out}"
-                if done
-                else "no epoch completed, so nothing was saved"
-            )
-            raise ZooError(
-                f"the loss became NaN or infinite in epoch {done + 1}; stopped: "
-                f"{kept}. Try a lower --lr or --clip-grad.",
-                exit_code=1,
-            ) from None
+            raise ZooError(summary.non_finite(self), exit_code=1) from None
         return None
 
     def _epoch_events(self, run: Run, record: dict[str, Any]) -> str | None:
@@ -429,21 +425,6 @@ class Trainer:
         metrics = from_confusion(result.confusion)
         values = {"loss": result.loss, **{m: metrics[m] for m in VAL_METRICS[1:]}}
         return {f"{prefix}{m}": values[m] for m in VAL_METRICS}
-
-    # --- what the run reports --------------------------------------------------------------
-
-    def _interrupt_message(self) -> str:
-        done = len(self.history)
-        if not done:
-            return (
-                "interrupted before the first epoch completed: no weights were saved; start "
-                f"it again with `zoo train --resume {self.out}`"
-            )
-        return (
-            f"interrupted in epoch {done + 1}: the weights of epoch {done} are in "
-            f"{self.out / 'model.safetensors'}; continue with "
-            f"`zoo train --resume {self.out}`"
-        )
 
 
 class _NonFinite(Exception):
