@@ -8,7 +8,17 @@ import typer
 
 def build_app() -> typer.Typer:
     """The typer app with every command registered."""
-    from zoo.cli import benchmark, evaluate, export, listing, newplugin, predict, train
+    from zoo.cli import (
+        benchmark,
+        evaluate,
+        export,
+        listing,
+        lrfind,
+        newplugin,
+        predict,
+        push,
+        train,
+    )
 
     app = typer.Typer(
         name="zoo",
@@ -21,9 +31,11 @@ def build_app() -> typer.Typer:
     )
     listing.register(app)
     train.register(app)
+    lrfind.register(app)
     evaluate.register(app)
     predict.register(app)
     export.register(app)
+    push.register(app)
     newplugin.register(app)
     benchmark.register(app)
     return app

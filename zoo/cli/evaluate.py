@@ -1,5 +1,6 @@
 """``zoo eval``: a trained model's metrics on a dataset split, as a table or JSON, with
-``eval.json`` and PNG plots written next to the run."""
+``eval.json`` and PNG plots written next to the run, whose model card (README.md) then shows
+them."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ def register(app: typer.Typer) -> None:
 
 @command
 def evaluate(
-    path: str = typer.Argument(..., metavar="RUN_DIR_OR_WEIGHTS", help="A run or weights file."),
+    path: str = typer.Argument(
+        ...,
+        metavar="RUN_DIR_OR_WEIGHTS",
+        help="A run, a weights file or hf-hub:ORG/NAME[@REVISION].",
+    ),
     data: str | None = typer.Option(
         None,
         "--data",
@@ -45,7 +50,8 @@ def evaluate(
         None,
         "--out",
         metavar="DIR",
-        help="Where eval.json and the plots go (default: the run, or the weights' folder).",
+        help="Where eval.json and the plots go (default: the run, or the weights' folder; "
+        "./NAME-eval for a Hub model).",
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
     samples: bool = typer.Option(
@@ -55,9 +61,11 @@ def evaluate(
 ) -> None:
     """Evaluate a model: accuracy, top-5, per-class precision, recall and F1, macro and
     weighted averages, and the confusion matrix. Without --data, on the run's own validation
-    split, rebuilt from the seed the run used."""
+    split, rebuilt from the seed the run used. A run's model card (README.md) is rewritten with
+    the results."""
     from zoo.data.splits import default_workers
     from zoo.errors import ZooError
+    from zoo.models import hub
     from zoo.models.loading import load, weights_path
     from zoo.tasks import evaluation
     from zoo.train.runtime import check_precision, resolve_device, resolve_precision
@@ -65,6 +73,8 @@ def evaluate(
     check_precision(precision)
     file = weights_path(path)
     run_dir = file.parent
+    if out is None and hub.is_hub_ref(path):  # never write into the Hugging Face cache
+        out = f"{hub.parse_ref(path).repo_id.rpartition('/')[2]}-eval"
     target = Path(out) if out is not None else run_dir
     if target.exists() and not target.is_dir():
         raise ZooError(f"--out {target} is a file, not a directory")
@@ -86,6 +96,8 @@ def evaluate(
     notes: list[str] = []
     if plots:
         written += _plots(report, run_dir, target, notes)
+    if target == run_dir:
+        written += _card(run_dir, notes)
     if json_output:
         print_json(report)
         for line in [*notes, f"wrote {', '.join(str(p) for p in written)}"]:
@@ -114,6 +126,27 @@ def _plots(report: dict[str, Any], run_dir: Path, target: Path, notes: list[str]
         written.append(target / "training_curves.png")
         _write(written[1], plots.curves_png(history, report["arch"]))
     return written
+
+
+def _card(run_dir: Path, notes: list[str]) -> list[Path]:
+    """Rewrite a zoo run's model card with the evaluation it now holds."""
+    from zoo.errors import ZooError
+    from zoo.models import card
+    from zoo.train.rundir import holds_run
+
+    if not holds_run(run_dir) or not (run_dir / "config.toml").is_file():
+        return []
+    try:
+        written = card.write(run_dir)
+    except OSError as exc:
+        raise ZooError(
+            f"cannot write {run_dir / card.FILE}: {exc}; choose another place with --out DIR",
+            exit_code=1,
+        ) from None
+    if written is None:
+        notes.append(f"note: {run_dir / card.FILE} was not written by zoo: left as it is")
+        return []
+    return [written]
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -1,4 +1,5 @@
-"""PNG figures for a run: the confusion matrix and the training curves.
+"""PNG figures for a run: the confusion matrix and the training curves; and the loss against
+the learning rate of ``zoo lr-find``.
 
 matplotlib is optional (``pip install 'zoo[plots]'``). Figures are drawn on an Agg canvas
 without pyplot, so nothing global (the backend, open figures) changes in the caller's process.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -115,4 +117,31 @@ def curves_png(history: list[dict[str, Any]], title: str = "") -> bytes:
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
+    return _png(fig)
+
+
+def lr_find_png(lrs: list[float], losses: list[float], suggested: float | None) -> bytes:
+    """The smoothed loss against the learning rate (log scale), the suggestion marked."""
+    fig = _figure(6.5, 4.2)
+    ax = fig.add_subplot()
+    ax.plot(lrs, losses)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss (smoothed)")
+    ax.grid(alpha=0.3, which="both")
+    low = min(losses)
+    ax.set_ylim(low - 0.05 * abs(low), max(losses[0], low) * 1.5)  # the divergence off the top
+    if suggested is not None:
+        nearest = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i] / suggested)))
+        y = losses[nearest]
+        ax.plot([suggested], [y], marker="o", color="red", linestyle="none")
+        ax.axvline(suggested, color="red", alpha=0.4, linestyle="--")
+        ax.annotate(
+            f"suggested {suggested:.2e}",
+            (suggested, y),
+            textcoords="offset points",
+            xytext=(8, 8),
+            color="red",
+        )
+    ax.set_title("learning-rate range test")
     return _png(fig)

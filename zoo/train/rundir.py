@@ -6,6 +6,7 @@ RUN/config.json               timm/Hugging Face config: the run is also a timm f
 RUN/config.toml               the resolved configuration (valid as --config)
 RUN/metrics.jsonl, .csv       one line per epoch
 RUN/summary.json              best epoch, wall time, throughput, peak memory
+RUN/README.md                 model card in the Hugging Face Hub's format (zoo.models.card)
 RUN/checkpoints/last|best.safetensors, epoch-NNNN.safetensors   full training state
 """
 
@@ -34,6 +35,7 @@ RUN_OUTPUTS = (
     "confusion_matrix.png",
     "training_curves.png",
     "eval.json",
+    "README.md",
 )
 LAST = Path("checkpoints/last.safetensors")
 BEST = Path("checkpoints/best.safetensors")
