@@ -176,7 +176,7 @@ def _body(
     ]
     for key in _SETTINGS:
         value = config.get(key)
-        if value in (None, False, [], "", 0) and key not in ("lr", "seed"):
+        if value in (None, False, [], "", 0, "none") and key not in ("lr", "seed"):
             continue
         if key == "data":
             value = _dataset_name(str(value))
@@ -216,7 +216,7 @@ def _body(
     lines += [
         "## How to use",
         "",
-        "With zoo (`pip install zoo`):",
+        "With zoo:",
         "",
         "```python",
         "import zoo",
