@@ -54,9 +54,9 @@ def _lr_find(
     **values: Any,
 ) -> None:
     """Find a learning rate: train a throwaway copy of the model for up to --steps batches
-    while the rate grows exponentially, stop when the loss diverges, and suggest the rate in
-    the middle of the steepest descent. Takes the component options of zoo train (and
-    --config FILE.toml); writes the loss curve to lr_find.png."""
+    while the rate grows exponentially, stop when the loss diverges, and suggest a tenth of
+    the rate at which the loss was lowest. Takes the component options of zoo train (and
+    --config FILE.toml); writes the loss curve to lr_find.png. Nothing else is written."""
     from zoo.train.config import from_mapping, load_toml_values
     from zoo.train.lrfind import lr_find
 
