@@ -7,6 +7,10 @@ In each page, in document order:
   and a command shown with an ``error:`` line must fail with that message;
 - untitled ``python`` blocks run in one namespace per page.
 Other languages (``bash``, ``text``, ``toml`` without a title) are illustrations only.
+
+Pages never reach the network: every command and block runs with ``HF_HUB_OFFLINE=1`` and a
+Hugging Face cache of the page's own (``HF_HUB_CACHE``), which a page about pretrained weights
+fills itself.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hubtools import hub_environment
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```\s*$", re.S | re.M)
@@ -99,6 +104,12 @@ def run_console(block: Block, cwd: Path, env: dict[str, str], site: Path) -> Non
 def test_docs_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = tmp_path / "site-packages"
     site.mkdir()
+    hub = {"HF_HUB_CACHE": str(tmp_path / "hf-cache"), "HF_HOME": str(tmp_path / "hf-home")}
+    with hub_environment(**hub, HF_HUB_OFFLINE="1", HF_ENDPOINT=None, HF_TOKEN=None):
+        run_page(page, tmp_path, site, monkeypatch)
+
+
+def run_page(page: Path, tmp_path: Path, site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(site), str(tmp_path)]),

@@ -80,7 +80,9 @@ def test_a_run_logs_its_config_every_epoch_and_its_files(cli, store: str, tmp_pa
     client, run = only_run(store, "digits")
     assert run.info.status == "FINISHED" and run.info.run_name == "first"
     assert run.data.params == saved_params(out)
-    assert run.data.params["lr"] == "0.001" and run.data.params["callback"] == f'["{spec}"]'
+    assert (
+        run.data.params["lr"] == "0.001" and run.data.params["callback"] == f'["mlflow:{spec}"]'
+    )  # recorded qualified
     records = steps(client, run)
     assert {"train_loss", "val_accuracy", "val_f1", "lr", "images_per_second"} <= set(records)
     assert all(logged == [1, 2] for logged in records.values()), records

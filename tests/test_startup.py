@@ -1,6 +1,6 @@
-"""Start-up: with a valid registry cache, ``zoo --help`` and ``zoo list`` import neither torch
-nor the plugins, even with a timm-sized plugin installed; a new version of a distribution
-invalidates the cache."""
+"""Start-up: with a valid registry cache, ``zoo --help``, ``zoo list`` and ``zoo list
+--pretrained`` import neither torch nor the plugins, even with a timm-sized plugin installed; a
+new version of a distribution invalidates the cache."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def _factory(num_classes, in_chans, image_size, pretrained: bool = False):
 @zoo.hookimpl
 def zoo_register_architectures(register):
     for i in range(1400):
-        register(f"net{i:04d}", _factory)
+        tags = [{"tag": "in1k", "hub_id": f"acme/net{i:04d}.in1k", "input_size": [3, 64, 64]}]
+        register(f"net{i:04d}", _factory, extra={"pretrained": tags} if i % 2 else None)
 '''
 
 RUN = """
@@ -40,7 +41,8 @@ try:
     main()
 except SystemExit:
     pass
-print("TORCH", "torch" in sys.modules, "PLUGIN", "many_nets" in sys.modules)
+plugins = "many_nets" in sys.modules or "timm" in sys.modules
+print("TORCH", "torch" in sys.modules, "PLUGIN", plugins)
 """
 
 
@@ -82,6 +84,7 @@ def test_a_large_plugin_is_listed_from_the_cache(site: Path, tmp_path: Path) -> 
         ["list"],
         ["list", "architectures", "--filter", "net13*"],
         ["list", "losses", "--json"],
+        ["list", "--pretrained", "--filter", "net00*"],
         ["plugins"],
     ):
         result = zoo(args, site, cache)
@@ -90,6 +93,10 @@ def test_a_large_plugin_is_listed_from_the_cache(site: Path, tmp_path: Path) -> 
         assert "IMPORTED" not in result.stderr
     table = zoo(["list"], site, cache).stdout
     assert "net0999" in table and "1,400" in table
+    pretrained = zoo(["list", "--pretrained", "--json", "--filter", "net*"], site, cache).stdout
+    rows = json.loads(pretrained.rsplit("TORCH", 1)[0])
+    assert len(rows) == 700 and rows[0]["name"] == "net0001.in1k"
+    assert rows[0]["hub_id"] == "acme/net0001.in1k" and rows[0]["source"] == "many-nets==1.0"
     benchmark_help = zoo(["benchmark", "--help"], site, cache)
     assert "--channels-last" in benchmark_help.stdout
     assert benchmark_help.stdout.rstrip().endswith("TORCH False PLUGIN False")

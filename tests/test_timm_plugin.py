@@ -126,7 +126,7 @@ def test_unknown_timm_keyword_is_one_line_naming_the_component() -> None:
     assert message.startswith("architecture 'timm:resnet18': unknown parameter 'drop_rat'")
     assert "did you mean drop_rate" in message and "\n" not in message
     assert err.value.exit_code == 2
-    with pytest.raises(ZooError, match="zoo never downloads weights"):
+    with pytest.raises(ZooError, match="pretrained is not a model keyword in zoo; start from"):
         zoo.create_model("resnet18:pretrained=true", num_classes=2)
 
 

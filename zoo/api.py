@@ -14,17 +14,37 @@ if TYPE_CHECKING:
 def create_model(
     name: str,
     *,
+    pretrained: bool = False,
     num_classes: int = 1000,
     in_chans: int = 3,
-    image_size: int | tuple[int, int] = 224,
+    image_size: int | tuple[int, int] | None = None,
     **params: Any,
 ) -> torch.nn.Module:
-    """Build an architecture by name (``resnet50``, ``timm:resnet50``, ``simplecnn:hidden=64``)
-    with fresh weights; extra keywords are the architecture's own parameters."""
+    """Build an architecture by name (``resnet50``, ``timm:resnet50``, ``simplecnn:hidden=64``);
+    extra keywords are the architecture's own parameters.
+
+    With ``pretrained=True``, the weights of the name's pretrained tag (``resnet50.a1_in1k``; a
+    bare name takes the default tag) come from the Hugging Face Hub, as ``--pretrained`` does:
+    the classifier is re-created when ``num_classes`` differs and the first convolution adapted
+    to ``in_chans``. ``image_size`` defaults to the size the weights were trained at (else the
+    architecture's own default, else 224).
+    """
+    from zoo.plugins.build import get_registry
     from zoo.plugins.components import resolve
 
     resolved = resolve("architecture", name, **params)
-    return resolved.build(num_classes=num_classes, in_chans=in_chans, image_size=image_size)
+    weights = get_registry().find_pretrained(resolved.spec.ref) if pretrained else None
+    if image_size is None:
+        size = weights.config.get("input_size") if weights is not None else None
+        default = getattr(resolved.factory, "default_image_size", None)
+        image_size = tuple(size[1:]) if size else tuple(default) if default else 224
+    net = resolved.build(num_classes=num_classes, in_chans=in_chans, image_size=image_size)
+    if weights is not None:
+        from zoo.models.finetune import initialize, pretrained_source
+
+        source = pretrained_source(weights)
+        initialize(net, source, num_classes, in_chans, f"pretrained {weights.name}", source)
+    return net
 
 
 def build(kind: str, spec: str, **keywords: Any) -> Any:
@@ -44,8 +64,9 @@ def list_components(kind: str | None = None, pattern: str | None = None) -> list
 
 
 def load(path: str | Path, *, device: str = "cpu") -> Any:
-    """Load a run directory, a weights file or a timm/Hugging Face folder (``config.json`` +
-    ``model.safetensors``): the model in eval mode, ready for inference, with its class names,
+    """Load a run directory, a weights file, a timm/Hugging Face folder (``config.json`` +
+    ``model.safetensors``) or a Hub repository (``hf-hub:ORG/NAME[@REVISION]``, downloaded into
+    the Hugging Face cache): the model in eval mode, ready for inference, with its class names,
     image size and normalization (a ``zoo.models.inference.LoadedModel``)."""
     from zoo.models.loading import load as load_model
 

@@ -13,8 +13,10 @@ def build_app() -> typer.Typer:
         evaluate,
         export,
         listing,
+        lrfind,
         newplugin,
         predict,
+        push,
         report,
         runs,
         train,
@@ -33,10 +35,12 @@ def build_app() -> typer.Typer:
     listing.register(app)
     train.register(app)
     tune.register(app)
+    lrfind.register(app)
     evaluate.register(app)
     predict.register(app)
     report.register(app)
     export.register(app)
+    push.register(app)
     newplugin.register(app)
     benchmark.register(app)
     runs.register(app)

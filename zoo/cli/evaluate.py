@@ -84,7 +84,8 @@ def evaluate(
 ) -> None:
     """Evaluate a model: accuracy, top-5, per-class precision, recall and F1, macro and
     weighted averages, the confusion matrix, calibration and the top losses. Without --data,
-    on the run's own validation split, rebuilt from the seed the run used."""
+    on the run's own validation split, rebuilt from the seed the run used. A run's model card
+    (README.md) is rewritten with the results."""
     from zoo.tasks.eval_outputs import EvalOptions, evaluate
 
     options = EvalOptions(

@@ -15,12 +15,17 @@ def register(app: typer.Typer) -> None:
 
 @command
 def export(
-    weights: str = typer.Argument(..., metavar="WEIGHTS", help="A run or weights file."),
+    weights: str = typer.Argument(
+        ..., metavar="WEIGHTS", help="A run, a weights file or hf-hub:ORG/NAME[@REVISION]."
+    ),
     format: str = typer.Option(
         ..., "--format", "-f", metavar="FORMAT", help="onnx or torchscript."
     ),
     out: str | None = typer.Option(
-        None, "--out", metavar="PATH", help="Output file (default: beside the weights)."
+        None,
+        "--out",
+        metavar="PATH",
+        help="Output file (default: beside the weights; ./NAME.EXT for a Hub model).",
     ),
     input: str = typer.Option(
         "normalized",
@@ -35,7 +40,8 @@ def export(
     input size, mean and std in the file's metadata; the file is run back and its logits
     compared with PyTorch's."""
     from zoo.errors import ZooError
-    from zoo.models.export import INPUTS, default_output, require
+    from zoo.models import hub
+    from zoo.models.export import INPUTS, SUFFIXES, default_output, require
     from zoo.models.export import export as export_model
     from zoo.models.loading import load, weights_path
 
@@ -43,6 +49,8 @@ def export(
     require(fmt)
     if input not in INPUTS:
         raise ZooError(f"--input must be one of {', '.join(INPUTS)}, got {input!r}")
+    if out is None and hub.is_hub_ref(weights):  # never write into the Hugging Face cache
+        out = hub.parse_ref(weights).repo_id.rpartition("/")[2] + SUFFIXES[fmt]
     target = Path(out) if out is not None else default_output(weights_path(weights), fmt)
     if target.is_dir():
         raise ZooError(f"--out {target} is a directory; give a file name")

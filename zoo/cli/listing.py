@@ -1,6 +1,7 @@
 """``zoo list``, ``zoo plugins``, ``zoo info``: what is installed, and where it came from.
 
-``list`` and ``plugins`` read the registry cache when it is valid, so they do not import torch.
+``list`` (``--pretrained`` too) and ``plugins`` read the registry cache when it is valid, so
+they do not import torch or the plugins.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import typer
 
 from zoo.cli.common import command, print_json, stdout
+from zoo.errors import ZooError
 
 
 def register(app: typer.Typer) -> None:
@@ -34,13 +36,24 @@ def list_components(
         metavar="GLOB",
         help="Only names matching this glob, e.g. 'resnet*'.",
     ),
+    pretrained: bool = typer.Option(
+        False,
+        "--pretrained",
+        help="List pretrained weights (NAME.TAG) instead: input size, Hub repository, licence.",
+    ),
     json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List components with the plugin distribution each comes from."""
+    """List components with the plugin distribution each comes from; with --pretrained, the
+    architectures' pretrained weights (what --pretrained and zoo.create_model can start from)."""
     from zoo.plugins.build import get_registry
     from zoo.plugins.registry import normalize_kind
 
     registry = get_registry()
+    if pretrained:
+        if kind and normalize_kind(kind) != "architecture":
+            raise ZooError("--pretrained lists architectures' weights; leave out the kind")
+        _list_pretrained(registry, filter, json)
+        return
     found = registry.components(normalize_kind(kind) if kind else None, filter)
     conflicts = registry.conflicts()
     if json:
@@ -73,6 +86,33 @@ def list_components(
                 f"[yellow]conflict:[/] {kind_name} {name!r} is registered by several "
                 f"plugins; use {' or '.join(owners)}"
             )
+
+
+def _list_pretrained(registry: Any, pattern: str | None, json: bool) -> None:
+    found = registry.pretrained(pattern)
+    if json:
+        print_json([t.to_json() for t in found])
+        return
+    from zoo.cli.table import render
+
+    console = stdout()
+    rows = []
+    for t in found:
+        size = t.config.get("input_size") or []
+        rows.append(
+            (
+                t.name,
+                "x".join(map(str, size[1:])) if len(size) == 3 else "?",
+                t.config.get("license") or "-",
+                t.hub_id or "(not on the Hub)",
+            )
+        )
+    if found:
+        console.print(render(("name", "input", "license", "hub"), rows, console.width), end="")
+    counts = Counter(t.component.source for t in found)
+    per_source = ", ".join(f"{source} {n:,}" for source, n in counts.most_common())
+    noun = "pretrained weight" if len(found) == 1 else "pretrained weights"
+    console.print(f"{len(found):,} {noun}" + (f": {per_source}" if per_source else ""))
 
 
 @command
@@ -113,8 +153,8 @@ def info(
     ),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Describe a component: source, parameters, docstring; for an architecture its size."""
-    from zoo.errors import ZooError
+    """Describe a component: source, parameters, docstring; for an architecture its size and
+    its pretrained weights (NAME.TAG names one of them)."""
     from zoo.plugins.build import get_registry
     from zoo.plugins.registry import KINDS, normalize_kind
     from zoo.train.config import parse_image_size
@@ -128,14 +168,15 @@ def info(
         except ZooError as exc:
             errors.append(exc)
     if not found:
-        ambiguous = [e for e in errors if "several plugins" in str(e)]
+        # Errors that name the component but not a valid form of it say more than "no such".
+        ambiguous = [e for e in errors if "several plugins" in str(e) or "pretrained" in str(e)]
         raise (
             (ambiguous or errors)[0]
             if len(kinds) == 1 or ambiguous
             else ZooError(f"no component named {name!r}; see `zoo list`")
         )
     size = parse_image_size(image_size)
-    details = [_describe(registry, c, size) for c in found]
+    details = [_describe(registry, c, size, name) for c in found]
     if json:
         print_json(details if len(details) > 1 else details[0])
         return
@@ -149,6 +190,8 @@ def info(
                 f"parameters: {d['parameters_count']:,}  default input: "
                 f"{d['default_input']}  (built for {d['built_with']})"
             )
+        if d.get("pretrained"):
+            console.print(_pretrained_line(d["pretrained"], d["pretrained_tags"]))
         if d["parameters"]:
             console.print(
                 "accepts: "
@@ -164,13 +207,32 @@ def info(
                 else "accepts: any keyword (passed through)"
             )
         if d["doc"]:
-            from rich.markup import escape
-
-            console.print(escape(d["doc"]))
+            console.print(d["doc"], markup=False)
         console.print()
 
 
-def _describe(registry: Any, component: Any, image_size: tuple[int, int] | None) -> dict[str, Any]:
+def _pretrained_line(weights: dict[str, Any], tags: int) -> str:
+    """What ``zoo info`` says of an architecture's pretrained weights (a tag's, or the default's
+    with the number of tags)."""
+    size = "x".join(map(str, weights.get("input_size") or [])) or "?"
+    crop = weights.get("crop_pct")
+    parts = [
+        f"input {size}",
+        f"crop {crop} {weights.get('crop_mode', 'center')}" if crop else None,
+        weights.get("interpolation"),
+        f"mean {weights.get('mean')}, std {weights.get('std')}" if weights.get("mean") else None,
+        f"{weights['num_classes']} classes" if weights.get("num_classes") else None,
+        f"licence {weights['license']}" if weights.get("license") else None,
+    ]
+    hub = f"hf-hub:{weights['hub_id']}" if weights.get("hub_id") else "not on the Hub"
+    more = f" (default of {tags} tags; zoo list --pretrained)" if tags > 1 else ""
+    details = "; ".join(p for p in parts if p)
+    return f"pretrained: {weights['name']} from {hub}{more}\n  {details}"
+
+
+def _describe(
+    registry: Any, component: Any, image_size: tuple[int, int] | None, ref: str = ""
+) -> dict[str, Any]:
     from zoo.plugins.components import reserved
     from zoo.plugins.specs import accepted_params
 
@@ -203,6 +265,14 @@ def _describe(registry: Any, component: Any, image_size: tuple[int, int] | None)
     }
     if component.kind == "architecture":
         default = getattr(factory, "default_image_size", None)
+        tags = registry.tags(component)
+        if tags:
+            weights = registry.find_pretrained(ref) if ref else tags[0]
+            detail["pretrained"] = weights.to_json()
+            tagged = "." in ref.rpartition(":")[2]
+            detail["pretrained_tags"] = 1 if tagged else len(tags)
+            size = weights.config.get("input_size")
+            default = tuple(size[1:]) if size else default
         size = image_size or (tuple(default) if default else (224, 224))
 
         detail["parameters_count"] = _count_parameters(component.qualified, size)
@@ -217,7 +287,6 @@ def _count_parameters(qualified: str, size: tuple[int, int]) -> int:
     constructors compute with real data)."""
     import torch
 
-    from zoo.errors import ZooError
     from zoo.plugins.components import resolve
 
     resolved = resolve("architecture", qualified)

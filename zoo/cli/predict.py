@@ -23,7 +23,12 @@ def register(app: typer.Typer) -> None:
 
 @command
 def predict(
-    weights: Annotated[str, typer.Argument(metavar="WEIGHTS", help="A run or weights file.")],
+    weights: Annotated[
+        str,
+        typer.Argument(
+            metavar="WEIGHTS", help="A run, a weights file or hf-hub:ORG/NAME[@REVISION]."
+        ),
+    ],
     paths: Annotated[
         list[str],
         typer.Argument(

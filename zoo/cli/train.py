@@ -121,13 +121,14 @@ def _launch(cfg: TrainConfig) -> int:
     from torch.distributed.run import parse_args, run
 
     from zoo.train.config import dump_toml, validate
-    from zoo.train.parts import check_processes, resolve_components
+    from zoo.train.parts import check_processes, init_weights, resolve_components
     from zoo.train.rundir import check_out, default_out
     from zoo.train.runtime import Dist, resolve_device
 
     validate(cfg)
     check_processes(cfg, cfg.nproc, resolve_device(cfg.device, Dist(0, 0, cfg.nproc, cfg.nproc)))
     parts = resolve_components(cfg)
+    init_weights(cfg, parts.arch)  # a download fails here, once, and the processes find it cached
     if cfg.out is None:
         cfg = cfg.replace(out=str(default_out(parts.arch.spec.name)))
     if cfg.resume is None:

@@ -1,13 +1,17 @@
-"""``--init``: start a run from existing weights, adapting the classifier and first conv.
+"""``--init`` and ``--pretrained``: start a run from existing weights, adapting the classifier
+and first conv.
 
 SOURCE is a ``.safetensors`` file (zoo weights, a zoo training checkpoint or plain tensors), a
-zoo run directory, or a folder in the Hugging Face/timm layout (``config.json`` +
-``model.safetensors``). Nothing is fetched from a hub.
+zoo run directory, a folder in the Hugging Face/timm layout (``config.json`` +
+``model.safetensors``), or a Hub repository in that layout (``hf-hub:ORG/NAME[@REVISION]``,
+fetched by ``zoo.models.hub``). ``--pretrained`` is ``--init`` from the Hub repository of the
+architecture's pretrained tag.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,15 +19,36 @@ from torch import nn
 from zoo.errors import ZooError
 from zoo.models.weights import load_tensors, read_header
 
+if TYPE_CHECKING:
+    from zoo.plugins.registry import Pretrained
 
-def init_file(source: str | Path) -> Path:
-    """The weights file behind an ``--init`` source."""
+
+def pretrained_source(weights: Pretrained) -> str:
+    """The ``--init`` source of an architecture's pretrained tag: its Hub repository."""
+    from zoo.models.hub import PREFIX, WEIGHTS
+
+    if weights.hub_id is None:
+        raise ZooError(
+            f"{weights.qualified}: these weights are not on the Hugging Face Hub (only at a "
+            "download URL), and zoo fetches weights from the Hub only"
+        )
+    filename = weights.config.get("hub_filename")
+    if filename and filename != WEIGHTS:
+        raise ZooError(
+            f"{weights.qualified}: its weights on the Hub are {filename}, in another "
+            "library's layout, which zoo does not load"
+        )
+    return PREFIX + weights.hub_id
+
+
+def init_file(source: str | Path, option: str = "--init") -> Path:
+    """The weights file behind an ``--init`` source (errors start with ``option``)."""
     from zoo.models.loading import weights_path
 
     try:
         return weights_path(source)
     except ZooError as exc:
-        raise ZooError(f"--init: {exc}") from None
+        raise ZooError(f"{option}: {exc}") from None
 
 
 def source_normalization(source: str | Path, in_chans: int) -> tuple[tuple[float, ...], ...] | None:
@@ -74,9 +99,20 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (src / in_chans)
 
 
-def initialize(net: nn.Module, source: str | Path, num_classes: int, in_chans: int) -> str:
-    """Load weights from ``source`` into ``net``; returns a one-line account of what changed."""
-    path = init_file(source)
+def initialize(
+    net: nn.Module,
+    source: str | Path,
+    num_classes: int,
+    in_chans: int,
+    option: str = "--init",
+    label: str | None = None,
+) -> str:
+    """Load weights from ``source`` into ``net``; returns a one-line account of what changed
+    (naming the source as ``label`` when given: a Hub repository rather than its cache path)."""
+    from zoo.models.hub import is_hub_ref
+
+    path = init_file(source, option)
+    shown = label if label is not None else str(source) if is_hub_ref(source) else _shown(path)
     header = read_header(path)
     prefix = "model." if header.state is not None else ""
     state = load_tensors(path, prefix)
@@ -108,12 +144,12 @@ def initialize(net: nn.Module, source: str | Path, num_classes: int, in_chans: i
     from zoo.models.loading import check_state
 
     try:
-        check_state(net, state, Path(_shown(path)))
+        check_state(net, state, Path(shown))
     except ZooError as exc:
-        raise ZooError(f"--init: {exc}{_folder_hint(path)}") from None
+        raise ZooError(f"{option}: {exc}{_folder_hint(path)}") from None
     net.load_state_dict(state)
     detail = "; ".join(notes) if notes else "all tensors matched"
-    return f"init: loaded {len(state)} tensors from {_shown(path)} ({detail})"
+    return f"init: loaded {len(state)} tensors from {shown} ({detail})"
 
 
 def _shown(path: Path) -> str:

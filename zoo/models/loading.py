@@ -1,5 +1,6 @@
-"""Loading a trained model for inference: from a run directory, a weights file or a
-timm/Hugging Face folder, rebuilt through the registry and checked tensor by tensor."""
+"""Loading a trained model for inference: from a run directory, a weights file, a
+timm/Hugging Face folder or a Hub repository (``hf-hub:ORG/NAME``), rebuilt through the registry
+and checked tensor by tensor."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ if TYPE_CHECKING:
 
 
 def weights_path(path: str | Path) -> Path:
-    """A weights file from a path that may be a run directory or a timm/Hugging Face folder."""
+    """A weights file from a path that may be a run directory or a timm/Hugging Face folder,
+    or from ``hf-hub:ORG/NAME[@REVISION]`` (downloaded into the Hugging Face cache)."""
+    from zoo.models import hub
+
+    if hub.is_hub_ref(path):
+        return hub.fetch(str(path)) / hub.WEIGHTS
     path = Path(path).expanduser()
     if path.is_dir():
         if (path / "model.safetensors").is_file():
@@ -71,9 +77,10 @@ def check_state(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Pa
 
 
 def load(path: str | Path, *, device: str = "cpu") -> LoadedModel:
-    """Load a run directory, a weights file or a timm/Hugging Face folder (``config.json`` +
-    ``model.safetensors``): the model in eval mode, ready for inference, with its class names,
-    image size and normalization (a ``zoo.models.inference.LoadedModel``)."""
+    """Load a run directory, a weights file, a timm/Hugging Face folder (``config.json`` +
+    ``model.safetensors``) or a Hub repository (``hf-hub:ORG/NAME[@REVISION]``): the model in
+    eval mode, ready for inference, with its class names, image size and normalization (a
+    ``zoo.models.inference.LoadedModel``)."""
     from zoo.models.inference import LoadedModel
     from zoo.models.weights import load_tensors, read_header
     from zoo.train.runtime import resolve_device

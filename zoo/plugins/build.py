@@ -7,9 +7,11 @@ Nothing is built at import: ``get_registry()`` builds on first use. Tests call `
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 from zoo.plugins import cache
-from zoo.plugins.loading import PluginLoader, discover
+from zoo.plugins.loading import PluginLoader, PluginSource, discover
 from zoo.plugins.registry import Component, PluginInfo, Registry
 
 
@@ -46,6 +48,7 @@ def build_registry(*, use_cache: bool = True) -> Registry:
                     "plugins": [p.to_json() for p in plugins],
                 },
             )
+            cache.write(key, _extras_json(loader.extras), part="extras")
     for p in plugins:
         if p.status != "ok":
             warnings.warn(
@@ -53,7 +56,40 @@ def build_registry(*, use_cache: bool = True) -> Registry:
                 PluginWarning,
                 stacklevel=2,
             )
-    return Registry(components, plugins, loader, on_stale=cache.clear if cacheable else None)
+    return Registry(
+        components,
+        plugins,
+        loader,
+        on_stale=cache.clear if cacheable else None,
+        extras=_extras_loader(loader, sources, key),
+    )
+
+
+Extras = dict[tuple[str, str, str], dict[str, Any]]
+
+
+def _extras_json(extras: Extras) -> dict[str, Any]:
+    return {"extras": [[*k, v] for k, v in extras.items()]}
+
+
+def _extras_loader(
+    loader: PluginLoader, sources: list[PluginSource], key: str
+) -> Callable[[], Extras]:
+    """What plugins registered with ``extra=``: from the cache when valid (``key`` is empty
+    when the registry is not cacheable), else by loading every plugin not loaded yet."""
+
+    def load() -> Extras:
+        cached = cache.read(key, part="extras") if key else None
+        if cached is not None:
+            return {(k, p, n): v for k, p, n, v in cached["extras"]}
+        for s in sources:
+            if s.name not in loader.info:
+                loader.load(s.name)
+        if key:
+            cache.write(key, _extras_json(loader.extras), part="extras")
+        return dict(loader.extras)
+
+    return load
 
 
 def get_registry() -> Registry:

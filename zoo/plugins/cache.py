@@ -4,6 +4,11 @@ The key covers zoo's version, the Python environment, every plugin's distributio
 a digest of its source files' sizes and modification times (so editable installs under
 development are picked up), and the environment variables that change which plugins load.
 Any change to those rebuilds the cache; a cache that cannot be written is simply not used.
+
+Two files share that key: ``registry-ENV.json`` (components and plugins, read by every command)
+and ``extras-ENV.json`` (what plugins registered beside their components with ``extra=``, such
+as timm's 1,800 pretrained tags), read only by the commands that need it, so that the common
+path stays small.
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ def cache_dir() -> Path:
     return Path(base) / "zoo"
 
 
-def registry_path() -> Path:
+def registry_path(part: str = "registry") -> Path:
+    """The cache file of one part (``registry`` or ``extras``) for this Python environment."""
     env = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
-    return cache_dir() / f"registry-{env}.json"
+    return cache_dir() / f"{part}-{env}.json"
 
 
 def registry_key(sources: Iterable[Any]) -> str:
@@ -45,18 +51,18 @@ def registry_key(sources: Iterable[Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def read(key: str) -> dict[str, Any] | None:
-    """The cached registry for this key, or None when missing, stale or unreadable."""
+def read(key: str, part: str = "registry") -> dict[str, Any] | None:
+    """The cached part for this key, or None when missing, stale or unreadable."""
     try:
-        data = json.loads(registry_path().read_text())
+        data = json.loads(registry_path(part).read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("key") == key else None
 
 
-def write(key: str, data: dict[str, Any]) -> None:
-    """Store the registry atomically; a read-only cache directory only costs speed."""
-    path = registry_path()
+def write(key: str, data: dict[str, Any], part: str = "registry") -> None:
+    """Store a part atomically; a read-only cache directory only costs speed."""
+    path = registry_path(part)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +74,8 @@ def write(key: str, data: dict[str, Any]) -> None:
 
 
 def clear() -> None:
-    registry_path().unlink(missing_ok=True)
+    for part in ("registry", "extras"):
+        registry_path(part).unlink(missing_ok=True)
 
 
 def source_stamp(module: str) -> str | None:

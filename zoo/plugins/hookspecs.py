@@ -1,10 +1,12 @@
 """The plugin contract: one hook per component kind. These docstrings and ``KEYWORDS`` are the
 reference; docs/plugins.md renders its contract table from them.
 
-Each hook receives ``register(name, factory, *, summary=None, aliases=())``. Names are lowercase
-``[a-z0-9_.-]+``; a factory is only called when its component is used, so a plugin module should
-import heavy libraries (torch, timm) inside its factories, never at module level. Users pass
-their own parameters as ``name:key=value,...``; zoo checks them against the factory's signature.
+Each hook receives ``register(name, factory, *, summary=None, aliases=(), extra=None)``. Names
+are lowercase ``[a-z0-9_.-]+``; a factory is only called when its component is used, so a plugin
+module should import heavy libraries (torch, timm) inside its factories, never at module level.
+Users pass their own parameters as ``name:key=value,...``; zoo checks them against the factory's
+signature. ``extra`` is a dict of JSON values cached with the registry (see
+``zoo_register_architectures`` for the one key zoo reads).
 """
 
 from __future__ import annotations
@@ -26,9 +28,14 @@ def zoo_register_architectures(register: Register) -> None:
 
     Returns a ``torch.nn.Module`` mapping float ``[B, C, H, W]`` to logits ``[B, num_classes]``.
     A ``get_classifier()`` method (timm's convention) lets ``--init`` re-create the classifier
-    for new classes. A ``default_image_size`` attribute on the factory, an ``(h, w)`` tuple,
-    tells ``zoo info`` and ``zoo benchmark`` which input size to build it at, and caps the size
-    a folder run without ``--image-size`` picks from its images.
+    for new classes, and ``--freeze-epochs`` freeze the rest. A ``default_image_size`` attribute
+    on the factory, an ``(h, w)`` tuple, tells ``zoo info`` and ``zoo benchmark`` which input
+    size to build it at, and caps the size a folder run without ``--image-size`` picks from its
+    images; a ``layer_decay_groups(net, weight_decay, layer_decay)`` method gives
+    ``--layer-decay`` its parameter groups (with ``lr_scale``). ``extra={"pretrained": [...]}``
+    lists the architecture's pretrained weights, default first: dicts with ``tag``, ``hub_id``
+    (a Hugging Face Hub repository in the timm layout), ``input_size``, ``mean``, ``std``,
+    ``crop_pct``, ``interpolation``, ``num_classes``, ``license``.
     """
 
 

@@ -102,6 +102,8 @@ class PluginLoader:
         self.sources = {s.name: s for s in sources}
         self.info: dict[str, PluginInfo] = {}
         self.factories: dict[tuple[str, str, str], Callable[..., Any]] = {}
+        # What plugins registered beside their components (``register(..., extra={...})``).
+        self.extras: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def load(self, name: str) -> list[Component]:
         """Import and register plugin ``name``; return its components (errors are recorded)."""
@@ -142,6 +144,7 @@ class PluginLoader:
                     *,
                     summary: str | None = None,
                     aliases: tuple[str, ...] | list[str] = (),
+                    extra: dict[str, Any] | None = None,
                     _kind: str = kind,
                     _seen: set[str] = seen,
                 ) -> None:
@@ -155,7 +158,11 @@ class PluginLoader:
                         _seen.add(label)
                     if not callable(factory):
                         raise ValueError(f"{_kind} {name!r}: factory is not callable")
+                    if extra is not None and not isinstance(extra, dict):
+                        raise ValueError(f"{_kind} {name!r}: extra must be a dict of JSON values")
                     self.factories[(_kind, source.name, name)] = factory
+                    if extra:
+                        self.extras[(_kind, source.name, name)] = extra
                     found.append(
                         Component(
                             kind=_kind,

@@ -3,6 +3,10 @@
 The index can come from the on-disk cache, in which case factories are fetched by loading only
 the plugin that provides the component. Two plugins may register the same name: both are kept,
 the bare name is then ambiguous and ``plugin:name`` picks one.
+
+Architectures may come with pretrained weights (``register(..., extra={"pretrained": [...]})``):
+``name.tag`` (timm's ``resnet50.a1_in1k``) then resolves to the architecture ``name``, and
+``find_pretrained`` says where the weights of that tag are and what input they expect.
 """
 
 from __future__ import annotations
@@ -63,6 +67,42 @@ class PluginInfo:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Pretrained:
+    """Pretrained weights of an architecture, as its plugin registered them: a tag, the Hugging
+    Face Hub repository (``hub_id``) and how the weights were trained (``input_size``, ``mean``,
+    ``std``, ``crop_pct``, ``interpolation``, ``num_classes``, ``license``)."""
+
+    component: Component
+    tag: str
+    config: dict[str, Any] = field(compare=False)
+    default: bool = False  # the weights a bare architecture name stands for
+
+    @property
+    def name(self) -> str:
+        """``architecture.tag``, as timm names it."""
+        return f"{self.component.name}.{self.tag}"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.component.plugin}:{self.name}"
+
+    @property
+    def hub_id(self) -> str | None:
+        hub = self.config.get("hub_id")
+        return hub if isinstance(hub, str) and hub else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "qualified": self.qualified,
+            "architecture": self.component.qualified,
+            "source": self.component.source,
+            "default": self.default,
+            **self.config,
+        }
+
+
 class Loader(Protocol):
     """What the registry needs from plugins.PluginLoader to fetch factories lazily."""
 
@@ -87,11 +127,14 @@ class Registry:
         plugins: Iterable[PluginInfo],
         loader: Loader,
         on_stale: Callable[[], None] | None = None,
+        extras: Callable[[], dict[tuple[str, str, str], dict[str, Any]]] | None = None,
     ) -> None:
         self._components = list(components)
         self._plugins = list(plugins)
         self._loader = loader
         self._on_stale = on_stale
+        self._load_extras = extras
+        self._extras: dict[tuple[str, str, str], dict[str, Any]] | None = None
 
     def plugins(self) -> list[PluginInfo]:
         return list(self._plugins)
@@ -134,6 +177,10 @@ class Registry:
         matches = [c for c in of_kind if c.name == name] or [
             c for c in of_kind if name in c.aliases
         ]
+        if not matches and kind == "architecture" and "." in name:
+            tagged = self._tagged(of_kind, name)
+            if tagged is not None:
+                return tagged
         if len(matches) == 1:
             return matches[0]
         preferred = [c for c in matches if c.plugin == prefer]
@@ -146,6 +193,66 @@ class Registry:
         hint = did_you_mean(name, names)
         listing = "" if hint else f"; see `zoo list {kind}`"
         raise ZooError(f"unknown {kind} {ref!r}{hint}{listing}")
+
+    def extra(self, component: Component) -> dict[str, Any]:
+        """What the plugin registered beside the component (``extra=``), or ``{}``."""
+        if self._extras is None:
+            self._extras = self._load_extras() if self._load_extras else {}
+        return self._extras.get((component.kind, component.plugin, component.name), {})
+
+    def tags(self, component: Component) -> list[Pretrained]:
+        """An architecture's pretrained weights, its default first."""
+        entries = self.extra(component).get("pretrained") or []
+        return [
+            Pretrained(component, str(e["tag"]), dict(e), default=i == 0)
+            for i, e in enumerate(entries)
+            if isinstance(e, dict) and e.get("tag")
+        ]
+
+    def pretrained(self, pattern: str | None = None) -> list[Pretrained]:
+        """Every architecture's pretrained weights (``name.tag``), optionally filtered by a glob
+        on ``name.tag`` or ``plugin:name.tag``."""
+        found = [t for c in self.components("architecture") for t in self.tags(c)]
+        if pattern:
+            glob = pattern.lower()
+            found = [
+                t
+                for t in found
+                if fnmatch.fnmatchcase(t.name, glob) or fnmatch.fnmatchcase(t.qualified, glob)
+            ]
+        return sorted(found, key=lambda t: (t.name, t.component.plugin))
+
+    def find_pretrained(self, ref: str) -> Pretrained:
+        """The weights ``[plugin:]name[.tag]`` names: that tag, or the architecture's default."""
+        component = self.resolve("architecture", ref)
+        name = ref.rpartition(":")[2].lower()
+        tags = self.tags(component)
+        if not tags:
+            raise ZooError(
+                f"architecture {component.qualified!r} has no pretrained weights; see "
+                "`zoo list --pretrained` for those that do"
+            )
+        if name == component.name or name in component.aliases:
+            return tags[0]
+        tag = name.partition(".")[2]
+        return next(t for t in tags if t.tag == tag)  # resolve() checked that it exists
+
+    def _tagged(self, of_kind: list[Component], name: str) -> Component | None:
+        """The architecture of ``name.tag`` when it has that pretrained tag; ZooError naming
+        its tags when it has others; None when ``name`` is not an architecture."""
+        base, _, tag = name.partition(".")
+        bases = [c for c in of_kind if c.name == base]
+        if len(bases) != 1:
+            return None
+        known = [t.tag for t in self.tags(bases[0])]
+        if tag in known:
+            return bases[0]
+        if not known:
+            raise ZooError(f"architecture {bases[0].qualified!r} has no pretrained weights")
+        raise ZooError(
+            f"architecture {bases[0].qualified!r} has no pretrained tag {tag!r}"
+            f"{did_you_mean(tag, known)}; see `zoo list --pretrained --filter '{base}.*'`"
+        )
 
     def factory(self, component: Component) -> Callable[..., Any]:
         """The factory behind a component, loading its plugin if that has not happened yet."""

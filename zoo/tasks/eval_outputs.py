@@ -54,6 +54,7 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     import torch
 
     from zoo.data.splits import default_workers
+    from zoo.models import hub
     from zoo.models.loading import load, weights_path
     from zoo.tasks import cam, evaluation, insights, plots, tta
     from zoo.train.runtime import check_precision, resolve_device, resolve_precision
@@ -73,6 +74,8 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
         cam.require()
     file = weights_path(path)
     run_dir = file.parent
+    if out is None and hub.is_hub_ref(path):  # never write into the Hugging Face cache
+        out = f"{hub.parse_ref(path).repo_id.rpartition('/')[2]}-eval"
     target = Path(out) if out is not None else run_dir
     if target.exists() and not target.is_dir():
         raise ZooError(f"--out {target} is a file, not a directory")
@@ -146,7 +149,29 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
         write(target / name, data)
     write(target / "eval.json", (json.dumps(report, indent=2) + "\n").encode())
     outputs.written = [target / "eval.json", *(target / name for name in pictures)]
+    if target == run_dir:
+        outputs.written += _card(run_dir, outputs.notes)
     return outputs
+
+
+def _card(run_dir: Path, notes: list[str]) -> list[Path]:
+    """Rewrite a zoo run's model card with the evaluation it now holds."""
+    from zoo.models import card
+    from zoo.train.rundir import holds_run
+
+    if not holds_run(run_dir) or not (run_dir / "config.toml").is_file():
+        return []
+    try:
+        written = card.write(run_dir)
+    except OSError as exc:
+        raise ZooError(
+            f"cannot write {run_dir / card.FILE}: {exc}; choose another place with --out DIR",
+            exit_code=1,
+        ) from None
+    if written is None:
+        notes.append(f"note: {run_dir / card.FILE} was not written by zoo: left as it is")
+        return []
+    return [written]
 
 
 def tta_summary(augmented: Any, mode: str) -> dict[str, Any]:

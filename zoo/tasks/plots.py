@@ -1,5 +1,5 @@
 """PNG figures for a run: the confusion matrix, the training curves, the top losses and the
-reliability diagram.
+reliability diagram; and the loss against the learning rate of ``zoo lr-find``.
 
 matplotlib is optional (``pip install 'zoo[plots]'``). Figures are drawn on an Agg canvas
 without pyplot, so nothing global (the backend, open figures) changes in the caller's process.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -204,4 +205,31 @@ def calibration_png(calibration: dict[str, Any], title: str = "") -> bytes:
     hist.bar(centers, count / total, width=width, color="grey", edgecolor="black")
     hist.set_xlabel("confidence (top-1 probability)")
     hist.set_ylabel("share of images")
+    return _png(fig)
+
+
+def lr_find_png(lrs: list[float], losses: list[float], suggested: float | None) -> bytes:
+    """The smoothed loss against the learning rate (log scale), the suggestion marked."""
+    fig = _figure(6.5, 4.2)
+    ax = fig.add_subplot()
+    ax.plot(lrs, losses)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss (smoothed)")
+    ax.grid(alpha=0.3, which="both")
+    low = min(losses)
+    ax.set_ylim(low - 0.05 * abs(low), max(losses[0], low) * 1.5)  # the divergence off the top
+    if suggested is not None:
+        nearest = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i] / suggested)))
+        y = losses[nearest]
+        ax.plot([suggested], [y], marker="o", color="red", linestyle="none")
+        ax.axvline(suggested, color="red", alpha=0.4, linestyle="--")
+        ax.annotate(
+            f"suggested {suggested:.2e}",
+            (suggested, y),
+            textcoords="offset points",
+            xytext=(8, 8),
+            color="red",
+        )
+    ax.set_title("learning-rate range test")
     return _png(fig)

@@ -17,9 +17,19 @@ from typing import Any
 from zoo.errors import ZooError
 from zoo.models import hfconfig, weights
 from zoo.train import rundir
-from zoo.train.events import Callback, Run
+from zoo.train.events import Attached, Callback, Run
 
 Capture = Callable[[], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def own_callbacks(capture: Capture, keep: int) -> list[Attached]:
+    """zoo's own writing, in order: the epoch's weights and state, the metrics files, and the
+    model card when the run ends."""
+    return [
+        Attached("", "", Checkpoint(capture, keep)),
+        Attached("", "", MetricsFiles()),
+        Attached("", "", ModelCardFile()),
+    ]
 
 
 class Checkpoint(Callback):
@@ -115,6 +125,25 @@ def _unwritten(out: Path, epochs_done: int, exc: OSError) -> ZooError:
 
 def _names(out: Path, paths: list[Path]) -> str:
     return ", ".join(str(p.relative_to(out)) for p in paths) or "no file"
+
+
+class ModelCardFile(Callback):
+    """``README.md``, the run's model card in the Hub's format (``zoo.models.card``), written
+    when the run ends (``zoo eval`` and ``zoo push`` refresh it)."""
+
+    def on_fit_end(self, run: Run, summary: dict[str, Any]) -> None:
+        from zoo.models import card
+
+        try:
+            written = card.write(run.out)
+        except OSError as exc:
+            raise ZooError(
+                f"cannot write the model card {run.out / card.FILE}: {os_reason(exc)}; the "
+                "run itself is saved (`zoo eval` writes the card again)",
+                exit_code=1,
+            ) from None
+        if written is None:
+            run.note(f"{run.out / card.FILE} was not written by zoo: left as it is")
 
 
 class MetricsFiles(Callback):

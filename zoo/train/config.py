@@ -66,9 +66,16 @@ class TrainConfig:
     )
     init: str | None = _opt(
         None,
-        "Start from weights: a .safetensors file, a run directory or a timm/Hugging Face folder.",
+        "Start from weights: a .safetensors file, a run directory, a timm/Hugging Face folder "
+        "or hf-hub:ORG/NAME[@REVISION].",
         panel="Components",
-        metavar="PATH",
+        metavar="PATH|hf-hub:REPO",
+    )
+    pretrained: bool = _opt(
+        False,
+        "Start from the architecture's pretrained weights on the Hugging Face Hub (--arch "
+        "NAME.TAG, or NAME for its default tag; see zoo list --pretrained).",
+        panel="Components",
     )
     callback: list[str] = _opt(
         [],
@@ -91,6 +98,18 @@ class TrainConfig:
     val_split: float = _opt(
         0.2,
         "Fraction held out for validation when the data has no validation split.",
+        panel="Training",
+    )
+    freeze_epochs: int = _opt(
+        0,
+        "Train only the classifier for the first N epochs (the backbone and its BatchNorm "
+        "statistics frozen), then everything.",
+        panel="Training",
+    )
+    layer_decay: float | None = _opt(
+        None,
+        "Layer-wise learning-rate decay: each layer learns at this factor of the rate of the "
+        "layer above it (timm architectures).",
         panel="Training",
     )
     accum_steps: int = _opt(1, "Gradient accumulation steps per optimizer step.", panel="Training")
@@ -200,10 +219,12 @@ def from_mapping(
 
 
 def normalize(cfg: TrainConfig) -> TrainConfig:
-    """``--data`` as a dataset spec with absolute paths, ``--init`` absolute (idempotent)."""
-    return cfg.replace(
-        data=data_spec(cfg.data), init=None if cfg.init is None else absolute(cfg.init)
-    )
+    """``--data`` as a dataset spec with absolute paths, an ``--init`` path absolute (a Hub
+    repository, ``hf-hub:ORG/NAME``, stays as it is) (idempotent)."""
+    init = cfg.init
+    if init is not None and not init.startswith("hf-hub:"):
+        init = absolute(init)
+    return cfg.replace(data=data_spec(cfg.data), init=init)
 
 
 def data_spec(text: str) -> str:
@@ -355,6 +376,12 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.class_weights in ("none", "auto"), "class weights must be none or auto"),
         (cfg.patience is None or cfg.patience >= 1, "patience must be at least 1"),
         (cfg.keep >= 0, "keep cannot be negative"),
+        (cfg.freeze_epochs >= 0, "freeze epochs cannot be negative"),
+        (
+            cfg.layer_decay is None or 0 < cfg.layer_decay <= 1,
+            "layer decay must be in (0, 1]",
+        ),
+        (not (cfg.pretrained and cfg.init), "choose one of --pretrained and --init"),
         (cfg.nproc >= 1, "nproc must be at least 1"),
         (cfg.workers is None or cfg.workers >= 0, "workers cannot be negative"),
         (cfg.threads is None or cfg.threads >= 1, "threads must be at least 1"),

@@ -106,9 +106,73 @@ def build_callbacks(resolved: list[Resolved]) -> list[Attached]:
     return attached
 
 
-def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+@dataclass
+class InitWeights:
+    """The weights a run starts from (``--init``, or ``--pretrained``'s Hub repository): the
+    local file, the source as the user named it, and the option that named it (for messages)."""
+
+    path: Path
+    source: str
+    option: str
+
+    @property
+    def label(self) -> str | None:
+        """How messages name a Hub source (rather than its path in the cache)."""
+        return self.source if self.source.startswith("hf-hub:") else None
+
+
+def init_weights(cfg: TrainConfig, arch: Resolved) -> InitWeights | None:
+    """What the run starts from, a Hub repository downloaded here (once per machine), so that
+    a missing or refused download stops the run before anything is written; None without
+    ``--init``/``--pretrained``, or when resuming from a saved epoch."""
+    from zoo.models.finetune import init_file, pretrained_source
+    from zoo.train import rundir
+
+    if cfg.resume and (Path(cfg.resume) / rundir.LAST).is_file():
+        return None
+    if cfg.pretrained:
+        from zoo.plugins.build import get_registry
+
+        try:
+            source = pretrained_source(get_registry().find_pretrained(arch.spec.ref))
+        except ZooError as exc:
+            raise ZooError(f"--pretrained: {exc}") from None
+        option = "--pretrained"
+    elif cfg.init:
+        source, option = cfg.init, "--init"
+    else:
+        return None
+    return InitWeights(init_file(source, option), source, option)
+
+
+def param_groups(
+    net: nn.Module,
+    weight_decay: float,
+    layer_decay: float | None = None,
+    arch: Resolved | None = None,
+    lr: float = 1.0,
+) -> list[dict[str, Any]]:
     """Decay weights only: never norms, biases or other 1-d parameters. Without weight decay,
-    one group: optimizers loop over groups in Python, once per step."""
+    one group: optimizers loop over groups in Python, once per step.
+
+    With ``layer_decay``, the architecture's own grouping (a ``layer_decay_groups`` method on
+    its factory, as zoo-timm's have) gives every layer its group and its rate: ``lr`` times its
+    ``lr_scale``, set on the group so that every scheduler scales it alike."""
+    if layer_decay is not None:
+        grouping = getattr(arch.factory, "layer_decay_groups", None) if arch else None
+        label = arch.label if arch else "this network"
+        if not callable(grouping):
+            raise ZooError(
+                f"--layer-decay: {label} has no layer grouping (timm's architectures have one)"
+            )
+        try:
+            groups = grouping(net, weight_decay, layer_decay)
+        except ZooError as exc:
+            raise ZooError(f"--layer-decay: {exc}") from None
+        return [
+            {**{k: v for k, v in g.items() if k != "lr_scale"}, "lr": lr * g.get("lr_scale", 1)}
+            for g in groups
+        ]
     if not weight_decay:
         return [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": 0.0}]
     decay, no_decay = [], []
@@ -229,7 +293,7 @@ def build_data(resolved: Resolved, cfg: TrainConfig) -> DataSplits:
 
 
 def normalization(
-    init: str | None, data: DataSplits, last: Path | None, note: Callable[[str], None]
+    init: InitWeights | None, data: DataSplits, last: Path | None, note: Callable[[str], None]
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The input normalization: the saved run's when resuming from ``last``, the ``--init``
     weights' when they say, else the dataset's, else the training images' own statistics.
@@ -247,7 +311,7 @@ def normalization(
     elif init:
         from zoo.models.finetune import source_normalization
 
-        found = source_normalization(init, data.in_chans)
+        found = source_normalization(init.path, data.in_chans)
         if found is not None:
             mean, std = found
             note(
@@ -267,9 +331,9 @@ def build_network(
     dist: Dist,
     note: Callable[[str], None],
     *,
-    init: bool,
+    init: InitWeights | None,
 ) -> tuple[nn.Module, bool]:
-    """The architecture built, initialised from ``--init`` when ``init``, on its device and in
+    """The architecture built, initialised from ``init`` when given, on its device and in
     its memory format; and whether that format is channels-last."""
     import torch
     from torch import nn
@@ -282,10 +346,10 @@ def build_network(
     )
     if not isinstance(net, nn.Module):
         raise ZooError(f"{resolved.label} returned {type(net).__name__}, not a torch.nn.Module")
-    if init:
+    if init is not None:
         from zoo.models.finetune import initialize
 
-        note(initialize(net, cfg.init, num_classes, data.in_chans))  # type: ignore[arg-type]
+        note(initialize(net, init.path, num_classes, data.in_chans, init.option, init.label))
     channels_last = use_channels_last(cfg.channels_last, device, net)
     net = net.to(device)
     if channels_last:

@@ -7,6 +7,7 @@ RUN/config.toml               the resolved configuration (valid as --config)
 RUN/metrics.jsonl, .csv       one line per epoch
 RUN/summary.json              best epoch, wall time, throughput, peak memory
 RUN/run.json                  when the run started and was resumed; why it failed, if it did
+RUN/README.md                 model card in the Hugging Face Hub's format (zoo.models.card)
 RUN/checkpoints/last|best.safetensors, epoch-NNNN.safetensors   full training state
 RUN/.zoo.lock                 while a process writes the run: its pid, host and command
 
@@ -53,6 +54,7 @@ RUN_OUTPUTS = (
     "confusion_matrix.png",
     "training_curves.png",
     "eval.json",
+    "README.md",
 )
 RECORD = "run.json"
 LAST = Path("checkpoints/last.safetensors")

@@ -29,10 +29,11 @@ from zoo.errors import ZooError
 from zoo.models.inference import Normalizer
 from zoo.models.weights import ModelInfo
 from zoo.train import rundir, state, summary
-from zoo.train.checkpointing import Checkpoint, MetricsFiles, os_reason
+from zoo.train.checkpointing import os_reason, own_callbacks
 from zoo.train.config import TrainConfig, normalize, validate
 from zoo.train.eval_loop import evaluate
 from zoo.train.events import Attached, Best, Callback, CallbackError, Events, Run
+from zoo.train.freezing import Freezer
 from zoo.train.metrics import VAL_METRICS, Accumulator, from_confusion, mode_for
 from zoo.train.parts import (
     build_callbacks,
@@ -40,6 +41,7 @@ from zoo.train.parts import (
     build_loss,
     build_network,
     check_processes,
+    init_weights,
     monitored,
     normalization,
     param_groups,
@@ -132,11 +134,13 @@ class Trainer:
                 self.lock = rundir.claim(Path(str(out)), resume=resume, overwrite=overwrite)
             seed_everything(cfg.seed)
             if self.dist.local_rank == 0:  # decodes, caches or downloads once per machine
+                self.init = init_weights(cfg, self.parts.arch)
                 self.data = build_data(self.parts.dataset, cfg)
         # Rank 0 alone writes, but messages on every rank name its (timestamped) directory.
         self.out = Path(out if cfg.out else broadcast_text(self.dist, out))
         with together(self.dist):
             if self.dist.local_rank != 0:
+                self.init = init_weights(cfg, self.parts.arch)
                 self.data = build_data(self.parts.dataset, cfg)
             self._build()
         self._wrap()
@@ -149,7 +153,7 @@ class Trainer:
         last = Path(cfg.resume) / rundir.LAST if cfg.resume else None
         resuming = last is not None and last.is_file()
         self.mean, self.std = normalization(
-            cfg.init, data, last if resuming else None, self.reporter.note
+            self.init, data, last if resuming else None, self.reporter.note
         )
         self.net, self.channels_last = build_network(
             self.parts.arch,
@@ -158,8 +162,9 @@ class Trainer:
             self.device,
             self.dist,
             self.reporter.note,
-            init=bool(cfg.init) and not resuming,
+            init=None if resuming else self.init,
         )
+        self.freezer = Freezer(self.net, cfg.freeze_epochs, self.parts.arch.label)
         self.params = sum(p.numel() for p in self.net.parameters())
         self.info = ModelInfo(
             arch=self.parts.arch.component.qualified,
@@ -191,9 +196,8 @@ class Trainer:
         self.loss_fn = build_loss(
             self.parts.loss, cfg.class_weights, data.train, self.num_classes, self.device
         )
-        self.optimizer = self.parts.optimizer.build(
-            params=param_groups(self.net, cfg.weight_decay), lr=cfg.lr
-        )
+        groups = param_groups(self.net, cfg.weight_decay, cfg.layer_decay, self.parts.arch, cfg.lr)
+        self.optimizer = self.parts.optimizer.build(params=groups, lr=cfg.lr)
         self.updates_per_epoch = math.ceil(len(self.train_batches) / cfg.accum_steps)
         monitor = monitored(cfg, self.val_batches is not None, self.reporter.note)
         self.best = Best(monitor, mode_for(monitor))
@@ -211,10 +215,7 @@ class Trainer:
 
         self.ema = EMA(self.net, cfg.ema_decay) if cfg.ema else None
         if self.dist.main:  # events run on rank 0 alone; zoo's own writing comes last
-            own = [
-                Attached("", "", Checkpoint(functools.partial(state.capture, self), cfg.keep)),
-                Attached("", "", MetricsFiles()),
-            ]
+            own = own_callbacks(functools.partial(state.capture, self), cfg.keep)
             given = [
                 Attached(f"{type(c).__qualname__}#{i}", f"callback {type(c).__qualname__}", c)
                 for i, c in enumerate(self.extra_callbacks, start=1)
@@ -228,7 +229,7 @@ class Trainer:
             self.reporter.note("no epoch of this run had completed: starting from the first")
 
     def _wrap(self) -> None:
-        """Wrap for DDP (a collective: rank 0's weights go to every rank) and compile."""
+        """DDP (a collective: rank 0's weights go to every rank), compile; again on (un)freezing."""
         model: nn.Module = self.net
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -340,7 +341,7 @@ class Trainer:
             record.update(self.evaluate(self.eval_model))
             if self.ema is not None:
                 record.update(self.evaluate(self.ema.module, prefix="ema_val_"))
-        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        record["lr"] = max(g["lr"] for g in self.optimizer.param_groups)  # the top layer's
         record["seconds"] = round(seconds, 4)
         record["images_per_second"] = round(seen / seconds, 1) if seconds else 0.0
         record["rss_mb"] = current_rss_mb()
@@ -352,6 +353,8 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
         self.model.train()
+        if self.freezer.apply(epoch):  # DDP syncs, and compile traces, what trains now
+            self._wrap()
         seed_everything(epoch_seed(cfg.seed, epoch, self.dist.rank))
         meter = Accumulator(self.device)
         steps = len(self.train_batches)

@@ -3,6 +3,11 @@
 Registration must stay cheap: it runs whenever the plugin loads, for 1,300+ models. Each model
 gets one small ``TimmArchitecture`` holding only its name, and a summary from timm's registry
 (module, default input size: dictionary look-ups, tens of milliseconds for all of them).
+
+Each model's pretrained tags (``resnet50.a1_in1k``: Hub repository, input size, normalization,
+licence; 1,800+ in all) are registered with it as ``extra={"pretrained": [...]}``, default tag
+first, so zoo stores them in its registry cache and ``zoo list --pretrained`` answers without
+importing timm.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ class TimmArchitecture:
     Any keyword goes to timm's model class: drop_rate=0.2, drop_path_rate=0.1, global_pool=avg...
     img_size is set from --image-size for the models whose timm config has fixed_input_size
     (ViTs and other models with position embeddings), as timm's own builder does; give
-    img_size=[h,w] to override. Start from trained weights with --init FOLDER (a timm or
-    Hugging Face folder, or a zoo run).
+    img_size=[h,w] to override. Start from timm's pretrained weights with --pretrained (NAME or
+    NAME.TAG, see zoo list --pretrained), or from other weights with --init.
     """
 
     __slots__ = ("model_name",)
@@ -45,6 +50,16 @@ class TimmArchitecture:
 
         return create(self.model_name, num_classes, in_chans, image_size, params)
 
+    def layer_decay_groups(
+        self, net: Any, weight_decay: float, layer_decay: float
+    ) -> list[dict[str, Any]]:
+        """Parameter groups with layer-wise learning-rate decay (``lr_scale`` per group), by
+        timm's ``param_groups_layer_decay`` on the model's ``group_matcher`` (read by zoo's
+        ``--layer-decay``)."""
+        from zoo_timm.models import layer_decay_groups
+
+        return layer_decay_groups(self.model_name, net, weight_decay, layer_decay)
+
     def __repr__(self) -> str:
         return f"TimmArchitecture({self.model_name!r})"
 
@@ -53,16 +68,18 @@ def register_architectures(register: Register) -> None:
     """Register every model in ``timm.list_models()`` under its timm name."""
     import timm
 
-    from zoo_timm.models import default_input_size
+    from zoo_timm.models import default_input_size, pretrained_tags
     from zoo_timm.names import zoo_name
 
     family = {name: module for module in timm.list_modules() for name in _models_in(module)}
+    tags = pretrained_tags()
     for name in timm.list_models():
         h, w = default_input_size(name)
         register(
             zoo_name("architecture", name),
             TimmArchitecture(name),
             summary=f"timm {family.get(name, 'timm')} model, default input {h}x{w}",
+            extra={"pretrained": tags[name]} if name in tags else None,
         )
 
 

@@ -9,9 +9,21 @@ from typing import Any
 
 from zoo.errors import ZooError, did_you_mean
 
-# create_model keywords that load weights (downloads, or torch.load on a pickle file): zoo
-# starts from local safetensors weights through --init instead.
+# create_model keywords that load weights (downloads of any format, or torch.load on a pickle
+# file): zoo fetches safetensors weights itself (--pretrained, --init).
 _WEIGHT_SOURCES = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path")
+# What zoo keeps of a pretrained config (timm's PretrainedCfg fields) for each tag.
+_TAG_FIELDS = (
+    "input_size",
+    "test_input_size",
+    "crop_pct",
+    "crop_mode",
+    "interpolation",
+    "mean",
+    "std",
+    "num_classes",
+    "license",
+)
 _UNEXPECTED = re.compile(r"^(?:(\w+)\.)?\w+\(\) got an unexpected keyword argument '(\w+)'")
 
 
@@ -32,6 +44,61 @@ def default_input_size(model_name: str) -> tuple[int, int]:
     """The ``(h, w)`` of timm's default pretrained config for this model (224x224 without one)."""
     cfg = _pretrained_cfg(model_name)
     return size_pair(tuple(cfg.input_size[1:])) if cfg is not None else (224, 224)
+
+
+def pretrained_tags() -> dict[str, list[dict[str, Any]]]:
+    """Every model's pretrained tags as JSON, the default tag first: the Hub repository and
+    the input the weights were trained on (zoo caches this table; about 0.1 s to build)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    for full in timm.list_pretrained():
+        model, _, tag = full.partition(".")
+        cfg = get_pretrained_cfg(full)
+        if cfg is None or not tag:
+            continue
+        entry: dict[str, Any] = {"tag": tag, "hub_id": cfg.hf_hub_id or None}
+        if cfg.hf_hub_filename:
+            entry["hub_filename"] = cfg.hf_hub_filename
+        for name in _TAG_FIELDS:
+            value = getattr(cfg, name, None)
+            if value is not None:
+                entry[name] = list(value) if isinstance(value, tuple) else value
+        found.setdefault(model, []).append(entry)
+    for model, entries in found.items():
+        default = get_pretrained_cfg(model)
+        first = default.tag if default is not None else None
+        entries.sort(key=lambda e: e["tag"] != first)  # stable: timm's order otherwise
+    return found
+
+
+def layer_decay_groups(
+    model_name: str, net: Any, weight_decay: float, layer_decay: float
+) -> list[dict[str, Any]]:
+    """timm's layer-decay parameter groups (its ``group_matcher``, else its automatic grouping).
+    Its weight-decay rule is zoo's (none for 1-d parameters, which biases and norms are) plus the
+    model's own ``no_weight_decay()`` (position embeddings, class tokens)."""
+    import logging
+
+    from timm.optim import param_groups_layer_decay
+
+    skip = net.no_weight_decay() if callable(getattr(net, "no_weight_decay", None)) else ()
+    logger = logging.getLogger("timm.optim._param_groups")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its warning for one group becomes zoo's error below
+    try:
+        groups = param_groups_layer_decay(
+            net, weight_decay=weight_decay, no_weight_decay_list=skip, layer_decay=layer_decay
+        )
+    finally:
+        logger.setLevel(level)
+    if len({g["lr_scale"] for g in groups}) < 2:
+        raise ZooError(
+            f"architecture 'timm:{model_name}': timm finds no layers in it to decay, so "
+            "--layer-decay cannot apply"
+        )
+    return groups
 
 
 def needs_img_size(model_name: str) -> bool:
@@ -55,8 +122,8 @@ def create(
     for key in _WEIGHT_SOURCES:
         if key in params:
             raise ZooError(
-                f"{label}: {key} is not supported; zoo never downloads weights, start from a "
-                "local folder or run with --init instead"
+                f"{label}: {key} is not a model keyword in zoo; start from timm's weights with "
+                "--pretrained (zoo.create_model(..., pretrained=True)), or from others with --init"
             )
     kwargs = dict(params)
     if "img_size" not in kwargs and needs_img_size(model_name):

@@ -1,0 +1,347 @@
+"""The model card: ``README.md`` in every run directory, in the Hugging Face Hub's format.
+
+A YAML header (huggingface_hub's ``ModelCardData``: ``library_name``, ``tags``, ``license``,
+``datasets``, ``base_model``, and the results as ``model-index``, with their values), then what
+a reader needs: the classes, how it was trained, its validation results and those of
+``zoo eval`` when there are some, and how to load it with zoo and with timm. It is rendered
+from the run's own files (weights metadata, ``metrics.jsonl``, ``summary.json``, ``eval.json``),
+so the trainer (at the end of a run), ``zoo eval`` and ``zoo push`` all write the same card.
+
+A ``README.md`` that zoo did not write (it lacks ``MARKER``) is never replaced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+FILE = "README.md"
+MARKER = "<!-- This model card was written by zoo"
+_MAX_CLASSES = 100
+# Training settings the card shows, in this order, when the run set them.
+_SETTINGS = (
+    "arch",
+    "pretrained",
+    "init",
+    "data",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "layer_decay",
+    "freeze_epochs",
+    "scheduler",
+    "loss",
+    "aug",
+    "ema",
+    "class_weights",
+    "balanced",
+    "seed",
+)
+# Validation metrics of metrics.jsonl and how the card names them (the Hub's metric ids).
+_VAL_METRICS = (
+    ("val_accuracy", "accuracy", "validation accuracy"),
+    ("val_f1", "f1", "validation macro F1"),
+    ("val_precision", "precision", "validation macro precision"),
+    ("val_recall", "recall", "validation macro recall"),
+)
+
+
+def is_zoos(path: Path) -> bool:
+    """Whether ``path`` is missing or a card zoo wrote (so zoo may replace it)."""
+    try:
+        return MARKER in path.read_text(errors="replace")
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def write(run: Path, repo_id: str | None = None) -> Path | None:
+    """Write ``run/README.md`` atomically; None when a README.md of someone else's is there."""
+    from zoo.models.weights import atomic_write
+
+    path = Path(run) / FILE
+    if not is_zoos(path):
+        return None
+    atomic_write(path, render(run, repo_id).encode())
+    return path
+
+
+def render(run: Path, repo_id: str | None = None, license_id: str | None = None) -> str:
+    """The card of the run in ``run``; ``repo_id`` (``ORG/NAME``) for the loading examples of
+    a pushed copy, else they load the directory itself; ``license_id`` (a Hub licence id such
+    as ``apache-2.0``) overrides the licence of the weights it started from."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    from zoo.models.weights import read_header
+
+    run = Path(run)
+    info = read_header(run / "model.safetensors").info
+    if info is None:
+        raise ZooError(f"{run / 'model.safetensors'} has no zoo metadata: not a zoo run")
+    config = dict(info.config or {})
+    history = _jsonl(run / "metrics.jsonl")
+    summary = _json(run / "summary.json")
+    evaluation = _json(run / "eval.json")
+    timm_name = info.arch.removeprefix("timm:") if info.arch.startswith("timm:") else None
+    base, inherited = _base_model(config)
+    license_id = license_id or inherited
+    dataset = _dataset_name(str(config.get("data", "")))
+    name = repo_id.rpartition("/")[2] if repo_id else run.resolve().name
+
+    record, which = _validation_record(history, summary)
+    results = [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Image Classification",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split="validation",
+            metric_type=metric,
+            metric_value=round(float(record[key]), 4),
+            metric_name=label,
+        )
+        for key, metric, label in _VAL_METRICS
+        if record is not None and isinstance(record.get(key), (int, float))
+    ]
+    if evaluation:
+        results += _eval_results(evaluation)
+    data = ModelCardData(
+        library_name="timm" if timm_name else "zoo",
+        pipeline_tag="image-classification",
+        tags=["image-classification", "zoo", *(["timm"] if timm_name else [])],
+        license=license_id or "other",
+        datasets=[dataset] if dataset else None,
+        base_model=base,
+        metrics=sorted({r.metric_type for r in results}) or None,
+        model_name=name,
+        eval_results=results or None,
+    )
+    body = _body(run, repo_id, name, info, config, history, record, which, evaluation, base)
+    return f"---\n{data.to_yaml()}\n---\n\n{body}"
+
+
+def validate(text: str, *, zoos: bool = True) -> None:
+    """Parse a card as the Hub does (YAML header, model-index), offline; ZooError if invalid.
+    zoo's own cards must also name their library (a user's own card need not)."""
+    from huggingface_hub import ModelCard
+
+    try:
+        card = ModelCard(text)
+        _ = card.data.eval_results
+    except Exception as exc:
+        raise ZooError(f"the model card is not valid: {exc}") from None
+    if zoos and not card.data.to_dict().get("library_name"):
+        raise ZooError("the model card is not valid: it names no library_name")
+
+
+def _body(
+    run: Path,
+    repo_id: str | None,
+    name: str,
+    info: Any,
+    config: dict[str, Any],
+    history: list[dict[str, Any]],
+    record: dict[str, Any] | None,
+    which: str,
+    evaluation: dict[str, Any] | None,
+    base: str | None,
+) -> str:
+    timm_name = info.arch.removeprefix("timm:") if info.arch.startswith("timm:") else None
+    channels, (height, width) = info.in_chans, info.image_size
+    origin = f", fine-tuned from [{base}](https://huggingface.co/{base})" if base else ""
+    lines = [
+        f"{MARKER}; `zoo eval` and `zoo push` rewrite it. -->",
+        "",
+        f"# {name}",
+        "",
+        f"An image classifier trained with zoo: `{info.arch}`{origin}, {info.num_classes} "
+        f"classes, {channels}x{height}x{width} input.",
+        "",
+        "## Classes",
+        "",
+        ", ".join(f"`{c}`" for c in info.classes[:_MAX_CLASSES])
+        + (f" and {len(info.classes) - _MAX_CLASSES} more" if len(info.classes) > 100 else ""),
+        "",
+        "## Training",
+        "",
+        "| setting | value |",
+        "| --- | --- |",
+    ]
+    for key in _SETTINGS:
+        value = config.get(key)
+        if value in (None, False, [], "", 0, "none") and key not in ("lr", "seed"):
+            continue
+        if key == "data":
+            value = _dataset_name(str(value))
+        if key == "epochs":
+            value = f"{len(history)} of {value}" if history else value
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        lines.append(f"| {key.replace('_', ' ')} | `{shown}` |")
+    lines += ["", "## Results", ""]
+    if record is not None:
+        lines += [
+            f"On the validation split, {which} (epoch {record.get('epoch')}):",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+        ]
+        for key, _, label in _VAL_METRICS:
+            if isinstance(record.get(key), (int, float)):
+                lines.append(f"| {label.removeprefix('validation ')} | {record[key]:.4f} |")
+        lines.append("")
+    else:
+        lines += ["No epoch has validation results.", ""]
+    if evaluation:
+        lines += [
+            f"`zoo eval` on {_dataset_name(str(evaluation.get('data', '')))} "
+            f"({evaluation.get('split')} split, {evaluation.get('count')} images):",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+            f"| accuracy | {evaluation.get('accuracy', 0):.4f} |",
+            f"| top-{evaluation.get('top_k', 5)} accuracy | "
+            f"{evaluation.get('top5_accuracy', 0):.4f} |",
+            f"| macro F1 | {evaluation.get('macro', {}).get('f1', 0):.4f} |",
+            f"| loss | {evaluation.get('loss', 0):.4f} |",
+            "",
+        ]
+    source = f"hf-hub:{repo_id}" if repo_id else str(run)
+    lines += [
+        "## How to use",
+        "",
+        "With zoo:",
+        "",
+        "```python",
+        "import zoo",
+        "",
+        f'model = zoo.load("{source}")  # eval mode, with its class names',
+        "print(model.predict(images, top_k=3))  # uint8 [B, C, H, W] images, any size",
+        "```",
+        "",
+        f"or `zoo predict {source} photos/`.",
+        "",
+    ]
+    if timm_name:
+        timm_source = f"hf-hub:{repo_id}" if repo_id else f"local-dir:{run}"
+        lines += [
+            "With timm, which reads the same `config.json` and `model.safetensors`:",
+            "",
+            "```python",
+            "import timm",
+            "",
+            f'net = timm.create_model("{timm_source}", pretrained=True).eval()',
+            "```",
+            "",
+        ]
+    mean = ", ".join(f"{v:.4f}" for v in info.mean)
+    std = ", ".join(f"{v:.4f}" for v in info.std)
+    lines += [
+        f"Inputs: images resized to {height}x{width}, scaled to [0, 1], then normalized with "
+        f"mean ({mean}) and std ({std}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _validation_record(
+    history: list[dict[str, Any]], summary: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, str]:
+    """The epoch whose validation metrics the card reports: the best one by the monitored
+    metric, else the last one; and how to say which."""
+    with_val = [r for r in history if isinstance(r.get("val_accuracy"), (int, float))]
+    if not with_val:
+        return None, ""
+    best = (summary or {}).get("best") or {}
+    epoch = best.get("epoch")
+    for r in with_val:
+        if r.get("epoch") == epoch and str(best.get("metric", "")).startswith("val_"):
+            return r, f"at the best epoch by {best['metric']}"
+    return with_val[-1], "at the last epoch"
+
+
+def _eval_results(report: dict[str, Any]) -> list[Any]:
+    from huggingface_hub import EvalResult
+
+    dataset = _dataset_name(str(report.get("data", "")))
+    split = str(report.get("split", "val"))
+    values = [
+        ("accuracy", report.get("accuracy"), "zoo eval accuracy"),
+        ("accuracy", report.get("top5_accuracy"), f"zoo eval top-{report.get('top_k', 5)}"),
+        ("f1", (report.get("macro") or {}).get("f1"), "zoo eval macro F1"),
+    ]
+    return [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Image Classification",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split={"val": "validation"}.get(split, split),
+            metric_type=metric,
+            metric_value=round(float(value), 4),
+            metric_name=label,
+        )
+        for metric, value, label in values
+        if isinstance(value, (int, float))
+    ]
+
+
+def _base_model(config: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The Hub repository the run started from (``--pretrained``'s, or ``--init hf-hub:``),
+    and the licence its plugin states for those weights."""
+    from zoo.models.hub import is_hub_ref, parse_ref
+
+    init = config.get("init")
+    if isinstance(init, str) and is_hub_ref(init):
+        return parse_ref(init).repo_id, None
+    if not config.get("pretrained"):
+        return None, None
+    from zoo.plugins.build import get_registry
+    from zoo.plugins.specs import parse_spec
+
+    try:
+        ref = parse_spec(str(config.get("arch", "")), kind="architecture").ref
+        weights = get_registry().find_pretrained(ref)
+    except ZooError:
+        return None, None
+    license_id = weights.config.get("license")
+    return weights.hub_id, license_id if isinstance(license_id, str) else None
+
+
+def _dataset_name(spec: str) -> str:
+    """A dataset as a card names it: its name, or an image folder's own name (never the local
+    path it was read from)."""
+    from zoo.plugins.specs import parse_spec
+
+    if not spec:
+        return ""
+    try:
+        parsed = parse_spec(spec, kind="dataset")
+    except ZooError:
+        return Path(spec).name
+    root = parsed.params.get("root")
+    if parsed.name == "folder" and isinstance(root, str):
+        return Path(root).name
+    return parsed.name
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError):
+        return []
