@@ -87,7 +87,7 @@ def test_a_run_logs_its_config_every_epoch_and_its_files(cli, store: str, tmp_pa
     assert {"train_loss", "val_accuracy", "val_f1", "lr", "images_per_second"} <= set(records)
     assert all(logged == [1, 2] for logged in records.values()), records
     tags = run.data.tags
-    assert tags["zoo.architecture"] == "simplecnn" and tags["zoo.dataset"] == "digits"
+    assert tags["zoo.architecture"] == "zoo:simplecnn" and tags["zoo.dataset"] == "zoo:digits"
     assert tags["zoo.world_size"] == "1" and tags["zoo.device"] == "cpu"
     assert tags["zoo.run_dir"] == str(out.resolve())
     assert "zoo-mlflow==" in tags["zoo.plugins"] and "zoo==" in tags["zoo.plugins"]

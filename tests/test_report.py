@@ -102,13 +102,14 @@ def test_the_report_renders_in_headless_chromium(cli, evaluated_run, tmp_path) -
 def test_report_evaluates_a_run_without_eval_json(cli, small_run, tmp_path) -> None:
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
+    (run / "README.md").unlink()  # evaluating writes the model card again, with its results
     result = cli("report", run, "--out", tmp_path / "out" / "digits.html")
     assert f"no eval.json in {run}: evaluating first" in result.stdout
     assert (run / "eval.json").is_file() and (run / "top_losses.png").is_file()
     html = (tmp_path / "out" / "digits.html").read_text()
     for section in SECTIONS:
         assert f'<section id="{section}">' in html
-    assert "No model card: the run has no README.md." in html
+    assert (run / "README.md").is_file() and "library_name: zoo" in html
     assert not (run / "report.html").exists()
 
 

@@ -108,7 +108,7 @@ def test_each_run_has_the_status_its_files_give_evidence_of(cli, runs: Path, loc
         == json.loads((runs / "complete" / "summary.json").read_text())["best"]
     )
     for r in rows.values():
-        assert r["arch"] == "simplecnn" and r["data"] == "digits" and r["started"]
+        assert r["arch"] == "zoo:simplecnn" and r["data"] == "zoo:digits" and r["started"]
     assert (
         rows["complete"]["images_per_second"] > 0 and rows["interrupted"]["images_per_second"] > 0
     )

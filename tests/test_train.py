@@ -316,7 +316,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_weights(zoo_plugins, cli, tmp_pa
 
 
 def test_a_run_that_saved_nothing_leaves_its_out_reusable(zoo_plugins, cli, tmp_path) -> None:
-    # NaN from the first step: no epoch completes, only the run's config.toml is there, which
+    # NaN from the first step: no epoch completes, only config.toml and run.json are there, which
     # is not a previous run: the same --out takes a new run without --overwrite.
     zoo_plugins.register(NaNAfterOneEpoch(), "test")
     out = tmp_path / "run"
@@ -325,7 +325,8 @@ def test_a_run_that_saved_nothing_leaves_its_out_reusable(zoo_plugins, cli, tmp_
     assert (
         f"no epoch completed, so nothing was saved (--out {out} can be used again)" in result.stderr
     )
-    assert [p.name for p in out.iterdir()] == ["config.toml"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.toml", "run.json"]
+    assert "failed" in json.loads((out / "run.json").read_text())  # zoo runs says so
     cli("train", *args)
     assert read_header(out / "model.safetensors").info.epoch == 1
     assert "unstable" not in (out / "config.toml").read_text()

@@ -77,7 +77,7 @@ def lr_find(
         tensorboard=False,
     )
     trainer = Trainer(cfg, reporter or Reporter())
-    trainer._setup()  # builds everything a run needs (zoo train's own set-up), writes nothing
+    trainer.setup(claim=False)  # zoo train's own set-up; nothing is written
     optimizer, scaler = trainer.optimizer, trainer.scaler
     scales = [g["lr"] / cfg.lr for g in optimizer.param_groups]
     gamma = (end_lr / start_lr) ** (1 / (steps - 1))

@@ -100,7 +100,7 @@ class Trainer:
     def fit(self) -> RunResult:
         started = time.perf_counter()
         try:
-            self._setup()
+            self.setup()
             return self._run(started)
         finally:
             if "lock" in self.__dict__:
@@ -111,7 +111,10 @@ class Trainer:
 
     # --- set-up ----------------------------------------------------------------------------
 
-    def _setup(self) -> None:
+    def setup(self, *, claim: bool = True) -> None:
+        """Build everything the run needs (``fit`` calls it). With ``claim=False`` the run
+        directory is neither locked nor checked: for callers that write nothing there
+        (``zoo lr-find``)."""
         cfg = self.cfg
         self.dist: Dist = init_distributed(cfg.device)
         if not self.dist.main:
@@ -129,7 +132,7 @@ class Trainer:
             out = cfg.out
             if out is None and self.dist.main:
                 out = str(rundir.default_out(self.parts.arch.spec.name))
-            if self.dist.main:  # rank 0 alone writes the run directory: it locks it first
+            if self.dist.main and claim:  # rank 0 alone writes the run directory: locked first
                 resume, overwrite = bool(cfg.resume), cfg.overwrite
                 self.lock = rundir.claim(Path(str(out)), resume=resume, overwrite=overwrite)
             seed_everything(cfg.seed)
