@@ -89,6 +89,19 @@ def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [g for g in groups if g["params"]]
 
 
+def build_optimizer(resolved: Resolved, net: nn.Module, cfg: TrainConfig) -> Any:
+    """The optimizer over ``param_groups``; without ``--compile`` it runs without importing
+    torch._dynamo (``zoo.train.eager``: seconds of a short run's start-up)."""
+    from zoo.train.eager import skip_dynamo
+
+    if not cfg.compile:
+        skip_dynamo()
+    optimizer = resolved.build(params=param_groups(net, cfg.weight_decay), lr=cfg.lr)
+    if not cfg.compile:
+        skip_dynamo(optimizer)
+    return optimizer
+
+
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Inverse class frequency, normalised so a balanced dataset gets all ones (a class
     without training images gets 1: it never weighs a loss term)."""

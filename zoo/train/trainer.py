@@ -39,10 +39,10 @@ from zoo.train.parts import (
     build_data,
     build_loss,
     build_network,
+    build_optimizer,
     check_processes,
     monitored,
     normalization,
-    param_groups,
     resolve_components,
 )
 from zoo.train.progress import Reporter
@@ -182,9 +182,7 @@ class Trainer:
         self.loss_fn = build_loss(
             self.parts.loss, cfg.class_weights, data.train, self.num_classes, self.device
         )
-        self.optimizer = self.parts.optimizer.build(
-            params=param_groups(self.net, cfg.weight_decay), lr=cfg.lr
-        )
+        self.optimizer = build_optimizer(self.parts.optimizer, self.net, cfg)
         self.updates_per_epoch = math.ceil(len(self.train_batches) / cfg.accum_steps)
         monitor = monitored(cfg, self.val_batches is not None, self.reporter.note)
         self.best = Best(monitor, mode_for(monitor))
