@@ -148,6 +148,26 @@ def use_channels_last(setting: bool | None, device: torch.device, net: torch.nn.
     return device.type == "cuda" and has_conv
 
 
+def cpu_features() -> frozenset[str]:
+    """This CPU's instruction-set extensions, lower-case without underscores (``avx2``,
+    ``avx512f``, ``avx512bf16``, ``amxbf16``, ...): torch's own detection where it has one
+    (``torch.cpu.get_capabilities``, torch >= 2.8), else the flags of /proc/cpuinfo."""
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is not None:
+        try:
+            return frozenset(k.replace("_", "").lower() for k, v in get().items() if v is True)
+        except Exception:  # a torch build without the query
+            pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(x.replace("_", "") for x in line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
     if dtype == torch.float32:
         return contextlib.nullcontext()
@@ -168,14 +188,60 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1_009 + rank * 7_919 + 1) % 2**63
 
 
-def peak_memory_mb(device: torch.device) -> dict[str, float]:
-    """Peak resident memory of this process and, on CUDA, peak allocated GPU memory."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 1024
-    out = {"peak_rss_mb": round(rss_mb, 1)}
+def peak_memory_mb(device: torch.device, workers: bool = False) -> dict[str, float]:
+    """Peak resident memory of this process, with ``workers`` that of its largest child process
+    (the DataLoader workers, alive while a run lasts) and, on CUDA, peak allocated GPU memory.
+
+    The process's figure is what ``/usr/bin/time -v`` reports as its maximum resident set size
+    for a run of ``zoo`` (whose exit adds nothing: ``zoo.cli.quick_exit``). A worker's figure
+    counts the pages it shares with this process, as ``/usr/bin/time`` does; the larger of the
+    two is ``/usr/bin/time``'s figure for the whole run.
+    """
+    out = {"peak_rss_mb": max(_rusage_mb(resource.RUSAGE_SELF), _proc_mb("self", "VmHWM"))}
+    if workers:
+        out["workers_peak_rss_mb"] = max(child_peaks_mb(), default=0.0)
     if device.type == "cuda":
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return out
+
+
+def child_peaks_mb() -> list[float]:
+    """The peak resident memory of each live child process (Linux /proc; empty elsewhere)."""
+    me = str(os.getpid())
+    peaks = []
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for pid in entries:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+                ppid = f.read().rpartition(")")[2].split()[1]
+        except (OSError, IndexError):
+            continue
+        if ppid == me:
+            peak = _proc_mb(pid, "VmHWM")
+            if peak:
+                peaks.append(peak)
+    return peaks
+
+
+def _rusage_mb(who: int) -> float:
+    rss = resource.getrusage(who).ru_maxrss
+    return round(rss / 2**20 if sys.platform == "darwin" else rss / 1024, 1)
+
+
+def _proc_mb(pid: str, field: str) -> float:
+    """A ``kB`` field of /proc/PID/status in MiB (0 where unreadable)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
 
 
 def current_rss_mb() -> float:
@@ -185,4 +251,4 @@ def current_rss_mb() -> float:
             pages = int(f.read().split()[1])
         return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
     except (OSError, ValueError, IndexError):
-        return peak_memory_mb(torch.device("cpu"))["peak_rss_mb"]
+        return _rusage_mb(resource.RUSAGE_SELF)
