@@ -30,6 +30,8 @@ VAL_DIRS = ("val", "validation", "valid")
 DECODER = 2
 # Bumped when the cache file's layout changes.
 CACHE_FORMAT = 2
+# Bytes of cache rows read at a time when a folder is loaded into memory.
+GATHER_BYTES = 16 * 2**20
 # Per-file status in the cache.
 PENDING, DECODED, UNREADABLE = 0, 1, 2
 
@@ -201,6 +203,46 @@ class DecodedCache:
         if isinstance(self._table, np.memmap):
             self._table.flush()
 
+    def gather(self, indices: np.ndarray) -> np.ndarray:
+        """The pixels of ``indices`` (decoded files) as one new uint8 ``[K, C, H, W]`` array.
+
+        From a cache file, rows are read with ``readinto`` in chunks of about ``GATHER_BYTES``
+        and this process's mapping of the file is released first: its pages would otherwise
+        count in the resident memory beside the copy (twice the decoded size at the peak).
+        """
+        out = np.empty((len(indices), *self.shape[1:]), np.uint8)
+        pixels, _ = self.arrays()
+        table = self._table
+        row = int(np.prod(self.shape[1:]))
+        step = max(1, GATHER_BYTES // (row + 1))
+        if not isinstance(table, np.memmap):
+            assert pixels is not None
+            for start in range(0, len(indices), step):
+                out[start : start + step] = pixels[indices[start : start + step]]
+            return out
+        path, offset = Path(str(table.filename)), table.offset
+        table.flush()
+        self._arrays = self._table = None
+        del table, pixels
+        flat = out.reshape(len(indices), row)
+        with open(path, "rb") as f:
+            start = 0
+            while start < len(indices):
+                # A run of consecutive rows is one read.
+                first, count = int(indices[start]), 1
+                while (
+                    start + count < len(indices)
+                    and count < step
+                    and indices[start + count] == first + count
+                ):
+                    count += 1
+                f.seek(offset + first * (row + 1))
+                staging = np.empty((count, row + 1), np.uint8)
+                f.readinto(memoryview(staging).cast("B"))
+                flat[start : start + count] = staging[:, :row]
+                start += count
+        return out
+
 
 def _cache_key(files: list[Path], size: tuple[int, int], channels: int) -> str:
     digest = hashlib.sha256(json.dumps([CACHE_FORMAT, DECODER, list(size), channels]).encode())
@@ -331,8 +373,7 @@ def load_folder(
         return DataSplits(train, val, classes, image_size, channels)
 
     _, errors = cache.decode_missing(workers or default_workers())
-    pixels, status = cache.arrays()
-    assert pixels is not None  # kept: this folder is held in memory
+    status = np.array(cache.arrays()[1])  # a copy: gather() releases the cache's arrays
     skipped = [i for i in range(len(files)) if status[i] == UNREADABLE]
     for i in skipped:
         reason = errors.get(i, "unreadable when first decoded; the decoded cache remembers it")
@@ -343,7 +384,7 @@ def load_folder(
         if len(keep) == 0:
             return None
         return ImageTensors(
-            torch.from_numpy(pixels[keep]),
+            torch.from_numpy(cache.gather(keep)),
             torch.from_numpy(np.asarray(labels, dtype=np.int64)[keep]),
         )
 
