@@ -5,8 +5,9 @@ error entry instead of stopping the others."""
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,22 +61,60 @@ def _decode(path: Path, size: tuple[int, int], channels: int) -> tuple[Any, str 
 
 
 def predict_files(
-    model: Any, files: list[Path], *, top_k: int, batch_size: int, workers: int
+    model: Any,
+    files: list[Path],
+    *,
+    top_k: int,
+    batch_size: int,
+    workers: int,
+    prefetch: int = 2,
 ) -> Iterator[Prediction]:
-    """Predictions for ``files`` in order, with ``model`` a ``zoo.models.inference.LoadedModel``.
+    """Predictions for ``files`` in order, with ``model`` a ``zoo.models.inference.LoadedModel``,
+    yielded batch by batch as they are ready.
 
-    Files are decoded by a thread pool (PIL releases the GIL) one batch at a time, so memory
-    stays bounded by the batch size.
+    A thread pool decodes the files (PIL releases the GIL, and the resize is torch's uint8
+    kernel) up to ``prefetch`` batches ahead of the batch the model is running, so decoding
+    overlaps the forward passes; memory stays bounded by ``(prefetch + 1) * batch_size``
+    decoded images.
     """
+    return _predict(model, files, top_k, batch_size, workers, prefetch)
+
+
+def _predict(
+    model: Any, files: list[Path], top_k: int, batch_size: int, workers: int, prefetch: int
+) -> Iterator[Prediction]:
+    size, channels = model.info.image_size, model.info.in_chans
+    batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
+    threads = min(max(1, workers), len(files) // 2)
+    if threads < 2:  # a pool for a handful of images costs more than it saves
+        for chunk in batches:
+            decoded = [_decode(f, size, channels) for f in chunk]
+            yield from _predict_batch(model, chunk, decoded, top_k)
+        return
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zoo-decode")
+    queue: deque[tuple[list[Path], list[Future]]] = deque()
+    ahead = iter(batches)
+    try:
+        for chunk in ahead:
+            queue.append((chunk, [pool.submit(_decode, f, size, channels) for f in chunk]))
+            if len(queue) <= prefetch:
+                continue
+            done, futures = queue.popleft()
+            yield from _predict_batch(model, done, [f.result() for f in futures], top_k)
+        while queue:
+            done, futures = queue.popleft()
+            yield from _predict_batch(model, done, [f.result() for f in futures], top_k)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _predict_batch(
+    model: Any, chunk: list[Path], decoded: list[tuple[Any, str | None]], top_k: int
+) -> Iterator[Prediction]:
     import numpy as np
     import torch
 
-    size, channels = model.info.image_size, model.info.in_chans
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
-            decoded = list(pool.map(lambda f: _decode(f, size, channels), chunk))
-            good = [pixels for pixels, error in decoded if error is None]
-            tops = iter(model.predict(torch.from_numpy(np.stack(good)), top_k) if good else [])
-            for path, (_, error) in zip(chunk, decoded, strict=True):
-                yield Prediction(path, error=error) if error else Prediction(path, next(tops))
+    good = [pixels for pixels, error in decoded if error is None]
+    tops = iter(model.predict(torch.from_numpy(np.stack(good)), top_k) if good else [])
+    for path, (_, error) in zip(chunk, decoded, strict=True):
+        yield Prediction(path, error=error) if error else Prediction(path, next(tops))
