@@ -69,3 +69,56 @@ def test_gpu_script_smoke_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert steps["train torchrun 1 process"]["run"]["images_per_second"] > 0
     assert steps["train bf16"]["run"]["images_per_second"] > 0
     assert report["checks"]["overhead_ratios"]
+
+
+def vit_like() -> torch.nn.Module:
+    """A patch embedding (a convolution whose windows do not overlap) and linear layers."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, kernel_size=4, stride=4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * 4 * 4, 32),
+        torch.nn.GELU(),
+        torch.nn.Linear(32, 10),
+    )
+
+
+@pytest.mark.parametrize(
+    ("features", "arch", "channels_last", "bf16"),
+    [
+        ({"avx2", "avx512f", "avx512bf16", "amxbf16"}, "cnn", True, False),
+        ({"avx2", "avx512f", "avx512bf16", "amxbf16"}, "vit", True, True),
+        ({"avx2", "avx512f", "avx512bf16", "amxbf16"}, "mlp", False, True),
+        ({"avx2", "avx512f", "avx512bf16"}, "vit", True, False),  # no AMX: fp32
+        ({"avx2", "avx512f"}, "cnn", True, False),
+        ({"avx2", "fma"}, "cnn", False, False),  # not measured without AVX-512: as before
+        (set(), "vit", False, False),  # Arm, or nothing detected
+    ],
+)
+def test_cpu_defaults_follow_the_cpu_and_the_network(
+    features: set[str], arch: str, channels_last: bool, bf16: bool
+) -> None:
+    from zoo.train.runtime import cpu_defaults
+
+    net = {
+        "cnn": lambda: zoo.create_model("simplecnn", num_classes=10, in_chans=3, image_size=16),
+        "vit": vit_like,
+        "mlp": lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 10)),
+    }[arch]()
+    chosen = cpu_defaults(frozenset(features), net)
+    assert (chosen.channels_last, chosen.bf16) == (channels_last, bf16)
+
+
+def test_auto_settings_on_this_cpu_follow_the_rule_and_flags_override_them() -> None:
+    from zoo.train.runtime import cpu_defaults, cpu_features, resolve_precision, use_channels_last
+
+    cpu = torch.device("cpu")
+    for net in (vit_like(), zoo.create_model("simplecnn", num_classes=3, in_chans=1, image_size=8)):
+        rule = cpu_defaults(cpu_features(), net)
+        expected = torch.bfloat16 if rule.bf16 else torch.float32
+        assert resolve_precision("auto", cpu, net) == expected
+        assert resolve_precision("fp32", cpu, net) == torch.float32
+        assert resolve_precision("bf16", cpu, net) == torch.bfloat16
+        assert use_channels_last(None, cpu, net) == rule.channels_last
+        assert use_channels_last(False, cpu, net) is False
+        assert use_channels_last(True, cpu, net) is True
+    assert resolve_precision("auto", cpu) == torch.float32  # before the network is known

@@ -69,8 +69,9 @@ def evaluate(
     if target.exists() and not target.is_dir():
         raise ZooError(f"--out {target} is a file, not a directory")
     torch_device = resolve_device(device)
-    amp_dtype = resolve_precision(precision, torch_device)
+    resolve_precision(precision, torch_device)  # bad combinations fail before loading
     model = load(path, device=str(torch_device))
+    amp_dtype = resolve_precision(precision, torch_device, model.net)
     chosen = evaluation.eval_data(model.info, data, split, file)
     result = evaluation.run(
         model,

@@ -127,11 +127,18 @@ def check_precision(text: str) -> str:
     return text
 
 
-def resolve_precision(text: str, device: torch.device) -> torch.dtype:
-    """The autocast dtype: bf16 on CUDA by default, fp32 elsewhere."""
+def resolve_precision(
+    text: str, device: torch.device, net: torch.nn.Module | None = None
+) -> torch.dtype:
+    """The autocast dtype. ``auto``: bf16 on CUDA; on the CPU, what ``cpu_defaults`` says for
+    ``net`` on this CPU (fp32 while the network is not known yet)."""
     check_precision(text)
     if text == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.bfloat16
+        if device.type == "cpu" and net is not None and cpu_defaults(cpu_features(), net).bf16:
+            return torch.bfloat16
+        return torch.float32
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[text]
     if dtype == torch.float16 and device.type == "cpu":
         raise ZooError("--precision fp16 needs a GPU; use bf16 on the CPU")
@@ -141,11 +148,48 @@ def resolve_precision(text: str, device: torch.device) -> torch.dtype:
 
 
 def use_channels_last(setting: bool | None, device: torch.device, net: torch.nn.Module) -> bool:
-    """The memory format: as set, else channels-last for convolutional networks on CUDA."""
+    """The memory format: as set, else channels-last for networks with convolutions on CUDA
+    and, where ``cpu_defaults`` says so, on the CPU."""
     if setting is not None:
         return setting
-    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
-    return device.type == "cuda" and has_conv
+    if device.type == "cuda":
+        return any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    return device.type == "cpu" and cpu_defaults(cpu_features(), net).channels_last
+
+
+@dataclass(frozen=True)
+class CpuDefaults:
+    channels_last: bool
+    bf16: bool
+
+
+def cpu_defaults(features: frozenset[str], net: torch.nn.Module) -> CpuDefaults:
+    """zoo's defaults for training and evaluating ``net`` on a CPU with ``features``
+    (``cpu_features()``), from benchmarks/cpu_defaults.py (docs/performance.md):
+
+    - channels-last for networks with convolutions, where the CPU has AVX-512 (``avx512f``):
+      oneDNN's convolutions there run on channels-last data without reordering it, which made
+      them faster in training and inference (resnet18, simplecnn, and a ViT's patch
+      embedding). Not measured elsewhere (AVX2, Arm): left off there.
+    - bf16 autocast where the CPU multiplies bf16 matrices in hardware (AMX-BF16, ``amxbf16``)
+      and the network is not convolutional (no convolution with overlapping windows: a
+      transformer or an MLP; a ViT's patch embedding does not count). Its matrix products
+      then ran several times faster; the convolutional networks measured gained nothing from
+      it (the casts around each layer cost what the faster products saved), so they stay fp32.
+    """
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    overlapping = any(
+        any(s < k for s, k in zip(_pair(m.stride), _pair(m.kernel_size), strict=True))
+        for m in convs
+    )
+    return CpuDefaults(
+        channels_last=bool(convs) and "avx512f" in features,
+        bf16="amxbf16" in features and not overlapping,
+    )
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def cpu_features() -> frozenset[str]:

@@ -151,6 +151,7 @@ class Trainer:
             self.reporter.note,
             init=bool(cfg.init) and not resuming,
         )
+        self.amp_dtype = resolve_precision(cfg.precision, self.device, self.net)  # CPU: by net
         self.params = sum(p.numel() for p in self.net.parameters())
         self.info = ModelInfo(
             arch=self.parts.arch.component.qualified,
