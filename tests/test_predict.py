@@ -114,3 +114,20 @@ def test_predict_bad_input_fails_before_predicting(cli, small_run, tmp_path, mak
     (tmp_path / "empty" / "readme.txt").write_text("no images here")
     result = cli("predict", small_run, *make_args(tmp_path), code=2)
     assert result.stdout == "" and message in result.stderr
+
+
+def test_prefetched_batches_keep_the_order_and_equal_the_serial_path(small_run, tmp_path) -> None:
+    from zoo.tasks.prediction import predict_files
+
+    pixels, _ = digits_arrays()
+    files = []
+    for i in range(23):  # six batches of 4, decoded two batches ahead of the model
+        files.append(tmp_path / f"{i:02d}.png")
+        Image.fromarray(pixels[i, 0]).save(files[-1])
+    files.insert(5, tmp_path / "missing.png")
+    model = zoo.load(small_run)
+    streamed = list(predict_files(model, files, top_k=3, batch_size=4, workers=3))
+    serial = list(predict_files(model, files, top_k=3, batch_size=4, workers=1))  # no pool
+    assert [p.path for p in streamed] == files == [p.path for p in serial]
+    assert [p.top for p in streamed] == [p.top for p in serial]
+    assert [p.error is not None for p in streamed] == [f.name == "missing.png" for f in files]
