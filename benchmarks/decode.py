@@ -31,27 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import photo_like
 
 from zoo.data.folder import decode_image as decode_zoo
 from zoo.data.splits import default_workers
-
-
-def photo_like(path: Path, width: int, height: int, rng: np.random.Generator) -> None:
-    """A JPEG with the statistics of a photo: low-frequency colour, a few edges, grain."""
-    from PIL import Image, ImageDraw, ImageFilter
-
-    field = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
-    im = Image.fromarray(field).resize((width, height), Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(im)
-    for _ in range(12):
-        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
-        x1, y1 = x0 + int(rng.integers(20, width // 2)), y0 + int(rng.integers(20, height // 2))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
-    im = im.filter(ImageFilter.GaussianBlur(1.5))
-    grain = rng.normal(0, 6, (height, width, 3))
-    pixels = (np.asarray(im, dtype=np.float32) + grain).clip(0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path, quality=90)
 
 
 def decode_torchvision(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:

@@ -1,88 +1,127 @@
-"""Resident memory across a long ``zoo train`` run: does anything grow from epoch to epoch?
+"""Resident memory of ``zoo train`` runs, each its own process: does anything grow from epoch
+to epoch, does zoo report the peak ``/usr/bin/time -v`` sees, and what does holding a folder in
+memory cost over streaming it?
 
-Trains through zoo's ``Trainer`` (as ``zoo train`` does) for ``--epochs`` epochs on the
-embedded digits (held in memory) and on a folder of photo-like JPEGs streamed through
-DataLoader workers from the decoded cache. Prints each run's resident memory after every epoch
-(``rss_mb`` in metrics.jsonl), its growth from the end of epoch 2 to the last epoch (the first
-epochs allocate the optimizer state, caches and worker buffers) and over the second half of the
-run (where a leak would still show and one-off allocations no longer do), the summary's peak,
-and the images decoded per epoch of the streamed run.
+Three runs, each with a fresh decoded cache (and the registry cache built beforehand):
 
-    python benchmarks/memory.py --epochs 20
+- the embedded digits (held in memory) for ``--epochs`` epochs: the resident memory after
+  every epoch (``rss_mb`` in metrics.jsonl), its growth from the end of epoch 2 to the last
+  epoch and over the second half (where a leak would still show and one-off allocations no
+  longer do);
+- a folder of ``--images`` photo-like JPEGs at ``--image-size``, streamed through DataLoader
+  workers (``folder:max_memory_mb=1``), and the same folder held in memory (the default), for
+  ``--folder-epochs`` epochs.
+
+For each: the peak zoo reports (summary.json ``memory``: the process and, streamed, its
+largest loader worker) and the peak of the whole process tree as ``/usr/bin/time -v`` reports
+it (``ru_maxrss`` from ``wait4``). The check: the in-memory folder run's peak is at most 1.1 x
+(the streamed run's peak + the decoded images' own size).
+
+    python benchmarks/memory.py --epochs 20 --images 3000 --image-size 128
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from decode import photo_like
-
-from zoo.train.allocator import keep_freed_memory
-from zoo.train.config import TrainConfig
-from zoo.train.progress import Reporter
-from zoo.train.trainer import Trainer
+from common import load, photo_folder, run, zoo_command
 
 
-def train(out: Path, epochs: int, **settings: Any) -> dict[str, Any]:
-    cfg = TrainConfig(out=str(out), epochs=epochs, overwrite=True, **settings)
-    result = Trainer(cfg, Reporter()).fit()
-    rss = [r["rss_mb"] for r in result.history]
+def train(tmp: Path, name: str, epochs: int, *args: str) -> dict[str, Any]:
+    out = tmp / name
+    cache = tmp / "cache"
+    shutil.rmtree(cache / "images", ignore_errors=True)  # a fresh decoded cache for each run
+    cmd = zoo_command("train", "--epochs", str(epochs), "--out", str(out), "--overwrite", *args)
+    r = run(cmd, env={"ZOO_CACHE_DIR": str(cache)}, cwd=tmp)
+    if r.code != 0:
+        sys.stderr.write(r.output[-4000:])
+        raise SystemExit(f"{name}: zoo train failed (exit {r.code})")
+    summary = json.loads((out / "summary.json").read_text())
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rss = [h["rss_mb"] for h in history]
     base = rss[1] if len(rss) > 1 else rss[0]
     return {
         "rss_mb": rss,
         "growth_mb": round(rss[-1] - base, 1),
-        "second_half_growth_mb": round(rss[-1] - rss[len(rss) // 2 - 1 if len(rss) > 1 else 0], 1),
-        "peak_rss_mb": result.summary["memory"]["peak_rss_mb"],
-        "decoded_images": [r.get("decoded_images") for r in result.history],
-        "seconds_per_epoch": [r["seconds"] for r in result.history],
+        "second_half_growth_mb": round(rss[-1] - rss[max(0, len(rss) // 2 - 1)], 1),
+        "reported": summary["memory"],
+        "time_v_peak_mb": round(r.peak_mb, 1),
+        "decoded_images": [h.get("decoded_images") for h in history],
+        "wall_s": round(r.wall, 2),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--images", type=int, default=600, help="JPEGs in the streamed folder")
-    parser.add_argument("--image-size", type=int, default=64, help="for the streamed folder")
+    parser.add_argument("--epochs", type=int, default=20, help="of the digits run")
+    parser.add_argument("--images", type=int, default=3000, help="JPEGs in the folder")
+    parser.add_argument("--image-size", type=int, default=128, help="for the folder runs")
+    parser.add_argument("--folder-epochs", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="write the JPEG folder here and reuse it")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
-    if min(args.epochs, args.images, args.image_size) < 1 or args.images < 4:
-        parser.error("--epochs and --image-size must be at least 1, --images at least 4")
-    keep_freed_memory()  # as zoo train does
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["ZOO_CACHE_DIR"] = str(Path(tmp, "cache"))  # a fresh decoded cache
-        rng = np.random.default_rng(0)
-        for i in range(args.images):
-            folder = Path(tmp, "photos", f"class{i % 4}")
-            folder.mkdir(parents=True, exist_ok=True)
-            photo_like(folder / f"{i:05d}.jpg", 500, 375, rng)
-        os.chdir(tmp)  # --data takes the folder as a relative root=
+    if min(args.epochs, args.image_size, args.folder_epochs) < 1 or args.images < 8:
+        parser.error("--epochs, --image-size, --folder-epochs must be at least 1, --images 8")
+    before = load()
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        photos = photo_folder((args.keep or tmp) / "photos", args.images)
+        folder = f"folder:root={photos}"
+        # Build the registry cache first, so that no run pays for (or holds) the plugins'
+        # imports that building it needs.
+        run(zoo_command("list", "--json"), env={"ZOO_CACHE_DIR": str(tmp / "cache")})
+        size = str(args.image_size)
         runs = {
-            "digits (in memory)": train(Path(tmp, "digits"), args.epochs, image_size="32"),
-            "photo folder (streamed)": train(
-                Path(tmp, "streamed"),
-                args.epochs,
-                data="folder:root=photos,max_memory_mb=1",
-                image_size=str(args.image_size),
+            "digits, in memory": train(tmp, "digits", args.epochs, "--image-size", "32"),
+            "folder, in memory": train(
+                tmp, "held", args.folder_epochs, "--data", folder, "--image-size", size
+            ),
+            "folder, streamed": train(
+                tmp,
+                "streamed",
+                args.folder_epochs,
+                "--data",
+                f"{folder},max_memory_mb=1",
+                "--image-size",
+                size,
             ),
         }
+    decoded_mb = args.images * 3 * args.image_size**2 / 2**20
+    held = runs["folder, in memory"]["reported"]["peak_rss_mb"]
+    streamed = runs["folder, streamed"]["reported"]["peak_rss_mb"]
+    report = {
+        "images": args.images,
+        "image_size": args.image_size,
+        "decoded_mb": round(decoded_mb, 1),
+        "load_average": [before, load()],
+        "runs": runs,
+        "in_memory_over_streamed_plus_decoded": round(held / (streamed + decoded_mb), 3),
+    }
     if args.json:
-        print(json.dumps(runs, indent=2))
+        print(json.dumps(report, indent=2))
         return 0
+    print(f"load {before}-{load()}; {args.images} JPEGs at {size} px = {decoded_mb:.0f} MB decoded")
     for name, r in runs.items():
+        rep = r["reported"]
+        workers = rep.get("workers_peak_rss_mb")
+        workers = f", loader workers {workers:.0f}" if workers is not None else ""
         print(
-            f"{name}: rss after each epoch {r['rss_mb']} MB; growth from epoch 2 to "
-            f"{len(r['rss_mb'])}: {r['growth_mb']:+.1f} MB (second half "
-            f"{r['second_half_growth_mb']:+.1f} MB); peak {r['peak_rss_mb']:.0f} MB"
+            f"{name}: rss after each epoch {r['rss_mb']} MB; growth from epoch 2 "
+            f"{r['growth_mb']:+.1f} MB (second half {r['second_half_growth_mb']:+.1f} MB); "
+            f"peak reported {rep['peak_rss_mb']:.0f} MB{workers}; /usr/bin/time -v "
+            f"{r['time_v_peak_mb']:.0f} MB"
         )
-        if r["decoded_images"][0] is not None:
-            print(f"  decoded images per epoch: {r['decoded_images']}")
+    print(
+        f"in-memory folder peak / (streamed peak + decoded size) = "
+        f"{held:.0f} / ({streamed:.0f} + {decoded_mb:.0f}) = "
+        f"{report['in_memory_over_streamed_plus_decoded']:.3f} (target <= 1.10)"
+    )
     return 0
 
 

@@ -57,7 +57,7 @@ from zoo.models.inference import Normalizer
 from zoo.train.allocator import keep_freed_memory
 from zoo.train.config import TrainConfig
 from zoo.train.progress import RichReporter
-from zoo.train.runtime import epoch_seed, resolve_device, resolve_precision
+from zoo.train.runtime import epoch_seed, resolve_device, resolve_precision, use_channels_last
 from zoo.train.trainer import Trainer
 
 LR = 1e-3
@@ -144,18 +144,18 @@ def bare_loop(args: argparse.Namespace, device: torch.device) -> BareLoop:
     size = (args.image_size, args.image_size)
     data = zoo.build("dataset", "digits", image_size=size, seed=args.seed, val_fraction=0.2)
     mean, std = channel_stats(data.train.images)
-    channels_last = device.type == "cuda"  # zoo's CUDA default for convolutional nets
-    # Preloaded once, normalized as zoo normalizes each batch: the same input values.
-    x = Normalizer(mean, std, device, channels_last)(data.train.images.to(device))
-    y = data.train.labels.to(device)
     torch.manual_seed(args.seed)
     model = zoo.create_model(
         args.arch, num_classes=len(data.classes), in_chans=data.in_chans, image_size=size
     ).to(device)
+    channels_last = use_channels_last(None, device, model)  # zoo's defaults, as zoo train's
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # Preloaded once, normalized as zoo normalizes each batch: the same input values.
+    x = Normalizer(mean, std, device, channels_last)(data.train.images.to(device))
+    y = data.train.labels.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    amp_dtype = resolve_precision("auto", device)
+    amp_dtype = resolve_precision("auto", device, model)
     return BareLoop(model, optimizer, x, y, args.batch_size, device, amp_dtype, args.seed)
 
 

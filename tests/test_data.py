@@ -14,7 +14,7 @@ from conftest import write_image_folder
 
 import zoo
 from zoo.data.folder import DecodedCache, StreamedFolder, decode_image, list_folder, typical_size
-from zoo.data.splits import DataSplits, ImageTensors, stratified_split
+from zoo.data.splits import DataSplits, ImageTensors, channel_stats, stratified_split
 from zoo.errors import ZooError
 from zoo.plugins.components import resolve
 
@@ -322,3 +322,36 @@ def test_folder_runs_pick_their_image_size_from_the_images(cli, tmp_path: Path) 
     report = json.loads(cli("eval", tmp_path / "run", "--json", "--no-plots").stdout)
     assert (report["top_k"], "top5_accuracy" in report) == (2, False)
     assert report["top_k_accuracy"] == 1.0  # two classes: the true one is always in the top 2
+
+
+def test_channel_stats_equal_the_float64_computation() -> None:
+    g = torch.Generator().manual_seed(0)
+    for shape in [(300, 3, 20, 24), (7, 1, 5, 3)]:
+        images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+        x = images.double() / 255
+        mean = x.mean(dim=(0, 2, 3))
+        std = x.var(dim=(0, 2, 3), unbiased=False).sqrt()
+        got_mean, got_std = channel_stats(images)
+        assert np.allclose(got_mean, mean.numpy(), atol=2e-6)
+        assert np.allclose(got_std, std.numpy(), atol=2e-6)
+    flat = torch.full((4, 3, 2, 2), 9, dtype=torch.uint8)
+    assert channel_stats(flat)[1] == (1e-3, 1e-3, 1e-3)  # a constant channel: std floored
+
+
+def test_a_folder_held_in_memory_is_the_same_from_the_cache_and_without(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("zoo.data.folder.GATHER_BYTES", 2 * (3 * 8 * 8 + 1))  # 2 rows a read
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+    spec = f"folder:root={image_folder}"
+    decoded = build(spec, image_size=(8, 8))  # decodes into the cache file
+    cached = build(spec, image_size=(8, 8))  # reads it
+    plain = build(f"{spec},cache=false", image_size=(8, 8))
+    for data in (cached, plain):
+        for ours, theirs in ((data.train, decoded.train), (data.val, decoded.val)):
+            assert torch.equal(ours.images, theirs.images)
+            assert torch.equal(ours.labels, theirs.labels)
+    listing = list_folder(image_folder)
+    train_idx, _ = stratified_split(listing.labels, 0.2, 0)
+    first = torch.from_numpy(decode_image(listing.files[train_idx[0]], (8, 8), 3))
+    assert torch.equal(plain.train.images[0], first)  # the split's rows in file order

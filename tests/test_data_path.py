@@ -33,6 +33,8 @@ def test_a_streamed_folder_decodes_in_the_first_epoch_only(
     assert "decoded" in first.stdout
     counts = decoded_per_epoch(tmp_path / "first")
     assert counts[0] > 0 and counts[1] == 0
+    memory = json.loads((tmp_path / "first" / "summary.json").read_text())["memory"]
+    assert memory["workers_peak_rss_mb"] > 0  # the loader workers' own peak
     cli("train", *args, "--epochs", "1", "--out", "second")
     assert decoded_per_epoch(tmp_path / "second") == [0]  # the decoded cache serves it all
 

@@ -158,3 +158,20 @@ def test_fifos_and_dangling_links_are_error_entries_not_hangs(cli, small_run, tm
     assert "a FIFO, not a regular file" in rows[1]["error"]
     assert "a dangling symbolic link" in rows[2]["error"] == rows[3]["error"]
     assert result.stderr.splitlines()[-1] == "error: 3 of 4 files could not be read"
+
+
+def test_prefetched_batches_keep_the_order_and_equal_the_serial_path(small_run, tmp_path) -> None:
+    from zoo.tasks.prediction import predict_files
+
+    pixels, _ = digits_arrays()
+    files = []
+    for i in range(23):  # six batches of 4, decoded two batches ahead of the model
+        files.append(tmp_path / f"{i:02d}.png")
+        Image.fromarray(pixels[i, 0]).save(files[-1])
+    files.insert(5, tmp_path / "missing.png")
+    model = zoo.load(small_run)
+    streamed = list(predict_files(model, files, top_k=3, batch_size=4, workers=3))
+    serial = list(predict_files(model, files, top_k=3, batch_size=4, workers=1))  # no pool
+    assert [p.path for p in streamed] == files == [p.path for p in serial]
+    assert [p.top for p in streamed] == [p.top for p in serial]
+    assert [p.error is not None for p in streamed] == [f.name == "missing.png" for f in files]

@@ -14,11 +14,14 @@ def simplecnn(
     hidden: int = 128,
     dropout: float = 0.5,
     widths: list[int] | None = None,
+    padding: str = "same",
 ) -> Any:
     """The Keras tutorial CNN: conv 32/64/128 + max-pool, dense 128, dropout 0.5; any input size.
 
     hidden: units of the dense layer. dropout: its dropout rate. widths: conv channels per
-    block (default [32, 64, 128]).
+    block (default [32, 64, 128]). padding: "same" (padded convolutions and ceil pooling: any
+    input size) or "valid", the tutorial's exact Keras network (unpadded convolutions, floor
+    pooling, Keras' parameter count; at least 22 px).
     """
     from zoo.builtins.nets import SimpleCNN
 
@@ -29,6 +32,7 @@ def simplecnn(
         widths=tuple(widths or (32, 64, 128)),
         hidden=hidden,
         dropout=dropout,
+        padding=padding,
     )
 
 

@@ -29,6 +29,7 @@ def folder(
     cache: bool = True,
     max_memory_mb: float = 4096,
     workers: int | None = None,
+    decode_device: str | None = None,
 ) -> Any:
     """Images in root/<class>/ (or root/train and root/val), resized to --image-size
     (default: the images' median size rounded up to a multiple of 8, at most 224).
@@ -39,7 +40,9 @@ def folder(
     (an unwritable cache folder is warned about and not used).
     max_memory_mb: folders larger than this once decoded stream from the cache instead of
     being held in memory. Unreadable files (damaged images, dangling links, FIFOs) are skipped
-    with a warning.
+    with a warning. decode_device: decode the JPEGs in batches with torchvision on this device
+    (cuda: nvJPEG) into the decoded cache before training, rather than with PIL in threads and
+    loader workers (needs the cache).
     """
     from zoo.data.folder import load_folder, typical_size
     from zoo.plugins.cache import cache_dir
@@ -54,6 +57,7 @@ def folder(
         cache_dir=cache_dir() / "images" if cache else None,
         max_memory_mb=max_memory_mb,
         workers=workers,
+        decode_device=decode_device,
     )
 
 

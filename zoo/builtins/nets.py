@@ -7,12 +7,19 @@ import math
 import torch
 from torch import nn
 
+from zoo.errors import ZooError
+
+PADDINGS = ("same", "valid")
+
 
 class SimpleCNN(nn.Module):
     """The Keras tutorial CNN: [conv 3x3 + ReLU + max-pool 2x2] x (32, 64, 128), flatten,
     dense 128 + ReLU, dropout, linear classifier.
 
-    'Same' padding and ceil-mode pooling make any input size of at least 1 pixel work.
+    ``padding="same"`` (with ceil-mode pooling) makes any input size of at least 1 pixel work.
+    ``padding="valid"`` is the tutorial's exact network (Keras' defaults: unpadded convolutions,
+    floor pooling; the same parameter count as the Keras model), which needs inputs large
+    enough for three blocks (22 px with three widths).
     """
 
     def __init__(
@@ -23,19 +30,37 @@ class SimpleCNN(nn.Module):
         widths: tuple[int, ...] = (32, 64, 128),
         hidden: int = 128,
         dropout: float = 0.5,
+        padding: str = "same",
     ) -> None:
         super().__init__()
+        if padding not in PADDINGS:
+            raise ZooError(
+                f"simplecnn: padding must be one of {', '.join(PADDINGS)}, got {padding!r}"
+            )
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        same = padding == "same"
         layers: list[nn.Module] = []
         channels = in_chans
         for width in widths:
             layers += [
-                nn.Conv2d(channels, width, kernel_size=3, padding=1),
+                nn.Conv2d(channels, width, kernel_size=3, padding=1 if same else 0),
                 nn.ReLU(inplace=True),
-                nn.MaxPool2d(2, ceil_mode=True),
+                nn.MaxPool2d(2, ceil_mode=same),
             ]
             channels = width
-            h, w = math.ceil(h / 2), math.ceil(w / 2)
+            if same:
+                h, w = math.ceil(h / 2), math.ceil(w / 2)
+            else:
+                h, w = (h - 2) // 2, (w - 2) // 2
+        if h < 1 or w < 1:
+            size = "x".join(
+                str(s) for s in ((image_size,) * 2 if isinstance(image_size, int) else image_size)
+            )
+            raise ZooError(
+                f"simplecnn:padding=valid: a {size} input shrinks to nothing in {len(widths)} "
+                f"blocks; use a larger --image-size ({_valid_minimum(len(widths))} px at least) "
+                "or padding=same"
+            )
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
             nn.Flatten(),
@@ -57,3 +82,11 @@ class SimpleCNN(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self.classifier = nn.Linear(self.num_features, num_classes)
+
+
+def _valid_minimum(blocks: int) -> int:
+    """The smallest side that survives ``blocks`` unpadded 3x3 convolutions and 2x2 pools."""
+    side = 1
+    for _ in range(blocks):
+        side = 2 * side + 2
+    return side

@@ -27,12 +27,12 @@ def benchmark(
     num_classes: int = typer.Option(1000, "--num-classes", help="Classifier outputs."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
     amp: Optional[bool] = typer.Option(  # noqa: UP045
-        None, "--amp/--no-amp", help="bf16 autocast (default: as zoo train, on for CUDA)."
+        None, "--amp/--no-amp", help="bf16 autocast (default: as zoo train --precision auto)."
     ),
     channels_last: Optional[bool] = typer.Option(  # noqa: UP045
         None,
         "--channels-last/--no-channels-last",
-        help="Channels-last memory format (default: as zoo train, on for CUDA).",
+        help="Channels-last memory format (default: as zoo train).",
     ),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     compile_mode: str = typer.Option(

@@ -36,6 +36,10 @@ VAL_DIRS = ("val", "validation", "valid")
 DECODER = 3
 # Bumped when the cache file's layout changes.
 CACHE_FORMAT = 2
+# Bytes of cache rows read at a time when a folder is loaded into memory.
+GATHER_BYTES = 16 * 2**20
+# JPEGs decoded at a time with ``decode_device`` (torchvision's batched decode_jpeg).
+DECODE_BATCH = 128
 # Per-file status in the cache.
 PENDING, DECODED, UNREADABLE = 0, 1, 2
 
@@ -304,12 +308,14 @@ class DecodedCache:
         channels: int,
         directory: Path | None,
         keep_pixels: bool = True,
+        decode_device: str | None = None,
     ) -> None:
         self.files = files
+        self.decode_device = decode_device
         self.shape = (len(files), channels, *size)
         self.directory = directory
         self.keep_pixels = keep_pixels or directory is not None
-        self.key = _cache_key(files, size, channels)
+        self.key = _cache_key(files, size, channels, "torchvision" if decode_device else "")
         self._arrays: tuple[np.ndarray | None, np.ndarray] | None = None
         self._table: np.ndarray | None = None
 
@@ -362,7 +368,10 @@ class DecodedCache:
         _, status = self.arrays()
         todo = [int(i) for i in np.flatnonzero(status == PENDING)]
         errors: dict[int, str] = {}
-        if todo:
+        if todo and self.decode_device:
+            errors = self._decode_batched(todo, workers)
+            self.flush()
+        elif todo:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 for i, (_, error, _) in zip(todo, pool.map(self.get, todo), strict=True):
                     if error:
@@ -370,13 +379,116 @@ class DecodedCache:
             self.flush()
         return len(todo), errors
 
+    def _decode_batched(self, todo: list[int], workers: int) -> dict[int, str]:
+        """Decode JPEGs in batches with torchvision's ``decode_jpeg`` on ``decode_device`` (on
+        CUDA, nvJPEG), resize them there and write them to the cache; other formats, and files
+        torchvision cannot read, go through ``decode_image``. Reading the files is threaded."""
+        import torch
+        import torch.nn.functional as F
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        pixels, status = self.arrays()
+        device = torch.device(self.decode_device or "cpu")
+        size, channels = self.shape[2:], self.shape[1]
+        mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+        errors: dict[int, str] = {}
+        jpegs = [i for i in todo if self.files[i].suffix.lower() in (".jpg", ".jpeg")]
+        others = set(todo) - set(jpegs)
+
+        def read(i: int) -> torch.Tensor | None:
+            """The file's bytes; None for a file that cannot be read (a dangling link, a FIFO):
+            ``decode_image`` then says why."""
+            try:
+                with _open_regular(self.files[i]) as f:
+                    return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+            except OSError:
+                return None
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for start in range(0, len(jpegs), DECODE_BATCH):
+                read_chunk = jpegs[start : start + DECODE_BATCH]
+                contents = list(pool.map(read, read_chunk))
+                others.update(i for i, b in zip(read_chunk, contents, strict=True) if b is None)
+                chunk = [i for i, b in zip(read_chunk, contents, strict=True) if b is not None]
+                data = [b for b in contents if b is not None]
+                if not chunk:
+                    continue
+                try:
+                    images = decode_jpeg(
+                        data, mode=mode, device=device, apply_exif_orientation=True
+                    )
+                except RuntimeError:  # one bad file fails the batch: those go one by one
+                    others.update(chunk)
+                    continue
+                for i, image in zip(chunk, images, strict=True):
+                    if tuple(image.shape[1:]) != tuple(size):
+                        resized = F.interpolate(
+                            image[None].float(),
+                            size=size,
+                            mode="bilinear",
+                            antialias=True,
+                            align_corners=False,
+                        )
+                        image = resized[0].round_().clamp_(0, 255).to(torch.uint8)
+                    if pixels is not None:
+                        pixels[i] = image.cpu().numpy()
+                    status[i] = DECODED
+            rest = sorted(others)
+            for i, (_, error, _) in zip(rest, pool.map(self.get, rest), strict=True):
+                if error:
+                    errors[i] = error
+        return errors
+
     def flush(self) -> None:
         if isinstance(self._table, np.memmap):
             self._table.flush()
 
+    def gather(self, indices: np.ndarray) -> np.ndarray:
+        """The pixels of ``indices`` (decoded files) as one new uint8 ``[K, C, H, W]`` array.
 
-def _cache_key(files: list[Path], size: tuple[int, int], channels: int) -> str:
-    digest = hashlib.sha256(json.dumps([CACHE_FORMAT, DECODER, list(size), channels]).encode())
+        From a cache file, rows are read with ``readinto`` in chunks of about ``GATHER_BYTES``
+        and this process's mapping of the file is released first: its pages would otherwise
+        count in the resident memory beside the copy (twice the decoded size at the peak).
+        """
+        out = np.empty((len(indices), *self.shape[1:]), np.uint8)
+        pixels, _ = self.arrays()
+        table = self._table
+        row = int(np.prod(self.shape[1:]))
+        step = max(1, GATHER_BYTES // (row + 1))
+        if not isinstance(table, np.memmap):
+            assert pixels is not None
+            for start in range(0, len(indices), step):
+                out[start : start + step] = pixels[indices[start : start + step]]
+            return out
+        path, offset = Path(str(table.filename)), table.offset
+        table.flush()
+        self._arrays = self._table = None
+        del table, pixels
+        flat = out.reshape(len(indices), row)
+        with open(path, "rb") as f:
+            start = 0
+            while start < len(indices):
+                # A run of consecutive rows is one read.
+                first, count = int(indices[start]), 1
+                while (
+                    start + count < len(indices)
+                    and count < step
+                    and indices[start + count] == first + count
+                ):
+                    count += 1
+                f.seek(offset + first * (row + 1))
+                staging = np.empty((count, row + 1), np.uint8)
+                f.readinto(memoryview(staging).cast("B"))
+                flat[start : start + count] = staging[:, :row]
+                start += count
+        return out
+
+
+def _cache_key(files: list[Path], size: tuple[int, int], channels: int, decoder: str = "") -> str:
+    """The cache file's name: the files (paths, sizes, mtimes), the pixels' geometry and the
+    decoder that made them (``decode_device`` decodes with torchvision: other pixels)."""
+    head: list = [CACHE_FORMAT, DECODER, list(size), channels] + ([decoder] if decoder else [])
+    digest = hashlib.sha256(json.dumps(head).encode())
     for f in files:
         try:
             st = f.stat()
@@ -513,6 +625,7 @@ def load_folder(
     cache_dir: Path | None,
     max_memory_mb: float,
     workers: int | None = None,
+    decode_device: str | None = None,
 ) -> DataSplits:
     """Split, decode and hold (or stream) an image folder; see the ``folder`` dataset."""
     import torch
@@ -542,15 +655,27 @@ def load_folder(
     streamed = len(files) * channels * image_size[0] * image_size[1] > max_memory_mb * 2**20
     if cache_dir is not None:
         cache_dir = usable_cache(cache_dir)
-    cache = DecodedCache(files, image_size, channels, cache_dir, keep_pixels=not streamed)
+    if decode_device is not None and streamed and cache_dir is None:
+        decode_device = None  # nowhere to keep what it decodes: loader workers decode
+    cache = DecodedCache(
+        files,
+        image_size,
+        channels,
+        cache_dir,
+        keep_pixels=not streamed,
+        decode_device=decode_device,
+    )
     if streamed:
+        decoded = 0
+        if decode_device is not None:  # the whole folder into the cache now, in batches
+            decoded, _ = cache.decode_missing(workers or default_workers())
         train = StreamedFolder(cache, train_idx, [labels[i] for i in train_idx])
+        train.decoded[0] += decoded  # counted in the first epoch, as set-up decoding is
         val = StreamedFolder(cache, val_idx, [labels[i] for i in val_idx]) if val_idx else None
         return DataSplits(train, val, classes, image_size, channels, skipped=special)
 
     _, errors = cache.decode_missing(workers or default_workers())
-    pixels, status = cache.arrays()
-    assert pixels is not None  # kept: this folder is held in memory
+    status = np.array(cache.arrays()[1])  # a copy: gather() releases the cache's arrays
     skipped = [i for i in range(len(files)) if status[i] == UNREADABLE]
     for i in skipped:
         reason = errors.get(i, "unreadable when first decoded; the decoded cache remembers it")
@@ -561,7 +686,7 @@ def load_folder(
         if len(keep) == 0:
             return None
         return ImageTensors(
-            torch.from_numpy(pixels[keep]),
+            torch.from_numpy(cache.gather(keep)),
             torch.from_numpy(np.asarray(labels, dtype=np.int64)[keep]),
             paths=[str(files[i]) for i in keep],
         )

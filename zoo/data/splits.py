@@ -8,6 +8,7 @@ whose items are ``(uint8 [C, H, W], label)``, or None for an unreadable file).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from zoo.errors import ZooError
 
 if TYPE_CHECKING:
     import torch
+
+# Pixels converted to int32 at a time by channel_stats: 32 MiB.
+STATS_CHUNK_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -113,19 +117,32 @@ def stratified_split(
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 ``[N, C, H, W]`` images, in ``[0, 1]`` units."""
+    """Per-channel mean and std of uint8 ``[N, C, H, W]`` images, in ``[0, 1]`` units.
+
+    Sums of the integer pixels and of their squares, exact in int64, over chunks of about
+    ``STATS_CHUNK_BYTES`` of int32 pixels: the statistics of a folder held in memory cost no
+    more memory than a batch (converting 2,048 images at a time to float64 cost 390 MiB of
+    peak at 64 px and several GB at 224 px).
+    """
     import torch
 
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for start in range(0, images.shape[0], 2048):
-        chunk = images[start : start + 2048].to(torch.float64).div_(255)
-        total += chunk.sum(dim=(0, 2, 3))
-        squares += chunk.square().sum(dim=(0, 2, 3))
-    count = images.shape[0] * images.shape[2] * images.shape[3]
-    mean = total / count
-    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt().clamp_min(1e-3)
-    return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
+    n, c, h, w = images.shape
+    per_image = max(1, c * h * w * 4)
+    step = max(1, STATS_CHUNK_BYTES // per_image)
+    total = torch.zeros(c, dtype=torch.int64)
+    squares = torch.zeros(c, dtype=torch.int64)
+    for start in range(0, n, step):
+        chunk = images[start : start + step].to(torch.int32)
+        total += chunk.sum(dim=(0, 2, 3))  # integer sums are int64
+        squares += chunk.mul_(chunk).sum(dim=(0, 2, 3))
+    count = n * h * w
+    means, stds = [], []
+    for s, q in zip(total.tolist(), squares.tolist(), strict=True):
+        # count * var * 255^2 * count = count * sum(x^2) - sum(x)^2, exact in Python integers.
+        spread = max(count * q - s * s, 0)
+        means.append(s / (255 * count))
+        stds.append(max(math.sqrt(spread) / (255 * count), 1e-3))
+    return tuple(round(v, 6) for v in means), tuple(round(v, 6) for v in stds)
 
 
 def default_workers() -> int:

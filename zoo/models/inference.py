@@ -39,6 +39,7 @@ class LoadedModel(nn.Module):
         super().__init__()
         self.net = net
         self.info = info
+        self.channels_last = False  # zoo.load sets it where zoo's defaults say so
         self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
 
@@ -65,7 +66,7 @@ class LoadedModel(nn.Module):
             x = F.interpolate(
                 x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False
             )
-        return Normalizer(self.mean, self.std, device)(x)
+        return Normalizer(self.mean, self.std, device, self.channels_last)(x)
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:

@@ -81,9 +81,11 @@ def load(path: str | Path, *, device: str = "cpu") -> LoadedModel:
     ``model.safetensors``) or a Hub repository (``hf-hub:ORG/NAME[@REVISION]``): the model in
     eval mode, ready for inference, with its class names, image size and normalization (a
     ``zoo.models.inference.LoadedModel``)."""
+    import torch
+
     from zoo.models.inference import LoadedModel
     from zoo.models.weights import load_tensors, read_header
-    from zoo.train.runtime import resolve_device
+    from zoo.train.runtime import resolve_device, use_channels_last
 
     file = weights_path(path)
     header = read_header(file)
@@ -93,7 +95,12 @@ def load(path: str | Path, *, device: str = "cpu") -> LoadedModel:
     prefix = "model." if header.state is not None else ""
     state = load_tensors(file, prefix)
     net = build_from_info(info, state, file)
-    return LoadedModel(net, info).to(resolve_device(device)).eval()
+    target = resolve_device(device)
+    model = LoadedModel(net, info).to(target).eval()
+    if use_channels_last(None, target, net):  # zoo's default for this device, as in training
+        model.net.to(memory_format=torch.channels_last)
+        model.channels_last = True
+    return model
 
 
 def _info_from_config(file: Path) -> ModelInfo:

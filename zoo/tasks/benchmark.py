@@ -30,8 +30,8 @@ class BenchConfig:
     in_chans: int = 3
     num_classes: int = 1000
     device: str = "auto"
-    amp: bool | None = None  # None: zoo's default (bf16 on CUDA)
-    channels_last: bool | None = None  # None: zoo's default (on CUDA for convolutional nets)
+    amp: bool | None = None  # None: zoo's default (zoo.train.runtime.resolve_precision)
+    channels_last: bool | None = None  # None: zoo's default (runtime.use_channels_last)
     compile: bool = False
     compile_mode: str = "default"  # "reduce-overhead" replays CUDA graphs
     warmup: int = 3
@@ -69,11 +69,12 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     size = cfg.image_size or (tuple(default) if default else (224, 224))
     device = resolve_device(cfg.device)
     precision = "auto" if cfg.amp is None else ("bf16" if cfg.amp else "fp32")
-    amp_dtype = resolve_precision(precision, device)
+    resolve_precision(precision, device)  # bad combinations fail before building
     torch.manual_seed(0)
     net = resolved.build(num_classes=cfg.num_classes, in_chans=cfg.in_chans, image_size=size)
     if not isinstance(net, nn.Module):
         raise ZooError(f"{resolved.label} returned {type(net).__name__}, not a torch.nn.Module")
+    amp_dtype = resolve_precision(precision, device, net)
     channels_last = use_channels_last(cfg.channels_last, device, net)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device, memory_format=memory_format)

@@ -80,8 +80,9 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     if target.exists() and not target.is_dir():
         raise ZooError(f"--out {target} is a file, not a directory")
     device = resolve_device(options.device)
-    amp_dtype = resolve_precision(options.precision, device)
+    resolve_precision(options.precision, device)  # bad combinations fail before loading
     model = load(path, device=str(device))
+    amp_dtype = resolve_precision(options.precision, device, model.net)  # auto: by network
     info = model.info
     layer = None
     if options.cam:

@@ -210,7 +210,7 @@ def run(
 
     info = model.info
     batches = make_batches(data.split, batch_size, device, train=False, workers=workers, seed=0)
-    normalize = Normalizer(info.mean, info.std, device)
+    normalize = Normalizer(info.mean, info.std, device, getattr(model, "channels_last", False))
     net = model if tta is None else TTA(model, tta)
     result = evaluate(
         net, batches, normalize, info.num_classes, device, amp_dtype, keep_logits=True

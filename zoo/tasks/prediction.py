@@ -4,8 +4,9 @@ error entry instead of stopping the others."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,34 +87,77 @@ def predict_files(
     batch_size: int,
     workers: int,
     tta: str | None = None,
+    prefetch: int = 2,
 ) -> Iterator[Prediction]:
-    """Predictions for ``files`` in order, with ``model`` a ``zoo.models.inference.LoadedModel``;
-    with ``tta`` (a ``zoo.tasks.tta`` mode), averaged over the augmented views.
+    """Predictions for ``files`` in order, with ``model`` a ``zoo.models.inference.LoadedModel``,
+    yielded batch by batch as they are ready; with ``tta`` (a ``zoo.tasks.tta`` mode), averaged
+    over the augmented views.
 
-    Files are decoded by a thread pool (PIL releases the GIL) one batch at a time, so memory
-    stays bounded by the batch size.
+    A thread pool decodes the files (PIL releases the GIL, and the resize is torch's uint8
+    kernel) up to ``prefetch`` batches ahead of the batch the model is running, so decoding
+    overlaps the forward passes; memory stays bounded by ``(prefetch + 1) * batch_size``
+    decoded images.
     """
+    return _predict(model, files, top_k, batch_size, workers, prefetch, tta)
+
+
+def _predict(
+    model: Any,
+    files: list[Path],
+    top_k: int,
+    batch_size: int,
+    workers: int,
+    prefetch: int,
+    tta: str | None,
+) -> Iterator[Prediction]:
+    size, channels = model.info.image_size, model.info.in_chans
+    batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
+    threads = min(max(1, workers), len(files) // 2)
+    if threads < 2:  # a pool for a handful of images costs more than it saves
+        for chunk in batches:
+            decoded = [_decode(f, size, channels) for f in chunk]
+            yield from _predict_batch(model, chunk, decoded, top_k, tta)
+        return
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zoo-decode")
+    queue: deque[tuple[list[Path], list[Future]]] = deque()
+    ahead = iter(batches)
+    try:
+        for chunk in ahead:
+            queue.append((chunk, [pool.submit(_decode, f, size, channels) for f in chunk]))
+            if len(queue) <= prefetch:
+                continue
+            done, futures = queue.popleft()
+            yield from _predict_batch(model, done, [f.result() for f in futures], top_k, tta)
+        while queue:
+            done, futures = queue.popleft()
+            yield from _predict_batch(model, done, [f.result() for f in futures], top_k, tta)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _predict_batch(
+    model: Any,
+    chunk: list[Path],
+    decoded: list[tuple[Any, str | None]],
+    top_k: int,
+    tta: str | None,
+) -> Iterator[Prediction]:
     import numpy as np
     import torch
 
-    size, channels = model.info.image_size, model.info.in_chans
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
-            decoded = list(pool.map(lambda f: _decode(f, size, channels), chunk))
-            good = [pixels for pixels, error in decoded if error is None]
-            images = torch.from_numpy(np.stack(good)) if good else None
-            if images is None:
-                found: list[Prediction] = []
-            elif tta is None:
-                found = [Prediction(Path(), top) for top in model.predict(images, top_k)]
-            else:
-                found = _predict_tta(model, images, top_k, tta)
-            results = iter(found)
-            for path, (_, error) in zip(chunk, decoded, strict=True):
-                if error:
-                    yield Prediction(path, error=error)
-                else:
-                    result = next(results)
-                    result.path = path
-                    yield result
+    good = [pixels for pixels, error in decoded if error is None]
+    if not good:
+        found: list[Prediction] = []
+    elif tta is None:
+        images = torch.from_numpy(np.stack(good))
+        found = [Prediction(Path(), top) for top in model.predict(images, top_k)]
+    else:
+        found = _predict_tta(model, torch.from_numpy(np.stack(good)), top_k, tta)
+    results = iter(found)
+    for path, (_, error) in zip(chunk, decoded, strict=True):
+        if error:
+            yield Prediction(path, error=error)
+        else:
+            result = next(results)
+            result.path = path
+            yield result

@@ -146,12 +146,16 @@ class TrainConfig:
     )
     precision: str = _opt(
         "auto",
-        "auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16.",
+        "auto (bf16 on CUDA; on CPUs with AMX, bf16 for non-convolutional nets; else fp32)"
+        " | fp32 | bf16 | fp16.",
         metavar="PRECISION",
         panel="Hardware",
     )
     channels_last: bool | None = _opt(
-        None, "Channels-last memory format (default: on for CUDA).", panel="Hardware"
+        None,
+        "Channels-last memory format (default: on for convolutional nets on CUDA and on CPUs "
+        "with AVX-512).",
+        panel="Hardware",
     )
     compile: bool = _opt(False, "torch.compile the model.", panel="Hardware")
     workers: int | None = _opt(

@@ -186,6 +186,23 @@ def param_groups(
     return [g for g in groups if g["params"]]
 
 
+def build_optimizer(
+    resolved: Resolved, net: nn.Module, cfg: TrainConfig, arch: Resolved | None = None
+) -> Any:
+    """The optimizer over ``param_groups`` (``arch`` groups layers for ``--layer-decay``);
+    without ``--compile`` it runs without importing torch._dynamo (``zoo.train.eager``: seconds
+    of a short run's start-up)."""
+    from zoo.train.eager import skip_dynamo
+
+    if not cfg.compile:
+        skip_dynamo()
+    groups = param_groups(net, cfg.weight_decay, cfg.layer_decay, arch, cfg.lr)
+    optimizer = resolved.build(params=groups, lr=cfg.lr)
+    if not cfg.compile:
+        skip_dynamo(optimizer)
+    return optimizer
+
+
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Inverse class frequency, normalised so a balanced dataset gets all ones (a class
     without training images gets 1: it never weighs a loss term)."""

@@ -135,6 +135,11 @@ class RichReporter(Reporter):
         memory = summary.get("memory", {})
         parts.append(
             f"peak memory {memory.get('peak_rss_mb', 0):,.0f} MB"
+            + (
+                f" (loader workers {memory['workers_peak_rss_mb']:,.0f} MB)"
+                if memory.get("workers_peak_rss_mb")
+                else ""
+            )
             + (f", GPU {memory['peak_gpu_mb']:,.0f} MB" if "peak_gpu_mb" in memory else "")
         )
         if summary.get("skipped_images"):

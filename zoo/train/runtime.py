@@ -151,11 +151,18 @@ def check_precision(text: str) -> str:
     return text
 
 
-def resolve_precision(text: str, device: torch.device) -> torch.dtype:
-    """The autocast dtype: bf16 on CUDA by default, fp32 elsewhere."""
+def resolve_precision(
+    text: str, device: torch.device, net: torch.nn.Module | None = None
+) -> torch.dtype:
+    """The autocast dtype. ``auto``: bf16 on CUDA; on the CPU, what ``cpu_defaults`` says for
+    ``net`` on this CPU (fp32 while the network is not known yet)."""
     check_precision(text)
     if text == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.bfloat16
+        if device.type == "cpu" and net is not None and cpu_defaults(cpu_features(), net).bf16:
+            return torch.bfloat16
+        return torch.float32
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[text]
     if dtype == torch.float16 and device.type == "cpu":
         raise ZooError("--precision fp16 needs a GPU; use bf16 on the CPU")
@@ -165,11 +172,68 @@ def resolve_precision(text: str, device: torch.device) -> torch.dtype:
 
 
 def use_channels_last(setting: bool | None, device: torch.device, net: torch.nn.Module) -> bool:
-    """The memory format: as set, else channels-last for convolutional networks on CUDA."""
+    """The memory format: as set, else channels-last for networks with convolutions on CUDA
+    and, where ``cpu_defaults`` says so, on the CPU."""
     if setting is not None:
         return setting
-    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
-    return device.type == "cuda" and has_conv
+    if device.type == "cuda":
+        return any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    return device.type == "cpu" and cpu_defaults(cpu_features(), net).channels_last
+
+
+@dataclass(frozen=True)
+class CpuDefaults:
+    channels_last: bool
+    bf16: bool
+
+
+def cpu_defaults(features: frozenset[str], net: torch.nn.Module) -> CpuDefaults:
+    """zoo's defaults for training and evaluating ``net`` on a CPU with ``features``
+    (``cpu_features()``), from benchmarks/cpu_defaults.py (docs/performance.md):
+
+    - channels-last for networks with convolutions, where the CPU has AVX-512 (``avx512f``):
+      oneDNN's convolutions there run on channels-last data without reordering it, which made
+      them faster in training and inference (resnet18, simplecnn, and a ViT's patch
+      embedding). Not measured elsewhere (AVX2, Arm): left off there.
+    - bf16 autocast where the CPU multiplies bf16 matrices in hardware (AMX-BF16, ``amxbf16``)
+      and the network is not convolutional (no convolution with overlapping windows: a
+      transformer or an MLP; a ViT's patch embedding does not count). Its matrix products
+      then ran several times faster; the convolutional networks measured gained nothing from
+      it (the casts around each layer cost what the faster products saved), so they stay fp32.
+    """
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    overlapping = any(
+        any(s < k for s, k in zip(_pair(m.stride), _pair(m.kernel_size), strict=True))
+        for m in convs
+    )
+    return CpuDefaults(
+        channels_last=bool(convs) and "avx512f" in features,
+        bf16="amxbf16" in features and not overlapping,
+    )
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def cpu_features() -> frozenset[str]:
+    """This CPU's instruction-set extensions, lower-case without underscores (``avx2``,
+    ``avx512f``, ``avx512bf16``, ``amxbf16``, ...): torch's own detection where it has one
+    (``torch.cpu.get_capabilities``, torch >= 2.8), else the flags of /proc/cpuinfo."""
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is not None:
+        try:
+            return frozenset(k.replace("_", "").lower() for k, v in get().items() if v is True)
+        except Exception:  # a torch build without the query
+            pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(x.replace("_", "") for x in line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -200,14 +264,60 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1_009 + rank * 7_919 + 1) % 2**63
 
 
-def peak_memory_mb(device: torch.device) -> dict[str, float]:
-    """Peak resident memory of this process and, on CUDA, peak allocated GPU memory."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 1024
-    out = {"peak_rss_mb": round(rss_mb, 1)}
+def peak_memory_mb(device: torch.device, workers: bool = False) -> dict[str, float]:
+    """Peak resident memory of this process, with ``workers`` that of its largest child process
+    (the DataLoader workers, alive while a run lasts) and, on CUDA, peak allocated GPU memory.
+
+    The process's figure is what ``/usr/bin/time -v`` reports as its maximum resident set size
+    for a run of ``zoo`` (whose exit adds nothing: ``zoo.cli.quick_exit``). A worker's figure
+    counts the pages it shares with this process, as ``/usr/bin/time`` does; the larger of the
+    two is ``/usr/bin/time``'s figure for the whole run.
+    """
+    out = {"peak_rss_mb": max(_rusage_mb(resource.RUSAGE_SELF), _proc_mb("self", "VmHWM"))}
+    if workers:
+        out["workers_peak_rss_mb"] = max(child_peaks_mb(), default=0.0)
     if device.type == "cuda":
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return out
+
+
+def child_peaks_mb() -> list[float]:
+    """The peak resident memory of each live child process (Linux /proc; empty elsewhere)."""
+    me = str(os.getpid())
+    peaks = []
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for pid in entries:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+                ppid = f.read().rpartition(")")[2].split()[1]
+        except (OSError, IndexError):
+            continue
+        if ppid == me:
+            peak = _proc_mb(pid, "VmHWM")
+            if peak:
+                peaks.append(peak)
+    return peaks
+
+
+def _rusage_mb(who: int) -> float:
+    rss = resource.getrusage(who).ru_maxrss
+    return round(rss / 2**20 if sys.platform == "darwin" else rss / 1024, 1)
+
+
+def _proc_mb(pid: str, field: str) -> float:
+    """A ``kB`` field of /proc/PID/status in MiB (0 where unreadable)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
 
 
 def current_rss_mb() -> float:
@@ -217,4 +327,4 @@ def current_rss_mb() -> float:
             pages = int(f.read().split()[1])
         return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
     except (OSError, ValueError, IndexError):
-        return peak_memory_mb(torch.device("cpu"))["peak_rss_mb"]
+        return _rusage_mb(resource.RUSAGE_SELF)

@@ -74,12 +74,19 @@ def summary(trainer: Trainer, started: float, stopped: str | None) -> dict[str, 
         "best": {"metric": best.metric, "value": best.value, "epoch": best.epoch},
         "wall_seconds": round(time.perf_counter() - started, 3),
         **throughput(trainer.history),
-        "memory": max_over_ranks(trainer.dist, peak_memory_mb(trainer.device)),
+        "memory": max_over_ranks(
+            trainer.dist, peak_memory_mb(trainer.device, workers=_has_workers(trainer))
+        ),
         "skipped_images": skipped(trainer.data),
         "weights": str(trainer.out / "model.safetensors"),
         "device": str(trainer.device),
         "world_size": trainer.dist.world,
     }
+
+
+def _has_workers(trainer: Trainer) -> bool:
+    loaders = [getattr(b, "loader", None) for b in (trainer.train_batches, trainer.val_batches)]
+    return any(getattr(loader, "num_workers", 0) > 0 for loader in loaders)
 
 
 def throughput(history: list[dict[str, Any]]) -> dict[str, float]:

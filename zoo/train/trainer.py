@@ -40,11 +40,11 @@ from zoo.train.parts import (
     build_data,
     build_loss,
     build_network,
+    build_optimizer,
     check_processes,
     init_weights,
     monitored,
     normalization,
-    param_groups,
     resolve_components,
     settle,
 )
@@ -168,6 +168,7 @@ class Trainer:
             init=None if resuming else self.init,
         )
         self.freezer = Freezer(self.net, cfg.freeze_epochs, self.parts.arch.label)
+        self.amp_dtype = resolve_precision(cfg.precision, self.device, self.net)  # CPU: by net
         self.params = sum(p.numel() for p in self.net.parameters())
         self.info = ModelInfo(
             arch=self.parts.arch.component.qualified,
@@ -199,8 +200,7 @@ class Trainer:
         self.loss_fn = build_loss(
             self.parts.loss, cfg.class_weights, data.train, self.num_classes, self.device
         )
-        groups = param_groups(self.net, cfg.weight_decay, cfg.layer_decay, self.parts.arch, cfg.lr)
-        self.optimizer = self.parts.optimizer.build(params=groups, lr=cfg.lr)
+        self.optimizer = build_optimizer(self.parts.optimizer, self.net, cfg, self.parts.arch)
         self.updates_per_epoch = math.ceil(len(self.train_batches) / cfg.accum_steps)
         monitor = monitored(cfg, self.val_batches is not None, self.reporter.note)
         self.best = Best(monitor, mode_for(monitor))
