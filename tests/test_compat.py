@@ -28,8 +28,8 @@ def test_a_run_written_by_zoo_0_1_loads_evaluates_and_resumes(cli, tmp_path: Pat
     assert report["count"] == 359 and report["epoch"] == 2
 
     # zoo 0.1 trained in the contiguous format; on CPUs with AVX-512 zoo now defaults to
-    # channels-last, whose arithmetic differs in the last bits: keep 0.1's format throughout.
-    cli("train", "--resume", run, "--epochs", "3", "--no-channels-last")
+    # channels-last, whose arithmetic differs in the last bits: the resume keeps 0.1's format.
+    cli("train", "--resume", run, "--epochs", "3")
     straight = tmp_path / "straight"
     Trainer(
         TrainConfig(
@@ -48,3 +48,27 @@ def test_a_run_written_by_zoo_0_1_loads_evaluates_and_resumes(cli, tmp_path: Pat
         resumed, fresh = load_file(str(run / name)), load_file(str(straight / name))
         assert resumed.keys() == fresh.keys(), name
         assert all(torch.equal(resumed[k], fresh[k]) for k in fresh), name
+
+
+def test_a_resume_keeps_the_format_and_precision_auto_chose(small_run: Path) -> None:
+    from zoo.models.loading import load
+    from zoo.train.runtime import resolve_precision, use_channels_last
+    from zoo.train.state import PRECISION_NAMES, kept_runtime
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    net = load(small_run).net
+    last = small_run / "checkpoints" / "last.safetensors"
+    auto = TrainConfig(image_size=8)
+    kept = kept_runtime(auto, last, cpu)  # as this machine's "auto" chose them
+    assert kept.channels_last == use_channels_last(None, cpu, net)
+    assert kept.precision == PRECISION_NAMES[resolve_precision("auto", cpu, net)]
+    given = auto.replace(channels_last=not kept.channels_last, precision="fp32")
+    assert kept_runtime(given, last, cpu) == given  # what the command line says wins
+    assert kept_runtime(auto, last, cuda) == auto  # another kind of device: "auto" again
+    # zoo 0.1 recorded nothing: its "auto" was contiguous fp32 on a CPU.
+    old = OLD_RUN / "checkpoints" / "last.safetensors"
+    assert (kept_runtime(auto, old, cpu).channels_last, kept_runtime(auto, old, cpu).precision) == (
+        False,
+        "fp32",
+    )
+    assert kept_runtime(auto, old, cuda) == auto

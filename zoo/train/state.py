@@ -19,7 +19,10 @@ from zoo.errors import ZooError
 from zoo.models.weights import load_tensors, read_header
 
 if TYPE_CHECKING:
+    from zoo.train.config import TrainConfig
     from zoo.train.trainer import Trainer
+
+PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def capture(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -53,6 +56,12 @@ def capture(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         "ema_updates": trainer.ema.updates if trainer.ema is not None else None,
         "callbacks": flatten_state(trainer.events.state_dict(), "callbacks", tensors),
         "config": trainer.cfg.to_dict(saved_only=True),
+        # What "auto" chose on this device: a resume on the same kind of device keeps it.
+        "runtime": {
+            "device": trainer.device.type,
+            "channels_last": trainer.channels_last,
+            "precision": PRECISION_NAMES[trainer.amp_dtype],
+        },
     }
     return tensors, state
 
@@ -90,6 +99,26 @@ def restore(trainer: Trainer, path: Path) -> None:
     left = trainer.events.load_state_dict(unflatten_state(state.get("callbacks"), tensors) or {})
     for key in left:
         trainer.reporter.note(f"resume: the saved state of callback {key} is not used")
+
+
+def kept_runtime(cfg: TrainConfig, last: Path, device: torch.device) -> TrainConfig:
+    """``cfg`` for resuming from ``last`` with the memory format and precision the run trained
+    in, where they were left to ``auto`` and the device is of the same kind: what ``auto``
+    picks may differ on another machine (or in another zoo version), and with it the last bits
+    of every step. A checkpoint that predates this record was written by a zoo whose ``auto``
+    meant contiguous fp32 on every device but CUDA."""
+    header = read_header(last)
+    saved = (header.state or {}).get("runtime")
+    if saved is None:
+        saved = {"device": "cpu", "channels_last": False, "precision": "fp32"}
+    if saved.get("device") != device.type:
+        return cfg
+    changes: dict[str, Any] = {}
+    if cfg.channels_last is None:
+        changes["channels_last"] = bool(saved["channels_last"])
+    if cfg.precision == "auto":
+        changes["precision"] = str(saved["precision"])
+    return cfg.replace(**changes)
 
 
 def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:

@@ -158,9 +158,11 @@ class Trainer:
         self.mean, self.std = normalization(
             self.init, data, last if resuming else None, self.reporter.note
         )
+        # Resuming: the memory format and precision the run trained in (what "auto" chose).
+        chosen = state.kept_runtime(cfg, last, self.device) if last and resuming else cfg
         self.net, self.channels_last = build_network(
             self.parts.arch,
-            cfg,
+            chosen,
             data,
             self.device,
             self.dist,
@@ -168,7 +170,7 @@ class Trainer:
             init=None if resuming else self.init,
         )
         self.freezer = Freezer(self.net, cfg.freeze_epochs, self.parts.arch.label)
-        self.amp_dtype = resolve_precision(cfg.precision, self.device, self.net)  # CPU: by net
+        self.amp_dtype = resolve_precision(chosen.precision, self.device, self.net)
         self.params = sum(p.numel() for p in self.net.parameters())
         self.info = ModelInfo(
             arch=self.parts.arch.component.qualified,
