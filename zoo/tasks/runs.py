@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,13 +184,11 @@ def find(roots: list[Path]) -> list[tuple[Path, Path]]:
 
 
 def _toml(path: Path) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
+    from zoo.train.config import read_toml
+
     try:
-        return tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return read_toml(path)
+    except ZooError:  # a damaged or missing config.toml: the row shows what else is known
         return {}
 
 

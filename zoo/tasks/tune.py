@@ -19,7 +19,6 @@ import json
 import math
 import os
 import socket
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError, did_you_mean
 from zoo.tasks.search_space import FIXED, SearchSpace, parse_search
-from zoo.train.config import TrainConfig, dump_toml, from_mapping
+from zoo.train.config import TrainConfig, dump_toml, from_mapping, read_toml
 from zoo.train.events import Callback
 
 if TYPE_CHECKING:
@@ -101,18 +100,7 @@ class Tune:
 
 def read_config(path: Path) -> dict[str, Any]:
     """The TOML file: train settings plus the ``[search]`` table."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ZooError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ZooError(f"cannot read config file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ZooError(f"config file {path} is not valid TOML: {exc}") from None
+    return read_toml(path)
 
 
 def prepare(

@@ -257,21 +257,26 @@ def absolute(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def load_toml_values(path: Path) -> dict[str, Any]:
-    """Read a ``--config`` file (a flat table of TrainConfig settings), checking every key
-    and value; returns the raw values so they can be layered under command-line options."""
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML config file's tables, or one line saying why it cannot be read."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
     try:
-        values = tomllib.loads(Path(path).read_text())
+        return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ZooError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ZooError(f"cannot read config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ZooError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def load_toml_values(path: Path) -> dict[str, Any]:
+    """Read a ``--config`` file (a flat table of TrainConfig settings), checking every key
+    and value; returns the raw values so they can be layered under command-line options."""
+    values = read_toml(path)
     values.pop("zoo_version", None)
     from_mapping(values, where=str(path))
     return values
