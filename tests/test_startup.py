@@ -67,7 +67,7 @@ def zoo(args: list[str], site: Path, cache: Path) -> subprocess.CompletedProcess
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    path = tmp_path / "site"
+    path = tmp_path / "site-packages"  # named as pip and uv name it
     path.mkdir()
     install(path, "1.0")
     return path
@@ -110,6 +110,11 @@ def test_a_new_version_of_a_distribution_rebuilds_the_cache(site: Path, tmp_path
     upgraded = zoo(["list", "--json"], site, cache)
     assert "IMPORTED" in upgraded.stderr
     assert "many-nets==2.0" in upgraded.stdout and "many-nets==1.0" not in upgraded.stdout
+    assert "IMPORTED" not in zoo(["list"], site, cache).stderr
+    # A library the plugin wraps, upgraded beside it (pip replaces its dist-info folder), can
+    # change what the plugin registers (timm's models under zoo-timm): the cache is rebuilt.
+    (site / "library-2.0.dist-info").mkdir()
+    assert "IMPORTED" in zoo(["list"], site, cache).stderr
     assert "IMPORTED" not in zoo(["list"], site, cache).stderr
 
 

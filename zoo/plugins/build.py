@@ -41,6 +41,9 @@ def build_registry(*, use_cache: bool = True) -> Registry:
         components = [c for s in sources for c in loader.load(s.name)]
         plugins = [loader.info[s.name] for s in sources]
         if cacheable:
+            # Again, now that the imports have settled: a first import may have written a
+            # __pycache__ folder into site-packages, which changes its mtime.
+            key = cache.registry_key(sources)
             cache.write(
                 key,
                 {

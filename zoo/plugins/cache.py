@@ -2,7 +2,9 @@
 
 The key covers zoo's version, the Python environment, every plugin's distribution and version,
 a digest of its source files' sizes and modification times (so editable installs under
-development are picked up), and the environment variables that change which plugins load.
+development are picked up), the modification time of the folders holding the plugins'
+distributions (installing or upgrading any package there, such as timm under zoo-timm, changes
+it), and the environment variables that change which plugins load.
 Any change to those rebuilds the cache; a cache that cannot be written is simply not used.
 
 Two files share that key: ``registry-ENV.json`` (components and plugins, read by every command)
@@ -48,6 +50,7 @@ def registry_key(sources: Iterable[Any]) -> str:
     parts.append(os.environ.get("ZOO_DISABLE_PLUGIN_AUTOLOAD", ""))
     for s in sources:
         parts.append([s.name, s.module, s.dist, s.version, source_stamp(s.module or "")])
+    parts.append({where: _mtime(where) for where in _package_folders(sources)})
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -76,6 +79,21 @@ def write(key: str, data: dict[str, Any], part: str = "registry") -> None:
 def clear() -> None:
     for part in ("registry", "extras"):
         registry_path(part).unlink(missing_ok=True)
+
+
+def _package_folders(sources: Iterable[Any]) -> list[str]:
+    """The site-packages folders that hold the plugins' distributions. A distribution found
+    elsewhere (a source checkout's ``*.egg-info`` on ``sys.path``) is left out: that folder
+    changes with every file written beside it, and its sources are stamped anyway."""
+    found = {os.path.abspath(s.location) for s in sources if s.location}
+    return sorted(p for p in found if os.path.basename(p) in ("site-packages", "dist-packages"))
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def source_stamp(module: str) -> str | None:

@@ -37,6 +37,9 @@ class PluginSource:
     obj: object | None = None
     dist: str | None = None
     version: str | None = None
+    # The folder holding the distribution's metadata (site-packages): installing, upgrading or
+    # removing any package there, such as the library a plugin wraps, changes its mtime.
+    location: str | None = None
     origin: str = "entry point"
     error: str | None = None  # set when the source cannot be loaded at all
 
@@ -62,7 +65,12 @@ def discover(extra: list[tuple[str, object]] = ()) -> list[PluginSource]:  # typ
         if only_builtins and dist_name != CORE_DISTRIBUTION:
             continue
         version = dist.version if dist is not None else None
-        sources.append(PluginSource(ep.name, module=ep.value, dist=dist_name, version=version))
+        location = str(dist.locate_file("")) if dist is not None else None
+        sources.append(
+            PluginSource(
+                ep.name, module=ep.value, dist=dist_name, version=version, location=location
+            )
+        )
     for item in os.environ.get("ZOO_PLUGINS", "").split(","):
         item = item.strip()
         if item:
