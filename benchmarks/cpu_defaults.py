@@ -120,7 +120,10 @@ def train_runs(rounds: int, epochs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         commands: dict[str, tuple[list[str], dict[str, str] | None]] = {}
         outs = {}
-        for setting, (precision, channels_last) in [*SETTINGS.items(), ("zoo defaults", None)]:
+        for setting, (precision, channels_last) in [
+            *SETTINGS.items(),
+            ("zoo defaults", (None, None)),
+        ]:
             out = Path(tmp, setting.replace(" ", "_").replace("+", ""))
             outs[setting] = out
             flags = (
