@@ -27,8 +27,8 @@ def test_a_run_written_by_zoo_0_1_loads_evaluates_and_resumes(cli, tmp_path: Pat
     report = json.loads(cli("eval", run, "--json", "--no-plots").stdout)
     assert report["count"] == 359 and report["epoch"] == 2
 
-    # zoo 0.1 trained in the contiguous format; on CPUs with AVX-512 zoo now defaults to
-    # channels-last, whose arithmetic differs in the last bits: the resume keeps 0.1's format.
+    # zoo 0.1 trained in fp32 and the contiguous format; on CPUs with AMX zoo now defaults to
+    # bf16 and channels-last: the resume keeps 0.1's arithmetic, as the straight run is told.
     cli("train", "--resume", run, "--epochs", "3")
     straight = tmp_path / "straight"
     Trainer(
@@ -41,6 +41,7 @@ def test_a_run_written_by_zoo_0_1_loads_evaluates_and_resumes(cli, tmp_path: Pat
             keep=1,
             aug=["hflip"],
             channels_last=False,
+            precision="fp32",
             out=str(straight),
         )
     ).fit()

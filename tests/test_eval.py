@@ -41,9 +41,9 @@ def test_eval_numbers_equal_scikit_learn(cli, small_run: Path, tmp_path: Path) -
 
     # The run's validation split, rebuilt here independently, run through the Python API.
     val = load_digits((8, 8), seed=0, val_fraction=0.2).val
-    model = zoo.load(small_run)
+    model = zoo.load(small_run, precision="auto")  # zoo eval's default, as training's
     with torch.no_grad():
-        logits = model(model.preprocess(val.images)).numpy()
+        logits = model(model.preprocess(val.images)).float().numpy()
     y_true, y_pred = val.labels.numpy(), logits.argmax(axis=1)
     assert report["samples"]["targets"] == y_true.tolist()
     assert report["samples"]["predictions"] == y_pred.tolist()

@@ -86,6 +86,7 @@ def vit_like() -> torch.nn.Module:
     ("features", "arch", "channels_last", "bf16"),
     [
         ({"avx2", "avx512f", "avx512bf16", "amxbf16"}, "cnn", True, False),
+        ({"avx2", "avx512f", "avx512bf16", "amxbf16"}, "resnet", False, False),  # norms
         ({"avx2", "avx512f", "avx512bf16", "amxbf16"}, "vit", True, True),
         ({"avx2", "avx512f", "avx512bf16", "amxbf16"}, "mlp", False, True),
         ({"avx2", "avx512f", "avx512bf16"}, "vit", True, False),  # no AMX: fp32
@@ -103,6 +104,9 @@ def test_cpu_defaults_follow_the_cpu_and_the_network(
         "cnn": lambda: zoo.create_model("simplecnn", num_classes=10, in_chans=3, image_size=16),
         "vit": vit_like,
         "mlp": lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 10)),
+        "resnet": lambda: torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU()
+        ),
     }[arch]()
     chosen = cpu_defaults(frozenset(features), net)
     assert (chosen.channels_last, chosen.bf16) == (channels_last, bf16)
@@ -121,4 +125,6 @@ def test_auto_settings_on_this_cpu_follow_the_rule_and_flags_override_them() -> 
         assert use_channels_last(None, cpu, net) == rule.channels_last
         assert use_channels_last(False, cpu, net) is False
         assert use_channels_last(True, cpu, net) is True
+        # Convolutions in bf16 run channels-last: an explicit precision decides it too.
+        assert use_channels_last(None, cpu, net, "bf16") is True  # both networks convolve
     assert resolve_precision("auto", cpu) == torch.float32  # before the network is known

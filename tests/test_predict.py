@@ -36,8 +36,10 @@ def scans(tmp_path: Path) -> Path:
     return root
 
 
-def expected_top(run: Path, files: list[Path], k: int) -> list[list[tuple[str, float]]]:
-    model = zoo.load(run)
+def expected_top(
+    run: Path, files: list[Path], k: int, precision: str = "auto"
+) -> list[list[tuple[str, float]]]:
+    model = zoo.load(run, precision=precision)  # zoo predict's default precision: auto
     images = np.stack([decode_image(f, model.image_size, 1) for f in files])
     return model.predict(torch.from_numpy(images), top_k=k)
 
@@ -63,6 +65,25 @@ def test_predict_keeps_the_order_given_and_reports_bad_files(cli, small_run, sca
     assert lines[0].startswith(f"warning: {tmp / 'notes.txt'}: not a readable image")
     assert lines[1].startswith(f"warning: {tmp / 'broken.png'}: not a readable image")
     assert lines[2] == "error: 2 of 5 files could not be read"
+
+
+def test_precision_auto_follows_training_and_fp32_is_exact(cli, small_run, scans) -> None:
+    from zoo.train.runtime import resolve_precision
+
+    files = [scans / "b" / "a.png", scans / "b" / "deep" / "z.png", scans / "c.jpg"]
+    exact = json.loads(cli("predict", small_run, *files, "--json", "--precision", "fp32").stdout)
+    auto = json.loads(cli("predict", small_run, *files, "--json").stdout)
+    assert [[(p["class"], p["probability"]) for p in e["predictions"]] for e in exact] == (
+        expected_top(small_run, files, 5, precision="fp32")
+    )
+    model = zoo.load(small_run, precision="auto")
+    assert model.amp_dtype == resolve_precision("auto", torch.device("cpu"), model.net)
+    for a, e in zip(auto, exact, strict=True):  # bf16 where this CPU has AMX: close, not equal
+        assert a["predictions"][0]["class"] == e["predictions"][0]["class"]
+        for p, q in zip(a["predictions"], e["predictions"], strict=True):
+            assert abs(p["probability"] - q["probability"]) < 0.01
+    result = cli("predict", small_run, *files, "--precision", "fp8", code=2)
+    assert result.stderr.startswith("error: --precision must be one of")
 
 
 def test_batch_size_does_not_change_predictions(cli, small_run, scans) -> None:

@@ -38,7 +38,10 @@ def evaluate(
         "auto", "--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N | mps."
     ),
     precision: str = typer.Option(
-        "fp32", "--precision", metavar="PRECISION", help="fp32 | bf16 | fp16 | auto."
+        "auto",
+        "--precision",
+        metavar="PRECISION",
+        help="auto (as zoo train chooses: what its validation ran in) | fp32 | bf16 | fp16.",
     ),
     workers: int | None = typer.Option(
         None, "--workers", min=0, metavar="N", help="Data loading workers (default: up to 8)."

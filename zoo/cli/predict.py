@@ -47,6 +47,12 @@ def predict(
     workers: int | None = typer.Option(
         None, "--workers", min=1, metavar="N", help="Decoding threads (default: up to 8)."
     ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        metavar="PRECISION",
+        help="auto (as zoo train chooses for the device and network) | fp32 | bf16 | fp16.",
+    ),
     tta: bool = typer.Option(
         False,
         "--tta",
@@ -67,6 +73,7 @@ def predict(
     from zoo.errors import ZooError
     from zoo.models.loading import load
     from zoo.tasks.prediction import collect_files, predict_files
+    from zoo.train.runtime import check_precision
 
     if json_output and csv_output:
         raise ZooError("choose one of --json and --csv")
@@ -75,8 +82,9 @@ def predict(
         from zoo.tasks.tta import check_mode
 
         check_mode(mode)
+    check_precision(precision)
     files = collect_files([Path(p) for p in paths])
-    model = load(weights, device=device)
+    model = load(weights, device=device, precision=precision)
     k = min(top_k, len(model.classes))
     results = predict_files(
         model,

@@ -40,6 +40,7 @@ class LoadedModel(nn.Module):
         self.net = net
         self.info = info
         self.channels_last = False  # zoo.load sets it where zoo's defaults say so
+        self.amp_dtype = torch.float32  # zoo.load's precision: what forward autocasts to
         self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
 
@@ -52,7 +53,10 @@ class LoadedModel(nn.Module):
         return self.info.image_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        from zoo.train.runtime import autocast
+
+        with autocast(x.device, self.amp_dtype):
+            return self.net(x)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (0-255) or float (0-1) ``[B, C, H, W]`` images -> normalized model input at

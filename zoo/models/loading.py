@@ -76,16 +76,18 @@ def check_state(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Pa
         raise ZooError(f"{source} does not match the architecture: {'; '.join(problems)}")
 
 
-def load(path: str | Path, *, device: str = "cpu") -> LoadedModel:
+def load(path: str | Path, *, device: str = "cpu", precision: str = "fp32") -> LoadedModel:
     """Load a run directory, a weights file, a timm/Hugging Face folder (``config.json`` +
     ``model.safetensors``) or a Hub repository (``hf-hub:ORG/NAME[@REVISION]``): the model in
     eval mode, ready for inference, with its class names, image size and normalization (a
-    ``zoo.models.inference.LoadedModel``)."""
+    ``zoo.models.inference.LoadedModel``). ``precision``: what its forward pass autocasts to
+    (``auto``: as ``zoo train`` chooses for this device and network); the memory format
+    follows it."""
     import torch
 
     from zoo.models.inference import LoadedModel
     from zoo.models.weights import load_tensors, read_header
-    from zoo.train.runtime import resolve_device, use_channels_last
+    from zoo.train.runtime import resolve_device, resolve_precision, use_channels_last
 
     file = weights_path(path)
     header = read_header(file)
@@ -96,8 +98,10 @@ def load(path: str | Path, *, device: str = "cpu") -> LoadedModel:
     state = load_tensors(file, prefix)
     net = build_from_info(info, state, file)
     target = resolve_device(device)
+    resolve_precision(precision, target)  # bad combinations fail before loading
     model = LoadedModel(net, info).to(target).eval()
-    if use_channels_last(None, target, net):  # zoo's default for this device, as in training
+    model.amp_dtype = resolve_precision(precision, target, net)
+    if use_channels_last(None, target, net, precision):  # zoo's default, as in training
         model.net.to(memory_format=torch.channels_last)
         model.channels_last = True
     return model

@@ -75,7 +75,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     if not isinstance(net, nn.Module):
         raise ZooError(f"{resolved.label} returned {type(net).__name__}, not a torch.nn.Module")
     amp_dtype = resolve_precision(precision, device, net)
-    channels_last = use_channels_last(cfg.channels_last, device, net)
+    channels_last = use_channels_last(cfg.channels_last, device, net, precision)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device, memory_format=memory_format)
     model = torch.compile(net, mode=cfg.compile_mode) if cfg.compile else net

@@ -29,7 +29,7 @@ class EvalOptions:
     split: str = "val"
     batch_size: int = 256
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     workers: int | None = None
     plots: bool = True
     samples: bool = False
@@ -57,7 +57,7 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     from zoo.models import hub
     from zoo.models.loading import load, weights_path
     from zoo.tasks import cam, evaluation, insights, plots, tta
-    from zoo.train.runtime import check_precision, resolve_device, resolve_precision
+    from zoo.train.runtime import check_precision, resolve_device
 
     check_precision(options.precision)
     if options.top_losses < 0:
@@ -80,9 +80,8 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     if target.exists() and not target.is_dir():
         raise ZooError(f"--out {target} is a file, not a directory")
     device = resolve_device(options.device)
-    resolve_precision(options.precision, device)  # bad combinations fail before loading
-    model = load(path, device=str(device))
-    amp_dtype = resolve_precision(options.precision, device, model.net)  # auto: by network
+    model = load(path, device=str(device), precision=options.precision)
+    amp_dtype = model.amp_dtype
     info = model.info
     layer = None
     if options.cam:

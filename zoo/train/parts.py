@@ -367,7 +367,7 @@ def build_network(
         from zoo.models.finetune import initialize
 
         note(initialize(net, init.path, num_classes, data.in_chans, init.option, init.label))
-    channels_last = use_channels_last(cfg.channels_last, device, net)
+    channels_last = use_channels_last(cfg.channels_last, device, net, cfg.precision)
     net = net.to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
