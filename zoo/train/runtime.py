@@ -184,10 +184,9 @@ def use_channels_last(
         return convs
     if device.type != "cpu" or not convs:
         return False
-    rule = cpu_defaults(cpu_features(), net)
     if resolve_precision(precision, device, net) == torch.bfloat16:
-        return True
-    return rule.channels_last
+        return True  # bf16 convolutions ran fastest channels-last for every network measured
+    return cpu_defaults(cpu_features(), net).channels_last
 
 
 @dataclass(frozen=True)
