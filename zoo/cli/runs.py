@@ -221,15 +221,11 @@ def _when(started: str | None) -> str:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Write through a temporary file, so a failed write leaves any old file whole."""
+    """Write atomically, so a failed write leaves any old file whole."""
     from zoo.errors import ZooError
+    from zoo.models.atomic import atomic_write
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if path.parent != Path():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ZooError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -64,7 +64,7 @@ def is_zoos(path: Path) -> bool:
 
 def write(run: Path, repo_id: str | None = None) -> Path | None:
     """Write ``run/README.md`` atomically; None when a README.md of someone else's is there."""
-    from zoo.models.weights import atomic_write
+    from zoo.models.atomic import atomic_write
 
     path = Path(run) / FILE
     if not is_zoos(path):

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.models.weights import ModelInfo, atomic_write
+from zoo.models.atomic import atomic_write
+from zoo.models.weights import ModelInfo
 
 CONFIG = "config.json"
 # What zoo copies from a timm network's own pretrained_cfg; every other input field is zoo's.

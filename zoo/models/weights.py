@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_bytes
 
 from zoo.errors import ZooError
+from zoo.models.atomic import atomic_write
 
 FORMAT = "zoo.weights.v1"
 _INFO_KEY = "zoo.model"
@@ -71,70 +71,6 @@ class ModelInfo:
         if len(info.classes) != info.num_classes:
             raise ValueError(f"{len(info.classes)} class names for {info.num_classes} classes")
         return info
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` so that readers see the old or the new file, never a mix."""
-    commit(stage(path, data), path)
-
-
-def stage(path: Path, data: bytes) -> Path:
-    """The first half of an atomic write: ``data`` written and synced to a temporary file
-    beside ``path`` (``.NAME.XXXX.tmp``), which ``commit`` renames into place. Writing every
-    file of a set this way before committing any keeps the set whole when the disk fills."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make shared runs unreadable
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(path)  # a failed write names no file: say which
-        raise
-    return Path(tmp)
-
-
-def stage_copy(staged: Path, path: Path, data: bytes) -> Path:
-    """Stage the same bytes for another file: a hard link to ``staged`` (no space used), or a
-    second copy where the file system has no hard links."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{os.urandom(4).hex()}.tmp"
-        try:
-            os.link(staged, tmp)
-            return tmp
-        except FileExistsError:
-            continue
-        except OSError:
-            break
-    return stage(path, data)
-
-
-def commit(tmp: Path, path: Path) -> None:
-    """Rename a staged file into place and sync its directory (the rename is then durable)."""
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _digest(metadata: dict[str, str], layout: dict[str, tuple[str, list[int]]]) -> str:

@@ -65,15 +65,10 @@ def read(key: str, part: str = "registry") -> dict[str, Any] | None:
 
 def write(key: str, data: dict[str, Any], part: str = "registry") -> None:
     """Store a part atomically; a read-only cache directory only costs speed."""
-    path = registry_path(part)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({**data, "key": key}))
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):  # e.g. a file where the cache directory should be
-            tmp.unlink(missing_ok=True)
+    from zoo.models.atomic import atomic_write
+
+    with contextlib.suppress(OSError):  # e.g. a file where the cache directory should be
+        atomic_write(registry_path(part), json.dumps({**data, "key": key}).encode())
 
 
 def clear() -> None:

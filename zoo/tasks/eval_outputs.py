@@ -210,7 +210,7 @@ def _cam_overlays(model: Any, images: list[Any], predicted: list[int], layer: An
 
 def write(path: Path, data: bytes, option: str = "--out DIR") -> None:
     """Write atomically; a read-only run gets a one-line error that suggests ``option``."""
-    from zoo.models.weights import atomic_write
+    from zoo.models.atomic import atomic_write
 
     try:
         atomic_write(path, data)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.models import hfconfig, weights
+from zoo.models import atomic, hfconfig, weights
 from zoo.train import rundir
 from zoo.train.events import Attached, Callback, Run
 
@@ -55,7 +55,7 @@ class Checkpoint(Callback):
         done: list[Path] = []
         try:
             for tmp, path in staged:
-                weights.commit(tmp, path)
+                atomic.commit(tmp, path)
                 done.append(path)
         except OSError as exc:
             for tmp, _ in staged[len(done) :]:
@@ -83,7 +83,7 @@ class Checkpoint(Callback):
         info.epoch = epochs_done
 
         def add(path: Path, data: bytes) -> None:
-            staged.append((weights.stage(path, data), path))
+            staged.append((atomic.stage(path, data), path))
 
         add(out / "model.safetensors", weights.encode(run.net.state_dict(), info))
         if run.ema_net is not None:
@@ -91,7 +91,7 @@ class Checkpoint(Callback):
         add(out / hfconfig.CONFIG, hfconfig.encode(info, run.net))  # also a timm/HF folder
         tensors, state = self.capture()
         blob = weights.encode(tensors, info, state)
-        last = weights.stage(out / rundir.LAST, blob)
+        last = atomic.stage(out / rundir.LAST, blob)
         copies = []
         if run.best.epoch == epochs_done:
             copies.append(out / rundir.BEST)
@@ -99,7 +99,7 @@ class Checkpoint(Callback):
             copies.append(out / f"checkpoints/epoch-{epochs_done:04d}.safetensors")
         try:
             for path in copies:  # the same bytes: hard links to last's
-                staged.append((weights.stage_copy(last, path, blob), path))
+                staged.append((atomic.stage_copy(last, path, blob), path))
         except BaseException:
             last.unlink(missing_ok=True)
             raise

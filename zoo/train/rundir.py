@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.models.weights import atomic_write
+from zoo.models.atomic import atomic_write
 from zoo.train.config import dump_toml
 
 # What makes a directory hold a previous run: a completed epoch's files (or any checkpoint). A
