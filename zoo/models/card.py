@@ -340,8 +340,10 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl's records, or none when it cannot be read: the card leaves them out."""
+    from zoo.tasks.plots import read_history
+
     try:
-        lines = path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    except (OSError, ValueError):
+        return read_history(path)
+    except ZooError:
         return []
