@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo.plugins.hookspecs import Register, hookimpl
+from zoo.plugins.hookspecs import Register, data_source, hookimpl
 
 
 def digits(image_size: tuple[int, int] | None, seed: int, val_fraction: float) -> Any:
@@ -20,6 +20,20 @@ def digits(image_size: tuple[int, int] | None, seed: int, val_fraction: float) -
     return load_digits(image_size or (32, 32), seed, val_fraction)
 
 
+def _folder_size(params: dict[str, Any], cap: tuple[int, int]) -> tuple[int, int] | None:
+    from zoo.data.folder import typical_size
+
+    return typical_size(Path(str(params["root"])).expanduser(), cap)
+
+
+def _folder_split(params: dict[str, Any]) -> str:
+    """A folder without train/ or val/ is a test set: all of it."""
+    from zoo.data.folder import has_splits
+
+    return "val" if has_splits(Path(str(params["root"])).expanduser()) else "all"
+
+
+@data_source(location="root", folders=True, image_size=_folder_size, default_split=_folder_split)
 def folder(
     image_size: tuple[int, int] | None,
     seed: int,

@@ -105,15 +105,23 @@ def qualified(cfg: TrainConfig) -> TrainConfig:
     bare ones, which resolve to what they meant: when a plugin installed since registers the
     same name, to the built-in one (the only one there was), else the choices are listed.
     """
-    from zoo.plugins.components import resolve
-
     changes: dict[str, Any] = {}
     for key, kind in COMPONENTS.items():
         value = getattr(cfg, key)
         texts = value if isinstance(value, list) else [value]
-        done = [resolve(kind, text, prefer="zoo").recorded for text in texts]
+        done = [_resolve(kind, text, prefer="zoo").recorded for text in texts]
         changes[key] = done if isinstance(value, list) else done[0]
     return cfg.replace(**changes)
+
+
+def _resolve(kind: str, text: str, prefer: str | None = None) -> Any:
+    """A saved component setting resolved (``--data`` through its data source)."""
+    from zoo.data.source import resolve_data
+    from zoo.plugins.components import resolve
+
+    if kind == "dataset":
+        return resolve_data(text, prefer=prefer)
+    return resolve(kind, text, prefer=prefer)
 
 
 def same_components(key: str, given: Any, saved: Any) -> bool:
@@ -128,6 +136,12 @@ def same_components(key: str, given: Any, saved: Any) -> bool:
     theirs = saved if isinstance(saved, list) else [saved]
     if len(mine) != len(theirs):
         return False
+    if kind == "dataset":  # --data's forms (a path, NAME:LOCATION) resolve through its source
+        try:
+            a, b = _resolve(kind, mine[0]), _resolve(kind, theirs[0], prefer="zoo")
+        except ZooError:
+            return False
+        return a.component == b.component and a.spec.params == b.spec.params
     for text, recorded in zip(mine, theirs, strict=True):
         a, b = parse_spec(text, kind=kind), parse_spec(recorded, kind=kind)
         if a.params != b.params:
