@@ -31,7 +31,7 @@ def collect_files(paths: list[Path]) -> list[Path]:
     recursively, sorted; image-named FIFOs, sockets and dangling links too, to be reported).
     A file named explicitly is kept whatever its extension, so a non-image file is reported
     rather than silently dropped."""
-    from zoo.data.folder import IMAGE_EXTENSIONS, scan_images
+    from zoo.data.listing import IMAGE_EXTENSIONS, scan_images
 
     files: list[Path] = []
     for path in paths:
@@ -51,7 +51,7 @@ def collect_files(paths: list[Path]) -> list[Path]:
 
 
 def _decode(path: Path, size: tuple[int, int], channels: int) -> tuple[Any, str | None]:
-    from zoo.data.folder import decode_image
+    from zoo.data.decoder import decode_image
 
     try:
         return decode_image(path, size, channels), None
