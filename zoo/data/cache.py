@@ -1,6 +1,10 @@
 """The decoded cache: every image decoded once at the target size into one memory-mapped
-``.npy`` file keyed by the file list, sizes and mtimes, so later epochs and later runs skip
-decoding. Shared by every data source that reads files.
+``.npy`` file keyed by the file list, sizes and mtimes (or by a record source's ``stamp``), so
+later epochs and later runs skip decoding. Shared by every data source.
+
+The images are a list of files, or ``Records``: any sequence whose items are encoded bytes (or
+files) with a ``name(i)`` for messages and a ``stamp()`` that changes with the data (a Hugging
+Face dataset's fingerprint, say), so a reader of records caches as a folder does.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +33,25 @@ DECODE_BATCH = 128
 PENDING, DECODED, UNREADABLE = 0, 1, 2
 
 
+class Records(Protocol):
+    """Images that are not files of their own: ``len``, ``records[i]`` (encoded bytes or a
+    file), ``name(i)`` naming record ``i`` in messages, ``stamp()`` keying the cache."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> bytes | Path: ...
+
+    def name(self, index: int) -> str: ...
+
+    def stamp(self) -> str: ...
+
+
+def item_name(items: Sequence[Any] | Records, index: int) -> str:
+    """How messages and ``paths`` name image ``index``: a file's path, a record's name."""
+    namer = getattr(items, "name", None)
+    return namer(index) if callable(namer) else str(items[index])
+
+
 class DecodedCache:
     """Decoded images in one memory-mapped ``.npy`` file: a row per file holding its pixels
     and, in the last column, a status byte.
@@ -41,7 +65,7 @@ class DecodedCache:
 
     def __init__(
         self,
-        files: list[Path],
+        files: Sequence[Path] | Records,
         size: tuple[int, int],
         channels: int,
         directory: Path | None,
@@ -89,7 +113,9 @@ class DecodedCache:
         if status[index] == DECODED and pixels is not None:
             return pixels[index], None, False
         try:
-            image = decode_image(self.files[index], self.shape[2:], self.shape[1])
+            image = decode_image(
+                self.files[index], self.shape[2:], self.shape[1], item_name(self.files, index)
+            )
         except Exception as exc:  # PIL raises many exception types for corrupt files
             status[index] = UNREADABLE
             return None, f"{type(exc).__name__}: {exc}", True
@@ -130,7 +156,11 @@ class DecodedCache:
         size, channels = self.shape[2:], self.shape[1]
         mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
         errors: dict[int, str] = {}
-        jpegs = [i for i in todo if self.files[i].suffix.lower() in (".jpg", ".jpeg")]
+        jpegs = [
+            i
+            for i in todo
+            if isinstance(self.files[i], Path) and self.files[i].suffix.lower() in (".jpg", ".jpeg")
+        ]
         others = set(todo) - set(jpegs)
 
         def read(i: int) -> torch.Tensor | None:
@@ -222,18 +252,25 @@ class DecodedCache:
         return out
 
 
-def _cache_key(files: list[Path], size: tuple[int, int], channels: int, decoder: str = "") -> str:
-    """The cache file's name: the files (paths, sizes, mtimes), the pixels' geometry and the
-    decoder that made them (``decode_device`` decodes with torchvision: other pixels)."""
+def _cache_key(
+    files: Sequence[Path] | Records, size: tuple[int, int], channels: int, decoder: str = ""
+) -> str:
+    """The cache file's name: the files (paths, sizes, mtimes) or the records' stamp, the
+    pixels' geometry and the decoder that made them (``decode_device`` decodes with
+    torchvision: other pixels)."""
     head: list = [CACHE_FORMAT, DECODER, list(size), channels] + ([decoder] if decoder else [])
     digest = hashlib.sha256(json.dumps(head).encode())
+    stamp = getattr(files, "stamp", None)
+    if callable(stamp):
+        digest.update(f"records\0{len(files)}\0{stamp()}".encode())
+        return digest.hexdigest()[:24]
     for f in files:
         try:
             st = f.stat()
-            stamp = f"{st.st_size}\0{st.st_mtime_ns}"
+            stamp_ = f"{st.st_size}\0{st.st_mtime_ns}"
         except OSError:  # gone since listed: decoding it reports it as unreadable
-            stamp = "missing"
-        digest.update(f"{f.resolve()}\0{stamp}\n".encode())
+            stamp_ = "missing"
+        digest.update(f"{f.resolve()}\0{stamp_}\n".encode())
     return digest.hexdigest()[:24]
 
 

@@ -5,9 +5,11 @@ Training, evaluation and prediction of every data source decode through here.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +55,13 @@ def _orientation(im: Any, header_only: bool = False) -> int:
         return 1
 
 
-def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Decode one image file to uint8 ``[C, H, W]`` at ``size`` (aspect ratio squashed, as
-    Keras' ``target_size`` does), upright as its EXIF orientation says (as photo viewers show
-    it). Training, evaluation and prediction all decode through here.
+def decode_image(
+    path: Path | bytes, size: tuple[int, int], channels: int, name: str | None = None
+) -> np.ndarray:
+    """Decode one image file (or an encoded image's bytes, ``name`` naming it in messages) to
+    uint8 ``[C, H, W]`` at ``size`` (aspect ratio squashed, as Keras' ``target_size`` does),
+    upright as its EXIF orientation says (as photo viewers show it). Training, evaluation and
+    prediction of every source decode through here.
 
     PIL decodes (JPEGs in draft mode: libjpeg scales the DCT down while decoding when the image
     is at least twice the target), and torch's uint8 kernel does the antialiased bilinear resize
@@ -67,8 +72,13 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
     import torch.nn.functional as F
     from PIL import Image, ImageOps
 
-    with open_regular(path) as f, _open_image(f, path) as im:
-        _check_bomb(path, im)
+    encoded = isinstance(path, (bytes, bytearray, memoryview))
+    label = name or ("<image bytes>" if encoded else str(path))
+    with (
+        io.BytesIO(path) if encoded else open_regular(path) as f,  # type: ignore[arg-type]
+        _open_image(f, label) as im,
+    ):
+        _check_bomb(label, im)
         mode = "L" if channels == 1 else "RGB"
         orientation = _orientation(im)
         if im.format == "JPEG":
@@ -89,7 +99,7 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
     return pixels.contiguous().numpy()
 
 
-def _open_image(f: Any, path: Path) -> Any:
+def _open_image(f: Any, path: Path | str) -> Any:
     """``PIL.Image.open`` on an open file, its error naming the file as opening by path would."""
     from PIL import Image, UnidentifiedImageError
 
@@ -99,7 +109,7 @@ def _open_image(f: Any, path: Path) -> Any:
         raise UnidentifiedImageError(f"cannot identify image file {str(path)!r}") from None
 
 
-def _check_bomb(path: Path, im: Any) -> None:
+def _check_bomb(path: Path | str, im: Any) -> None:
     """Warn, naming the file, about an image over PIL's decompression-bomb limit (PIL itself
     refuses those over twice the limit when opening them). PIL's own warning names no file:
     zoo's commands silence it (zoo.cli.common.command)."""
@@ -117,10 +127,10 @@ def _check_bomb(path: Path, im: Any) -> None:
 
 
 def typical_size_of(
-    files: list[Path], cap: tuple[int, int], sample: int = 256
+    files: Sequence[Path | bytes], cap: tuple[int, int], sample: int = 256
 ) -> tuple[int, int] | None:
-    """A training size for images: their median height and width (of up to
-    ``sample`` evenly spaced files, read from their headers only), each rounded up to a
+    """A training size for images (files, or encoded bytes): their median height and width (of
+    up to ``sample`` evenly spaced ones, read from their headers only), each rounded up to a
     multiple of 8 and capped at ``cap``. None when no image can be read.
 
     Small images are then not blown up to 224 px (11 minutes and 4 GB instead of a minute for
@@ -132,7 +142,8 @@ def typical_size_of(
     heights, widths = [], []
     for path in files[::step][:sample]:
         try:
-            with open_regular(path) as f, Image.open(f) as im:
+            encoded = isinstance(path, (bytes, bytearray, memoryview))
+            with io.BytesIO(path) if encoded else open_regular(path) as f, Image.open(f) as im:
                 w, h = im.size
                 if _orientation(im, header_only=True) in _TRANSPOSED:
                     w, h = h, w

@@ -7,19 +7,37 @@ a table, a plugin's reader) loads through here.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from zoo.data.cache import DECODED, UNREADABLE, DecodedCache, usable_cache
+from zoo.data.cache import DECODED, UNREADABLE, DecodedCache, Records, item_name, usable_cache
 from zoo.data.splits import DataSplits, ImageTensors, default_workers
 from zoo.data.streaming import StreamedFolder
 from zoo.errors import ZooError
 
+Label = int | list[int]
+
+
+def label_tensor(labels: Sequence[Label], keep: np.ndarray, num_classes: int) -> Any:
+    """The labels of ``keep``: int64 ``[K]`` class indices, or for label sets (lists of class
+    indices: multi-label data) a ``{0, 1}`` float32 matrix ``[K, num_classes]``."""
+    import torch
+
+    chosen = [labels[int(i)] for i in keep]
+    if not any(isinstance(y, (list, tuple)) for y in chosen):
+        return torch.as_tensor(np.asarray(chosen, dtype=np.int64).reshape(-1))
+    matrix = torch.zeros(len(chosen), num_classes)
+    for row, y in enumerate(chosen):
+        matrix[row, list(y) if isinstance(y, (list, tuple)) else [y]] = 1
+    return matrix
+
 
 def load_images(
-    files: list[Path],
-    labels: list[int],
+    files: Sequence[Path] | Records,
+    labels: Sequence[Label],
     train_idx: list[int],
     val_idx: list[int],
     classes: list[str],
@@ -34,9 +52,10 @@ def load_images(
     special: list[str] | None = None,
     test_idx: list[int] | None = None,
 ) -> DataSplits:
-    """Decode ``files`` (held, or streamed when larger than ``max_memory_mb`` decoded) into the
-    splits the index lists name. ``special`` names files already known to be unreadable;
-    ``where`` names the data in messages."""
+    """Decode ``files`` (or records; held, or streamed when larger than ``max_memory_mb``
+    decoded) into the splits the index lists name. A label is a class index, or a list of them
+    (multi-label). ``special`` names files already known to be unreadable; ``where`` names the
+    data in messages."""
     import torch
 
     special = list(special or [])
@@ -68,7 +87,8 @@ def load_images(
     skipped = [i for i in range(len(files)) if status[i] == UNREADABLE]
     for i in skipped:
         reason = errors.get(i, "unreadable when first decoded; the decoded cache remembers it")
-        print(f"warning: skipped unreadable image {files[i]} ({reason})", file=sys.stderr)
+        name = item_name(files, i)
+        print(f"warning: skipped unreadable image {name} ({reason})", file=sys.stderr)
 
     def split(indices: list[int]) -> ImageTensors | None:
         keep = np.array([i for i in indices if status[i] == DECODED], dtype=np.int64)
@@ -76,8 +96,8 @@ def load_images(
             return None
         return ImageTensors(
             torch.from_numpy(cache.gather(keep)),
-            torch.from_numpy(np.asarray(labels, dtype=np.int64)[keep]),
-            paths=[str(files[i]) for i in keep],
+            label_tensor(labels, keep, len(classes)),
+            paths=[item_name(files, i) for i in keep],
         )
 
     train = split(train_idx)
@@ -89,6 +109,6 @@ def load_images(
         classes,
         image_size,
         channels,
-        skipped=special + [str(files[i]) for i in skipped],
+        skipped=special + [item_name(files, i) for i in skipped],
         test=split(test_idx) if test_idx else None,
     )

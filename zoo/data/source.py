@@ -58,8 +58,9 @@ def _path_like(text: str) -> bool:
 
 def normalize_data(text: str) -> str:
     """``--data`` with its local paths absolute, asking no registry (idempotent): a bare path;
-    a location written as a path (``hf:./beans``); ``root=`` and ``file=`` parameters. A
-    location given as a bare name (``hf:beans``) is made absolute by ``resolve_data``."""
+    a location written as a path (``hf:./beans``); a ``root=`` parameter. A location given as
+    a bare name (``hf:beans``) and a source's ``path_params`` are made absolute by
+    ``resolve_data``."""
     text = text.strip()
     if not text:
         return text
@@ -79,7 +80,7 @@ def normalize_data(text: str) -> str:
     from zoo.plugins.specs import format_spec, parse_params
 
     values = parse_params(params, kind="dataset")
-    for key in (*PATH_PARAMS, "file"):
+    for key in PATH_PARAMS:
         if isinstance(values.get(key), str):
             values[key] = local(str(values[key]))
     return format_spec(head, values)
@@ -94,16 +95,35 @@ def source_of(factory: Any) -> DataSource:
 def resolve_data(
     text: str, *, prefer: str | None = None, registry: Registry | None = None, **params: Any
 ) -> Resolved:
-    """The source that reads ``--data`` (see the module's forms), its parameters checked.
+    """The source that reads ``--data`` (see the module's forms), its parameters checked and
+    its ``path_params`` absolute.
 
     A registered name comes first; then ``[PLUGIN:]NAME:LOCATION``; then a path claimed by its
     suffix, else by a source that reads folders. Two claimants are an error naming both.
     """
     from zoo.plugins.build import get_registry
     from zoo.plugins.components import resolve
-    from zoo.plugins.specs import Spec, parse_params, parse_spec
+    from zoo.plugins.specs import Spec
 
     registry = registry or get_registry()
+    resolved = _resolve_data(text, prefer, registry, params)
+    paths = source_of(resolved.factory).path_params
+    values = dict(resolved.spec.params)
+    for key in paths:
+        if isinstance(values.get(key), str):
+            values[key] = local(str(values[key]))
+    if values == resolved.spec.params:
+        return resolved
+    spec = Spec(resolved.spec.name, resolved.spec.plugin, values)
+    return resolve("dataset", spec, registry)
+
+
+def _resolve_data(
+    text: str, prefer: str | None, registry: Registry, params: dict[str, Any]
+) -> Resolved:
+    from zoo.plugins.components import resolve
+    from zoo.plugins.specs import Spec, parse_params, parse_spec
+
     text = normalize_data(text)
     head, params_text = split_params(text)
     try:

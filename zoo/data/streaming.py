@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.data.cache import UNREADABLE, DecodedCache
+from zoo.data.cache import UNREADABLE, DecodedCache, item_name
 from zoo.errors import ZooError
 
 
@@ -47,7 +47,7 @@ class StreamedFolder:
                 self.decoded[0 if worker is None else 1 + worker.id % 64] += 1
             if error:
                 self.bad[j] = True
-                path = self.cache.files[self.indices[j]]
+                path = item_name(self.cache.files, self.indices[j])
                 print(f"warning: skipped unreadable image {path} ({error})", file=sys.stderr)
             if pixels is not None:
                 return torch.from_numpy(np.array(pixels)), self.labels[j]
@@ -68,13 +68,14 @@ class StreamedFolder:
                 if readable[j % n]:
                     following = j % n
                 source[j % n] = following if following is not None else j % n
-        return [str(self.cache.files[self.indices[k]]) for k in source]
+        return [item_name(self.cache.files, self.indices[k]) for k in source]
 
-    def unreadable(self) -> list[Path]:
+    def unreadable(self) -> list[Path | str]:
         _, status = self.cache.arrays()
         bad = self.bad.tolist()
+        files = self.cache.files
         return [
-            self.cache.files[i]
+            files[i] if isinstance(files, list) else item_name(files, i)
             for j, i in enumerate(self.indices)
             if bad[j] or status[i] == UNREADABLE
         ]
