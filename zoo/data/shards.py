@@ -198,18 +198,33 @@ def samples(urls: Any, handler: Any = None) -> Any:
     return wds.tariterators.group_by_keys(expanded, handler=handler)
 
 
-def count(urls: list[str], names: dict[str, int] | None) -> tuple[int, set[int]]:
-    """Samples in ``urls`` and the class indices they use, by reading them once."""
+def _tokens(sample: dict[str, Any]) -> list[str]:
+    """A sample's label member as written: its class names or indices."""
+    for ext in LABEL_EXTS:
+        if ext in sample:
+            raw = sample[ext]
+            text = raw.decode() if isinstance(raw, (bytes, bytearray)) else str(raw)
+            value: Any = json.loads(text) if ext == "json" else text.split() or [""]
+            return [str(v).strip() for v in (value if isinstance(value, list) else [value])]
+    return []
+
+
+def count(urls: list[str]) -> tuple[int, set[str]]:
+    """Samples in ``urls`` and the labels they name, by reading them once."""
     wds = _wds()
     n, seen = 0, set()
     for sample in wds.DataPipeline(wds.SimpleShardList(urls), samples):
         n += 1
-        try:
-            y = _label(sample, names)
-        except ValueError:
-            continue
-        seen.update(y if isinstance(y, list) else [y])
+        seen.update(_tokens(sample))
     return n, seen
+
+
+def classes_from(labels: set[str]) -> list[str]:
+    """Class names from the labels the shards hold: ``0..max`` when they are all indices,
+    else the names, sorted."""
+    if labels and all(t.lstrip("-").isdigit() for t in labels):
+        return [str(i) for i in range(max(int(t) for t in labels) + 1)]
+    return sorted(labels)
 
 
 class ShardStream(IterableDataset):
@@ -314,17 +329,16 @@ def load_shards(
             f"wds:{location}: {len(found.splits['train'])} training shards cannot be shared by "
             f"{world} processes; write more shards (zoo shard --shard-size) or use fewer processes"
         )
-    names = {c: i for i, c in enumerate(found.classes)} if found.classes else None
     lengths: dict[str, int] = {}
-    seen: set[int] = set()
+    seen: set[str] = set()
     for split, urls in found.splits.items():
         known = [found.sizes.get(u.rsplit("/", 1)[-1]) for u in urls]
         if all(k is not None for k in known) and found.classes:
             lengths[split] = sum(int(k) for k in known)  # type: ignore[arg-type]
         else:
-            lengths[split], labels = count(urls, names)
+            lengths[split], labels = count(urls)
             seen |= labels
-    classes = found.classes or [str(i) for i in range(max(seen, default=-1) + 1)]
+    classes = found.classes or classes_from(seen)
     size = image_size or proposed_size({"url": location}, (224, 224)) or (224, 224)
 
     def stream(split: str, train: bool) -> ShardStream | None:

@@ -42,13 +42,15 @@ def is_url(text: str) -> bool:
 
 
 def local(location: str) -> str:
-    """``location`` absolute when it names a local path (one that exists, or written as a path:
-    ``./``, ``../``, ``~``, ``/``); URLs and names (``ORG/NAME`` on the Hub) stay as given."""
+    """``location`` absolute when it names a local path (one that exists, a pattern of names in
+    a folder that exists, or one written as a path: ``./``, ``../``, ``~``, ``/``); URLs and
+    names (``ORG/NAME`` on the Hub) stay as given."""
     if is_url(location):
         return location
     path = Path(location).expanduser()
-    if path.exists() or location.startswith(("/", "./", "../", "~", ".")):
-        return str(path.resolve())
+    pattern = any(c in path.name for c in "{*?[") and path.parent.is_dir()  # shards' names
+    if path.exists() or pattern or location.startswith(("/", "./", "../", "~", ".")):
+        return str(path.parent.resolve() / path.name) if pattern else str(path.resolve())
     return location
 
 
@@ -239,9 +241,11 @@ def build_splits(
     seed: int,
     val_fraction: float,
     download: bool = False,
+    multi_label: bool = False,
 ) -> DataSplits:
-    """The source's splits, checked: a ``DataSplits``, with single labels (the one place that
-    refuses multi-label data until zoo trains and judges it)."""
+    """The source's splits, checked: a ``DataSplits``, with single labels unless
+    ``multi_label`` (the one place that refuses multi-label data until zoo trains and judges
+    it; ``zoo shard`` copies it)."""
     from zoo.data.splits import DataSplits
 
     data = resolved.build(
@@ -249,7 +253,7 @@ def build_splits(
     )
     if not isinstance(data, DataSplits):
         raise ZooError(f"{resolved.label} returned {type(data).__name__}, not zoo.data.DataSplits")
-    if data.multi_label:
+    if data.multi_label and not multi_label:
         raise ZooError(
             f"{resolved.label} holds several labels per image (multi-label); zoo does not "
             "train or evaluate multi-label data yet"

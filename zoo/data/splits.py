@@ -116,9 +116,15 @@ def is_multi_label(split: Any) -> bool:
 
 
 def split_paths(split: Any) -> list[str] | None:
-    """The file behind each item, in split order; None when the split names none."""
+    """The file behind each item, in split order; None when the split names none (built-in
+    datasets: their items are named by index)."""
+    from torch.utils.data import ConcatDataset
+
     if isinstance(split, ImageTensors):
         return split.paths
+    if isinstance(split, ConcatDataset):
+        parts = [split_paths(d) for d in split.datasets]
+        return None if any(p is None for p in parts) else [f for p in parts for f in p or []]
     paths = getattr(split, "paths", None)
     return None if paths is None else [str(p) for p in paths]
 

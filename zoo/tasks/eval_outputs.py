@@ -53,7 +53,7 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     pictures to ``out`` (default: the weights' folder)."""
     import torch
 
-    from zoo.data.splits import default_workers
+    from zoo.data.splits import default_workers, split_paths
     from zoo.models import hub
     from zoo.models.loading import load, weights_path
     from zoo.tasks import cam, evaluation, insights, plots, tta
@@ -106,7 +106,7 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
             "from the split, so the top losses cannot be matched to their images"
         )
         indices = []
-    paths = evaluation.split_paths(chosen.split) if indices else None
+    paths = split_paths(chosen.split) if indices else None
     entries = insights.top_loss_entries(
         result.logits, result.targets, indices, list(info.classes), paths
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from zoo.data.splits import DataSplits, ImageTensors, is_stream, resize_tensors, split_labels
+from zoo.data.splits import ImageTensors, is_stream, resize_tensors
 from zoo.errors import ZooError
 from zoo.models.weights import ModelInfo
 
@@ -34,6 +34,7 @@ def eval_data(info: ModelInfo, data: str | None, split: str | None, source: Path
     ``split`` None: the validation split of the run's own data; for data given as ``data``,
     the split its source proposes (a folder without ``train/`` or ``val/``, a test set: all).
     """
+    from zoo.data.relabel import label_map, pick_split, relabel
     from zoo.data.source import SPLITS, build_splits, default_split, for_channels, resolve_data
 
     if split is not None and split not in SPLITS:
@@ -62,8 +63,8 @@ def eval_data(info: ModelInfo, data: str | None, split: str | None, source: Path
         raise ZooError(
             f"{data} has {splits.in_chans}-channel images; the model takes {info.in_chans}"
         )
-    mapping = _label_map(splits.classes, info.classes, str(data))
-    chosen = _relabel(_pick(splits, split, str(data)), mapping)
+    mapping = label_map(splits.classes, info.classes, str(data))
+    chosen = relabel(pick_split(splits, split, str(data)), mapping)
     if tuple(splits.image_size) != tuple(info.image_size):
         if not isinstance(chosen, ImageTensors):
             raise ZooError(
@@ -74,113 +75,6 @@ def eval_data(info: ModelInfo, data: str | None, split: str | None, source: Path
             resize_tensors(chosen.images, info.image_size), chosen.labels, chosen.paths
         )
     return EvalData(chosen, str(data), split)
-
-
-def _pick(splits: DataSplits, split: str, data: str) -> Any:
-    """The named split; ``all`` joins train and val."""
-    parts = {
-        "train": [splits.train],
-        "val": [splits.val],
-        "test": [splits.test],
-        "all": [splits.train, splits.val],
-    }
-    chosen = [p for p in parts[split] if p is not None and (is_stream(p) or len(p) > 0)]
-    if not chosen:
-        hint = {
-            "val": " (no images were held out); use --split train or all",
-            "test": "; use --split val, train or all",
-        }
-        raise ZooError(f"{data} has no {split} split" + hint.get(split, ""))
-    if len(chosen) == 1:
-        return chosen[0]
-    if all(isinstance(p, ImageTensors) for p in chosen):
-        paths = [p.paths for p in chosen]
-        return ImageTensors(
-            torch.cat([p.images for p in chosen]),
-            torch.cat([p.labels for p in chosen]),
-            None if None in paths else [f for p in paths for f in p],
-        )
-    if any(isinstance(p, ImageTensors) for p in chosen):
-        raise ZooError(f"{data}: cannot join an in-memory split with a streamed one")
-    if any(is_stream(p) for p in chosen):
-        return torch.utils.data.ChainDataset(chosen)
-    return torch.utils.data.ConcatDataset(chosen)
-
-
-def _label_map(data_classes: list[str], model_classes: list[str], data: str) -> list[int] | None:
-    """Data label -> model label; None when they already agree. Every class of the data must
-    be one of the model's (a test set may lack some of the model's classes)."""
-    if list(data_classes) == list(model_classes):
-        return None
-    unknown = [c for c in data_classes if c not in model_classes]
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise ZooError(
-            f"{data} has classes the model does not know: {shown} "
-            f"(the model's: {', '.join(model_classes[:10])}"
-            f"{' ...' if len(model_classes) > 10 else ''})"
-        )
-    return [model_classes.index(c) for c in data_classes]
-
-
-def _relabel(split: Any, mapping: list[int] | None) -> Any:
-    if mapping is None:
-        return split
-    if isinstance(split, ImageTensors):
-        return ImageTensors(split.images, torch.tensor(mapping)[split.labels], split.paths)
-    if is_stream(split):
-        return RelabeledStream(split, mapping)
-    return Relabeled(split, mapping)
-
-
-class RelabeledStream(torch.utils.data.IterableDataset):
-    """A stream whose labels are translated to the model's class indices."""
-
-    def __init__(self, dataset: Any, mapping: list[int]) -> None:
-        self.dataset, self.mapping = dataset, mapping
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def set_epoch(self, epoch: int) -> None:
-        set_epoch = getattr(self.dataset, "set_epoch", None)
-        if callable(set_epoch):
-            set_epoch(epoch)
-
-    def __iter__(self) -> Any:
-        for item in self.dataset:
-            yield None if item is None else (item[0], self.mapping[int(item[1])])
-
-
-class Relabeled(torch.utils.data.Dataset):
-    """A streamed split whose labels are translated to the model's class indices."""
-
-    def __init__(self, dataset: Any, mapping: list[int]) -> None:
-        self.dataset, self.mapping = dataset, mapping
-        labels = split_labels(dataset)
-        self.labels = None if labels is None else [mapping[int(y)] for y in labels]
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> tuple[Any, int] | None:
-        item = self.dataset[i]
-        return None if item is None else (item[0], self.mapping[int(item[1])])
-
-    @property
-    def paths(self) -> list[str] | None:
-        return split_paths(self.dataset)
-
-
-def split_paths(split: Any) -> list[str] | None:
-    """The file behind each item of a split, in split order; None when the data has no files
-    (built-in datasets: their items are named by index)."""
-    from zoo.data import splits
-
-    if isinstance(split, torch.utils.data.ConcatDataset):
-        parts = [split_paths(d) for d in split.datasets]
-        return None if any(p is None for p in parts) else [f for p in parts for f in p or []]
-    return splits.split_paths(split)
 
 
 def split_images(split: Any, indices: list[int]) -> list[torch.Tensor]:

@@ -48,6 +48,13 @@ class TrainConfig:
         metavar="NAME|PATH",
         panel="Components",
     )
+    val_data: str | None = _opt(
+        None,
+        "Validate on this data instead of a split of --data (any form --data takes; its "
+        "default split, as zoo eval --data judges it).",
+        metavar="NAME|PATH",
+        panel="Components",
+    )
     aug: list[str] = _opt(
         [],
         "Augmentation NAME[:key=value,...]; repeat for several, applied in order.",
@@ -229,7 +236,8 @@ def normalize(cfg: TrainConfig) -> TrainConfig:
     init = cfg.init
     if init is not None and not init.startswith("hf-hub:"):
         init = absolute(init)
-    return cfg.replace(data=data_spec(cfg.data), init=init)
+    val_data = data_spec(cfg.val_data) if cfg.val_data else None
+    return cfg.replace(data=data_spec(cfg.data), val_data=val_data, init=init)
 
 
 def data_spec(text: str) -> str:

@@ -28,6 +28,7 @@ class Components:
 
     arch: Resolved
     dataset: Resolved
+    val_data: Resolved | None
     augs: list[Resolved]
     loss: Resolved
     optimizer: Resolved
@@ -51,6 +52,7 @@ def resolve_components(cfg: TrainConfig) -> Components:
     return Components(
         arch=resolve("architecture", cfg.arch),
         dataset=resolve_data(cfg.data),
+        val_data=resolve_data(cfg.val_data) if cfg.val_data else None,
         augs=[resolve("augmentation", a) for a in cfg.aug],
         loss=resolve("loss", cfg.loss),
         optimizer=resolve("optimizer", cfg.optimizer),
@@ -72,6 +74,7 @@ def settle(cfg: TrainConfig, parts: Components) -> tuple[TrainConfig, str | None
     cfg = cfg.replace(
         arch=parts.arch.recorded,
         data=parts.dataset.recorded,
+        val_data=parts.val_data.recorded if parts.val_data else None,
         aug=[r.recorded for r in parts.augs],
         loss=parts.loss.recorded,
         optimizer=parts.optimizer.recorded,
@@ -300,17 +303,38 @@ def split_stats(split: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return channel_stats(torch.stack(images))
 
 
-def build_data(resolved: Resolved, cfg: TrainConfig) -> DataSplits:
-    """The dataset's splits at the run's image size."""
-    from zoo.data.source import build_splits
+def build_data(
+    resolved: Resolved, cfg: TrainConfig, val_data: Resolved | None = None
+) -> DataSplits:
+    """The dataset's splits at the run's image size; with ``--val-data``, its validation split
+    replaced by that source's default split, at the same size and in the same class order."""
+    import dataclasses
 
-    return build_splits(
+    from zoo.data.relabel import label_map, pick_split, relabel
+    from zoo.data.source import build_splits, default_split, for_channels
+
+    data = build_splits(
         resolved,
         image_size=cfg.image_size,
         seed=cfg.seed,
-        val_fraction=cfg.val_split,
+        val_fraction=0.0 if val_data is not None else cfg.val_split,
         download=cfg.download,
     )
+    if val_data is None:
+        return data
+    split = default_split(val_data)
+    other = build_splits(
+        for_channels(val_data, data.in_chans),
+        image_size=tuple(data.image_size),
+        seed=cfg.seed,
+        val_fraction=0.0 if split == "all" else cfg.val_split,
+        download=cfg.download,
+    )
+    where = f"--val-data {cfg.val_data}"
+    if other.in_chans != data.in_chans or tuple(other.image_size) != tuple(data.image_size):
+        raise ZooError(f"{where}: its images are not {data.in_chans}x{data.image_size}")
+    val = relabel(pick_split(other, split, where), label_map(other.classes, data.classes, where))
+    return dataclasses.replace(data, val=val, skipped=data.skipped + other.skipped)
 
 
 def normalization(

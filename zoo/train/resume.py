@@ -14,6 +14,7 @@ from zoo.train.config import TrainConfig, from_mapping, load_toml
 IDENTITY = (
     "arch",
     "data",
+    "val_data",
     "aug",
     "loss",
     "optimizer",
@@ -59,6 +60,7 @@ def saved_config(run: Path) -> TrainConfig:
 COMPONENTS = {
     "arch": "architecture",
     "data": "dataset",
+    "val_data": "dataset",
     "aug": "augmentation",
     "loss": "loss",
     "optimizer": "optimizer",
@@ -108,6 +110,8 @@ def qualified(cfg: TrainConfig) -> TrainConfig:
     changes: dict[str, Any] = {}
     for key, kind in COMPONENTS.items():
         value = getattr(cfg, key)
+        if value is None:
+            continue
         texts = value if isinstance(value, list) else [value]
         done = [_resolve(kind, text, prefer="zoo").recorded for text in texts]
         changes[key] = done if isinstance(value, list) else done[0]
@@ -137,6 +141,8 @@ def same_components(key: str, given: Any, saved: Any) -> bool:
     if len(mine) != len(theirs):
         return False
     if kind == "dataset":  # --data's forms (a path, NAME:LOCATION) resolve through its source
+        if mine[0] is None or theirs[0] is None:
+            return mine[0] == theirs[0]
         try:
             a, b = _resolve(kind, mine[0]), _resolve(kind, theirs[0], prefer="zoo")
         except ZooError:
