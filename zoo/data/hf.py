@@ -37,13 +37,32 @@ def open_dataset(name: str, config: str | None, revision: str | None, streaming:
     try:
         found = datasets.load_dataset(name, name=config, revision=revision, streaming=streaming)
     except Exception as exc:  # datasets raises many types: not found, offline, bad files
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        raise ZooError(
-            f"hf:{name}: cannot load the dataset ({type(exc).__name__}: {text[:300]})"
-        ) from None
+        snapshot = _hub_snapshot(name, revision)
+        if snapshot is None:
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise ZooError(
+                f"hf:{name}: cannot load the dataset ({type(exc).__name__}: {text[:300]})"
+            ) from None
+        found = open_dataset(snapshot, config, None, streaming)
     if not isinstance(found, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         raise ZooError(f"hf:{name}: load_dataset returned no splits")
     return found
+
+
+def _hub_snapshot(name: str, revision: str | None) -> str | None:
+    """The files of Hub dataset ``name`` in the Hugging Face cache (``HF_HUB_CACHE``), as
+    huggingface_hub downloaded them, or None. Offline, datasets only knows the datasets it
+    prepared itself; a repository already in the Hub cache is read from there."""
+    if Path(name).exists() or name.count("/") != 1:
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(
+            name, repo_type="dataset", revision=revision, local_files_only=True
+        )
+    except Exception:  # not in the cache (huggingface_hub's LocalEntryNotFoundError and kin)
+        return None
 
 
 def _pick_splits(
