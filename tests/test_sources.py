@@ -350,7 +350,7 @@ def test_bad_shards_fail_in_one_line_and_corrupt_samples_are_skipped(
     result = cli(
         "train", "--data", f"wds:{tmp_path}/none-{{0..3}}.tar", "--out", tmp_path / "r", code=2
     )
-    assert "matches no shard" in result.stderr and not (tmp_path / "r").exists()
+    assert "error: no shard matches wds:" in result.stderr and not (tmp_path / "r").exists()
     monkeypatch.setenv("WORLD_SIZE", "4")
     with pytest.raises(ZooError, match="2 training shards cannot be shared by 4 processes"):
         _built(f"wds:{tmp_path / 'shards'}")

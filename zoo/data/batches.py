@@ -109,6 +109,23 @@ def _collate(items: list[Any]) -> Batch | None:
     return torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items])
 
 
+def _loader(
+    dataset: Any, batch: int, device: torch.device, workers: int, sampler: Any = None
+) -> torch.utils.data.DataLoader:
+    """Persistent, pinned, prefetching DataLoader workers (``sampler``: an indexable dataset's
+    order; a stream orders itself)."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
 class _EpochSampler(torch.utils.data.Sampler[int]):
     """Indices of this rank's share of each global batch, for the current epoch."""
 
@@ -153,16 +170,7 @@ class LoaderBatches:
         self.steps = steps_for(self.n, batch_size, drop_last)
         self.device = device
         self.current_epoch = 0
-        self.loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=self.local_batch,
-            sampler=_EpochSampler(self),
-            num_workers=workers,
-            collate_fn=_collate,
-            pin_memory=device.type == "cuda",
-            persistent_workers=workers > 0,
-            prefetch_factor=4 if workers > 0 else None,
-        )
+        self.loader = _loader(dataset, self.local_batch, device, workers, _EpochSampler(self))
 
     def __len__(self) -> int:
         return self.steps
@@ -219,15 +227,7 @@ class StreamBatches:
         self.rank, self.world, self.device = rank, world, device
         self.local_batch = max(1, batch_size // world)
         self.steps = steps_for(self.n, batch_size, drop_last)
-        self.loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=self.local_batch,
-            num_workers=workers,
-            collate_fn=_collate,
-            pin_memory=device.type == "cuda",
-            persistent_workers=workers > 0,
-            prefetch_factor=4 if workers > 0 else None,
-        )
+        self.loader = _loader(dataset, self.local_batch, device, workers)
 
     def __len__(self) -> int:
         return self.steps

@@ -190,10 +190,7 @@ def load_hf(
     val_idx = [next(rest) for _ in range(sizes[1])] if val is not None else []
     test_idx = list(rest)
     if val is None:  # --val-split holds out a stratified part of train
-        first = [
-            y[0] if isinstance(y, list) and y else (y if isinstance(y, int) else -1) for y in labels
-        ]
-        train_idx, val_idx = stratified_split(first, val_fraction, seed)
+        train_idx, val_idx = stratified_split(labels, val_fraction, seed)
     records = Records(joined, image_col, f"hf:{name}")
     from zoo.data.decoder import typical_size_of
     from zoo.data.loading import load_images

@@ -122,7 +122,7 @@ def find_shards(location: str) -> ShardSet:
         }
     if not splits.get("train"):
         raise ZooError(
-            f"wds:{location} matches no shard"
+            f"no shard matches wds:{location}"
             + ("" if pattern else " (expected train-*.tar, and val-*.tar or validation-*.tar)")
         )
     classes = None

@@ -159,14 +159,17 @@ def resize_tensors(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def stratified_split(
-    labels: Sequence[int], fraction: float, seed: int
+    labels: Sequence[Any], fraction: float, seed: int
 ) -> tuple[list[int], list[int]]:
-    """Indices of a seeded, per-class validation split (each class keeps one training item)."""
+    """Indices of a seeded, per-class validation split (each class keeps one training item).
+    A label set (multi-label) counts in the class of its first label."""
     if not 0 <= fraction < 1:
         raise ZooError(f"validation fraction must be in [0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     by_class: dict[int, list[int]] = {}
     for i, y in enumerate(labels):
+        if isinstance(y, (list, tuple)):
+            y = y[0] if y else -1
         by_class.setdefault(int(y), []).append(i)
     train, val = [], []
     for y in sorted(by_class):

@@ -171,9 +171,7 @@ def split_rows(
             [i for i, s in enumerate(table.splits) if s == name]
             for name in ("train", "val", "test")
         )
-    first = [y[0] if isinstance(y, list) and y else y for y in labels]
-    first = [y if isinstance(y, int) else -1 for y in first]
-    train, val = stratified_split(first, val_fraction, seed)
+    train, val = stratified_split(labels, val_fraction, seed)
     return train, val, []
 
 
@@ -224,12 +222,11 @@ def load_table(
     )
 
 
-def proposed_size(params: dict[str, Any], cap: tuple[int, int]) -> tuple[int, int] | None:
-    """The median size of the training rows' images (see ``decoder.typical_size_of``)."""
-    from zoo.data.decoder import typical_size_of
-
+def _read(params: dict[str, Any]) -> Table | None:
+    """The table a source's parameters name, or None when it cannot be read (loading it then
+    says why)."""
     try:
-        table = read_table(
+        return read_table(
             Path(str(params["file"])),
             params.get("image"),
             params.get("label"),
@@ -237,21 +234,21 @@ def proposed_size(params: dict[str, Any], cap: tuple[int, int]) -> tuple[int, in
             need_label=False,
         )
     except ZooError:
-        return None  # loading the table says what is wrong with it
+        return None
+
+
+def proposed_size(params: dict[str, Any], cap: tuple[int, int]) -> tuple[int, int] | None:
+    """The median size of the training rows' images (see ``decoder.typical_size_of``)."""
+    from zoo.data.decoder import typical_size_of
+
+    table = _read(params)
+    if table is None:
+        return None
     rows = [i for i, s in enumerate(table.splits or []) if s == "train"] or range(len(table.images))
     return typical_size_of([table.images[i] for i in rows], cap)
 
 
 def default_split(params: dict[str, Any]) -> str:
     """A table with a split column is judged on its val rows, one without on every row."""
-    try:
-        table = read_table(
-            Path(str(params["file"])),
-            params.get("image"),
-            params.get("label"),
-            params.get("root"),
-            need_label=False,
-        )
-    except ZooError:
-        return "val"  # loading it says what is wrong
-    return "val" if table.splits is not None else "all"
+    table = _read(params)
+    return "val" if table is None or table.splits is not None else "all"
