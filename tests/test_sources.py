@@ -351,7 +351,11 @@ def test_bad_shards_fail_in_one_line_and_corrupt_samples_are_skipped(
         "train", "--data", f"wds:{tmp_path}/none-{{0..3}}.tar", "--out", tmp_path / "r", code=2
     )
     assert "error: no shard matches wds:" in result.stderr and not (tmp_path / "r").exists()
-    monkeypatch.setenv("WORLD_SIZE", "4")
+    shards = f"wds:{tmp_path / 'shards'}"
+    result = cli("train", "--data", shards, "--nproc", "4", "--out", tmp_path / "r", code=2)
+    assert "2 training shards cannot be shared by 4 processes" in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "r").exists()
+    monkeypatch.setenv("WORLD_SIZE", "4")  # under torchrun, each process checks it too
     with pytest.raises(ZooError, match="2 training shards cannot be shared by 4 processes"):
         _built(f"wds:{tmp_path / 'shards'}")
     monkeypatch.delenv("WORLD_SIZE")

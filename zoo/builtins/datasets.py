@@ -210,7 +210,15 @@ def _wds_split(params: dict[str, Any]) -> str:
     return default_split(params)
 
 
-@data_source(location="url", image_size=_wds_size, default_split=_wds_split)
+def _wds_processes(params: dict[str, Any]) -> int | None:
+    from zoo.data.shards import find_shards
+
+    return len(find_shards(str(params["url"])).splits["train"])
+
+
+@data_source(
+    location="url", image_size=_wds_size, default_split=_wds_split, processes=_wds_processes
+)
 def wds(
     image_size: tuple[int, int] | None,
     seed: int,

@@ -222,6 +222,17 @@ def default_split(resolved: Resolved) -> str:
     return split
 
 
+def check_processes(resolved: Resolved, processes: int) -> None:
+    """Refuse ``--nproc N`` beyond what the source can feed, before any process starts."""
+    most = source_of(resolved.factory).processes
+    limit = most(dict(resolved.spec.params)) if most is not None and processes > 1 else None
+    if limit is not None and processes > limit:
+        raise ZooError(
+            f"{resolved.label}: {limit} training shards cannot be shared by {processes} "
+            "processes; write more shards (zoo shard --shard-size) or use fewer processes"
+        )
+
+
 def for_channels(resolved: Resolved, in_chans: int) -> Resolved:
     """The source set to decode ``in_chans`` channels when it takes ``channels`` and the user
     did not say (a greyscale model judged on a folder that decodes RGB by default)."""

@@ -173,6 +173,7 @@ class DataSource:
     image_size: Callable[[dict[str, Any], tuple[int, int]], tuple[int, int] | None] | None = None
     default_split: Callable[[dict[str, Any]], str] | None = None
     path_params: tuple[str, ...] = field(default=())
+    processes: Callable[[dict[str, Any]], int | None] | None = None
 
 
 DATA_SOURCE: dict[str, str] = {
@@ -189,6 +190,8 @@ DATA_SOURCE: dict[str, str] = {
     "without `--split` (default `val`); `all` holds nothing out",
     "path_params": "parameters holding local paths, made absolute where the command line is "
     "read (`root` always is)",
+    "processes": "`(params) -> int | None`: the most processes the source can feed (a stream's "
+    "training shards), checked before `--nproc N` starts any; None: no limit",
 }
 """The fields of ``data_source``: the data-source protocol beside the factory's signature."""
 
@@ -220,6 +223,7 @@ def data_source(
     image_size: Callable[[dict[str, Any], tuple[int, int]], tuple[int, int] | None] | None = None,
     default_split: Callable[[dict[str, Any]], str] | None = None,
     path_params: tuple[str, ...] = (),
+    processes: Callable[[dict[str, Any]], int | None] | None = None,
 ) -> Callable[[_Factory], _Factory]:
     """Mark a dataset factory as a data source (``DATA_SOURCE`` says what each field does)::
 
@@ -235,6 +239,7 @@ def data_source(
         image_size,
         default_split,
         tuple(path_params),
+        processes,
     )
 
     def mark(factory: _Factory) -> _Factory:
