@@ -322,6 +322,12 @@ def test_shards_round_trip_a_folder_locally_and_over_http(cli, tmp_path: Path) -
     assert (
         _metrics(tmp_path / "wds")["val_accuracy"] == _metrics(tmp_path / "folder")["val_accuracy"]
     )
+    # --val-data: validation on another source (a folder without splits: all of it).
+    run = cli(
+        "train", "--data", f"wds:{shards}", "--val-data", pets, *FAST, "--out", tmp_path / "v"
+    )
+    assert "12 train / 16 val" in run.stdout
+    assert f'val_data = "zoo:folder:root={pets}"' in (tmp_path / "v" / "config.toml").read_text()
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(shards))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

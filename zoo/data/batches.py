@@ -203,7 +203,8 @@ class StreamBatches:
     ``split_by_node``/``split_by_worker`` do) and orders an epoch from ``set_epoch``. Workers'
     batches are cut here to the local batch size; in training every process takes exactly
     ``steps`` batches of an epoch (a share that runs short is read again from its start, a
-    longer one is cut), so the processes of a distributed run stay in step.
+    longer one is cut), so the processes of a distributed run stay in step; a stream shorter
+    than one global batch is one batch of its own length.
     """
 
     def __init__(
@@ -227,6 +228,10 @@ class StreamBatches:
         self.rank, self.world, self.device = rank, world, device
         self.local_batch = max(1, batch_size // world)
         self.steps = steps_for(self.n, batch_size, drop_last)
+        # Items each process takes in a training epoch: whole batches, or a stream shorter
+        # than one global batch once.
+        whole = drop_last and self.n >= batch_size
+        self.quota = self.steps * self.local_batch if whole else max(1, -(-self.n // world))
         self.loader = _loader(dataset, self.local_batch, device, workers)
 
     def __len__(self) -> int:
@@ -248,23 +253,23 @@ class StreamBatches:
         xs: list[torch.Tensor] = []
         ys: list[torch.Tensor] = []
         held, given = 0, 0
-        while given < self.steps:
+        while given < self.quota:
             read_any = False
             for x, y in self._read(epoch):
                 read_any = True
                 xs.append(x)
                 ys.append(y)
                 held += x.shape[0]
-                while held >= self.local_batch and given < self.steps:
+                while given < self.quota and held >= min(self.local_batch, self.quota - given):
                     xb, yb = torch.cat(xs), torch.cat(ys)
-                    k = self.local_batch
+                    k = min(self.local_batch, self.quota - given)
                     xs, ys, held = [xb[k:]], [yb[k:]], held - k
-                    given += 1
+                    given += k
                     yield (
                         xb[:k].to(self.device, non_blocking=True),
                         yb[:k].to(self.device, non_blocking=True),
                     )
-                if given >= self.steps:
+                if given >= self.quota:
                     break
             if not read_any:
                 raise ZooError(

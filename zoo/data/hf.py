@@ -338,8 +338,8 @@ def _streamed(
             return None
         info = found[split].info.splits
         length = info[split].num_examples if info and split in info else 0
-        if not length:
-            raise ZooError(f"hf:{name}: the dataset does not say how many rows {split} holds")
+        if not length:  # not in the dataset's card: counted once, reading the labels alone
+            length = sum(1 for _ in found[split].select_columns([label_col]))
         return HFStream(
             found[split],
             image_col,
