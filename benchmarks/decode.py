@@ -1,6 +1,6 @@
 """JPEG decoding for image folders, three ways to uint8 pixels at the training size:
 
-- ``zoo``: ``zoo.data.folder.decode_image``: PIL in draft mode (libjpeg scales the DCT down while
+- ``zoo``: ``zoo.data.decoder.decode_image``: PIL in draft mode (libjpeg scales the DCT down while
   decoding), then torch's antialiased bilinear uint8 resize on the channels-last pixels;
 - ``pil``: PIL in draft mode, then PIL's own bilinear resize (zoo's decoder before);
 - ``torchvision``: ``torchvision.io.decode_image`` at full scale, then torchvision's
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from common import photo_like
 
-from zoo.data.folder import decode_image as decode_zoo
+from zoo.data.decoder import decode_image as decode_zoo
 from zoo.data.splits import default_workers
 
 

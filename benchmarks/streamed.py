@@ -12,10 +12,15 @@ DataLoader workers from its decoded cache. The cache starts empty for every zoo 
 decodes each image once, in the first epoch); ``--warm-cache`` keeps it between runs, as a
 user's second run of the same folder has it.
 
+``--shards`` streams WebDataset shards of the same JPEGs instead (``zoo shard FOLDER SHARDS
+--format jpg`` at the training size, written once before the runs): ``zoo train --data
+wds:SHARDS`` with the same workers.
+
 Both commands run in turn (A B A B ...) for ``--runs`` rounds after a warm-up round; printed:
 median wall seconds and the median of the per-round ratios zoo / torchvision.
 
     python benchmarks/streamed.py --images 2000 --image-size 64 --epochs 3 --runs 3
+    python benchmarks/streamed.py --images 2000 --image-size 64 --epochs 3 --runs 3 --shards
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import interleave, load, paired_ratio, photo_folder, summary, zoo_command
+from common import interleave, load, paired_ratio, photo_folder, run, summary, zoo_command
 
 
 def torchvision_script(folder: str, size: int, epochs: int, batch: int, workers: int) -> None:
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warm-cache", action="store_true", help="keep zoo's decoded cache")
+    parser.add_argument("--shards", action="store_true", help="zoo streams WebDataset shards")
     parser.add_argument("--keep", type=Path, help="write the JPEG folder here and reuse it")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
@@ -99,10 +105,30 @@ def main(argv: list[str] | None = None) -> int:
         cache = tmp / "cache"
         common = ["--image-size", str(args.image_size), "--epochs", str(args.epochs)]
         common += ["--batch-size", str(args.batch_size)]
+        data = f"folder:root={photos},max_memory_mb=1"
+        if args.shards:
+            shards = tmp / "shards"
+            made = run(
+                zoo_command(
+                    "shard",
+                    str(photos),
+                    str(shards),
+                    "--format",
+                    "jpg",
+                    "--image-size",
+                    str(args.image_size),
+                    "--shard-size",
+                    "20MB",
+                ),
+                {"ZOO_CACHE_DIR": str(tmp / "shard-cache")},
+            )
+            if made.code != 0:
+                raise SystemExit(made.output[-4000:])
+            data = f"wds:{shards}"
         zoo_cmd = zoo_command(
             "train",
             "--data",
-            f"folder:root={photos},max_memory_mb=1",
+            data,
             *common,
             "--workers",
             str(args.workers),
@@ -110,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             str(tmp / "run"),
             "--overwrite",
         )
-        if not args.warm_cache:  # sh -c: empty the decoded cache, then exec zoo
+        if not args.warm_cache and not args.shards:  # sh -c: empty the decoded cache, then exec zoo
             zoo_cmd = ["sh", "-c", f'rm -rf "{cache}/images" && exec "$@"', "sh", *zoo_cmd]
         tv_cmd = [sys.executable, __file__, "--torchvision", str(photos), *common[:4]]
         tv_cmd += ["--batch-size", str(args.batch_size), "--workers", str(args.workers)]
@@ -123,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs,
         "workers": args.workers,
         "warm_cache": args.warm_cache,
+        "shards": args.shards,
         "runs": summary(results),
         "ratio": round(paired_ratio(results["zoo"], results["torchvision"]), 3),
         "load_average": [before, load()],
@@ -132,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     r = report["runs"]
     print(
-        f"{args.images} JPEGs at {args.image_size} px, {args.epochs} epochs, {args.workers} "
+        f"{args.images} JPEGs{' as shards' if args.shards else ''} at {args.image_size} px, "
+        f"{args.epochs} epochs, {args.workers} "
         f"workers, load {before}-{load()}: zoo {r['zoo']['wall_s']:.2f} s, torchvision "
         f"{r['torchvision']['wall_s']:.2f} s, ratio {report['ratio']:.3f}"
     )

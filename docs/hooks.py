@@ -1,5 +1,6 @@
 """mkdocs build hooks: fill in what is generated from the code (zoo.cli.reference): the CLI
-reference from the typer app and the plugin contract table from zoo.plugins.hookspecs; and
+reference from the typer app and the plugin contract and data-source tables from
+zoo.plugins.hookspecs; and
 generate the pictures of the evaluation page from a real run (zoo train, zoo eval, zoo report).
 
 The pictures are made at build time, so they always show what this version of zoo draws. They
@@ -18,6 +19,7 @@ from typing import Any
 MARKERS = {
     "<!-- cli-reference -->": "cli_reference",
     "<!-- plugin-contract -->": "plugin_contract",
+    "<!-- data-source-protocol -->": "data_source_contract",
 }
 # Where the generated files appear in the site, relative to docs/.
 PICTURES = "img/evaluation"

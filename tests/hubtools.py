@@ -32,11 +32,14 @@ def commit_of(files: dict[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def cache_entry(cache: Path, repo_id: str, files: dict[str, bytes], revision: str = "main") -> Path:
+def cache_entry(
+    cache: Path, repo_id: str, files: dict[str, bytes], revision: str = "main", kind: str = "models"
+) -> Path:
     """Write ``files`` into a Hugging Face cache (``HF_HUB_CACHE``) as huggingface_hub would
-    after downloading them: ``models--ORG--NAME/blobs/<sha256>``, ``snapshots/<commit>/<file>``
-    symlinks to the blobs, and ``refs/<revision>`` holding the commit. Returns the snapshot."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    after downloading them: ``models--ORG--NAME/blobs/<sha256>`` (``datasets--`` for a dataset
+    repository), ``snapshots/<commit>/<file>`` symlinks to the blobs, and ``refs/<revision>``
+    holding the commit. Returns the snapshot."""
+    repo = cache / (f"{kind}--" + repo_id.replace("/", "--"))
     commit = commit_of(files)
     snapshot = repo / "snapshots" / commit
     snapshot.mkdir(parents=True, exist_ok=True)

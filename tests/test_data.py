@@ -13,8 +13,12 @@ import torch
 from conftest import write_image_folder
 
 import zoo
-from zoo.data.folder import DecodedCache, StreamedFolder, decode_image, list_folder, typical_size
+from zoo.data.cache import DecodedCache
+from zoo.data.decoder import decode_image
+from zoo.data.folder import typical_size
+from zoo.data.listing import list_folder
 from zoo.data.splits import DataSplits, ImageTensors, channel_stats, stratified_split
+from zoo.data.streaming import StreamedFolder
 from zoo.errors import ZooError
 from zoo.plugins.components import resolve
 
@@ -341,7 +345,7 @@ def test_channel_stats_equal_the_float64_computation() -> None:
 def test_a_folder_held_in_memory_is_the_same_from_the_cache_and_without(
     image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("zoo.data.folder.GATHER_BYTES", 2 * (3 * 8 * 8 + 1))  # 2 rows a read
+    monkeypatch.setattr("zoo.data.cache.GATHER_BYTES", 2 * (3 * 8 * 8 + 1))  # 2 rows a read
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
     spec = f"folder:root={image_folder}"
     decoded = build(spec, image_size=(8, 8))  # decodes into the cache file

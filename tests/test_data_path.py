@@ -13,7 +13,7 @@ from conftest import write_image_folder
 from PIL import Image
 
 from zoo.data.batches import TensorBatches, make_batches
-from zoo.data.folder import decode_image
+from zoo.data.decoder import decode_image
 from zoo.data.splits import ImageTensors
 
 

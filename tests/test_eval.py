@@ -143,7 +143,8 @@ def test_eval_refuses_data_whose_classes_the_model_lacks(cli, small_run, image_f
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--split", "test"], "--split must be one of val, train, all"),
+        (["--split", "tests"], "--split must be one of val, test, train, all"),
+        (["--split", "test"], "zoo:digits has no test split; use --split val, train or all"),
         (["--data", "nosuchdataset"], "unknown dataset 'nosuchdataset'"),
         (["--precision", "fp8"], "--precision must be"),
     ],

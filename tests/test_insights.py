@@ -16,7 +16,7 @@ from PIL import Image
 
 import zoo
 from zoo.builtins.loaders import digits_arrays, load_digits
-from zoo.data.folder import decode_image
+from zoo.data.decoder import decode_image
 from zoo.errors import ZooError
 from zoo.tasks.insights import calibration
 

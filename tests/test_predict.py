@@ -15,7 +15,7 @@ from PIL import Image
 
 import zoo
 from zoo.builtins.loaders import digits_arrays
-from zoo.data.folder import decode_image
+from zoo.data.decoder import decode_image
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ try:
     main()
 except SystemExit:
     pass
-plugins = "many_nets" in sys.modules or "timm" in sys.modules
+heavy = ("many_nets", "timm", "datasets", "webdataset", "pyarrow", "pandas")
+plugins = any(name in sys.modules for name in heavy)  # plugins, and the data sources' libraries
 print("TORCH", "torch" in sys.modules, "PLUGIN", plugins)
 """
 

@@ -1,12 +1,13 @@
-"""Built-in datasets: the embedded digits (no download), image folders, and torchvision's
-CIFAR-10/100, MNIST and Fashion-MNIST from local files (or downloaded with ``--download``)."""
+"""Built-in datasets: the embedded digits (no download), and the data sources: image folders,
+label tables, Hugging Face datasets and WebDataset shards; torchvision's CIFAR-10/100, MNIST and
+Fashion-MNIST from local files (or downloaded with ``--download``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from zoo.plugins.hookspecs import Register, hookimpl
+from zoo.plugins.hookspecs import Register, data_source, hookimpl
 
 
 def digits(image_size: tuple[int, int] | None, seed: int, val_fraction: float) -> Any:
@@ -20,6 +21,20 @@ def digits(image_size: tuple[int, int] | None, seed: int, val_fraction: float) -
     return load_digits(image_size or (32, 32), seed, val_fraction)
 
 
+def _folder_size(params: dict[str, Any], cap: tuple[int, int]) -> tuple[int, int] | None:
+    from zoo.data.folder import typical_size
+
+    return typical_size(Path(str(params["root"])).expanduser(), cap)
+
+
+def _folder_split(params: dict[str, Any]) -> str:
+    """A folder without train/ or val/ is a test set: all of it."""
+    from zoo.data.folder import has_splits
+
+    return "val" if has_splits(Path(str(params["root"])).expanduser()) else "all"
+
+
+@data_source(location="root", folders=True, image_size=_folder_size, default_split=_folder_split)
 def folder(
     image_size: tuple[int, int] | None,
     seed: int,
@@ -61,6 +76,171 @@ def folder(
     )
 
 
+def _table_size(params: dict[str, Any], cap: tuple[int, int]) -> tuple[int, int] | None:
+    from zoo.data.table import proposed_size
+
+    return proposed_size(params, cap)
+
+
+def _table_split(params: dict[str, Any]) -> str:
+    from zoo.data.table import default_split
+
+    return default_split(params)
+
+
+@data_source(
+    location="file",
+    suffixes=(".csv", ".tsv", ".parquet"),
+    image_size=_table_size,
+    default_split=_table_split,
+    path_params=("file",),
+)
+def table(
+    image_size: tuple[int, int] | None,
+    seed: int,
+    val_fraction: float,
+    file: str,
+    image: str | None = None,
+    label: str | None = None,
+    root: str | None = None,
+    delim: str | None = " ",
+    channels: int = 3,
+    cache: bool = True,
+    max_memory_mb: float = 4096,
+    workers: int | None = None,
+    decode_device: str | None = None,
+) -> Any:
+    """A table (.csv, .tsv, .parquet) of image files and labels: --data labels.csv.
+
+    image, label: the columns (default: found by name: image, file, filename, path; label,
+    labels, class, target). root: the folder the paths are relative to (default: the table's).
+    A split column (train, val, valid, validation, test) or fastai's is_valid decides the
+    splits; without one, --val-split holds out a stratified part. delim separates several
+    labels in a cell (multi-label; default: a space; none: one label per cell). Missing and
+    unreadable images are skipped and counted. channels, cache, max_memory_mb, workers and
+    decode_device: as for folder.
+    """
+    from zoo.data.table import load_table
+    from zoo.plugins.cache import cache_dir
+
+    return load_table(
+        Path(file).expanduser(),
+        image=image,
+        label=label,
+        root=root,
+        delim=delim,
+        image_size=image_size,
+        channels=channels,
+        val_fraction=val_fraction,
+        seed=seed,
+        cache_dir=cache_dir() / "images" if cache else None,
+        max_memory_mb=max_memory_mb,
+        workers=workers,
+        decode_device=decode_device,
+    )
+
+
+def _hf_size(params: dict[str, Any], cap: tuple[int, int]) -> tuple[int, int] | None:
+    from zoo.data.hf import proposed_size
+
+    return proposed_size(params, cap)
+
+
+@data_source(location="name", image_size=_hf_size)
+def hf(
+    image_size: tuple[int, int] | None,
+    seed: int,
+    val_fraction: float,
+    name: str,
+    config: str | None = None,
+    image: str | None = None,
+    label: str | None = None,
+    revision: str | None = None,
+    train: str | None = None,
+    val: str | None = None,
+    test: str | None = None,
+    streaming: bool = False,
+    channels: int = 3,
+    cache: bool = True,
+    max_memory_mb: float = 4096,
+    workers: int | None = None,
+) -> Any:
+    """A Hugging Face dataset: --data hf:ORG/NAME (the Hub) or hf:LOCAL_DIR (its files).
+
+    Read with datasets.load_dataset (its cache, HF_HOME, HF_HUB_OFFLINE and
+    HF_DATASETS_OFFLINE). config: the dataset's configuration. image, label: the columns
+    (default: the Image feature, the ClassLabel or Sequence(ClassLabel) one). train, val, test:
+    the dataset's split names when they are not train, validation and test; without a
+    validation split, --val-split holds out a stratified part of train. streaming: read the
+    splits as streams instead of downloading them whole. channels, cache, max_memory_mb,
+    workers: as for folder (images are decoded by zoo and cached).
+    """
+    from zoo.data.hf import load_hf
+    from zoo.plugins.cache import cache_dir
+
+    return load_hf(
+        name,
+        config=config,
+        image=image,
+        label=label,
+        revision=revision,
+        train=train,
+        val=val,
+        test=test,
+        streaming=streaming,
+        image_size=image_size,
+        channels=channels,
+        val_fraction=val_fraction,
+        seed=seed,
+        cache_dir=cache_dir() / "images" if cache else None,
+        max_memory_mb=max_memory_mb,
+        workers=workers,
+    )
+
+
+def _wds_size(params: dict[str, Any], cap: tuple[int, int]) -> tuple[int, int] | None:
+    from zoo.data.shards import proposed_size
+
+    return proposed_size(params, cap)
+
+
+def _wds_split(params: dict[str, Any]) -> str:
+    from zoo.data.shards import default_split
+
+    return default_split(params)
+
+
+def _wds_processes(params: dict[str, Any]) -> int | None:
+    from zoo.data.shards import find_shards
+
+    return len(find_shards(str(params["url"])).splits["train"])
+
+
+@data_source(
+    location="url", image_size=_wds_size, default_split=_wds_split, processes=_wds_processes
+)
+def wds(
+    image_size: tuple[int, int] | None,
+    seed: int,
+    val_fraction: float,
+    url: str,
+    channels: int = 3,
+    shuffle: int = 1000,
+) -> Any:
+    """WebDataset shards, streamed: --data wds:DIR_OR_URL (train-*.tar, val-*.tar) or a pattern
+    (wds:URL/train-{000000..000127}.tar, with --val-data for validation).
+
+    Local folders, http(s)://, s3:// and gs:// URLs, through the webdataset library. Each
+    process and loader worker reads its own shards (split_by_node, split_by_worker), so every
+    sample is read once per epoch; shuffle: the shuffle buffer's samples. A sample is an image
+    member (.jpg, .jpeg, .png, .webp) and a label member (.cls index, .txt or .json name);
+    class names from classes.txt beside the shards. channels: 3 (RGB) or 1 (greyscale).
+    """
+    from zoo.data.shards import load_shards
+
+    return load_shards(url, image_size=image_size, channels=channels, seed=seed, shuffle=shuffle)
+
+
 def _torchvision(name: str) -> Any:
     def factory(
         image_size: tuple[int, int] | None,
@@ -85,6 +265,9 @@ def _torchvision(name: str) -> Any:
 def zoo_register_datasets(register: Register) -> None:
     register("digits", digits)
     register("folder", folder)
+    register("table", table)
+    register("hf", hf)
+    register("wds", wds, aliases=("webdataset",))
     register("cifar10", _torchvision("CIFAR-10"), aliases=("cifar-10",))
     register("cifar100", _torchvision("CIFAR-100"), aliases=("cifar-100",))
     register("mnist", _torchvision("MNIST"))

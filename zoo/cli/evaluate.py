@@ -22,14 +22,15 @@ def evaluate(
         None,
         "--data",
         metavar="NAME|PATH",
-        help="Dataset name[:k=v] or image folder (default: the data the run trained on).",
+        help="Dataset NAME[:k=v], NAME:LOCATION, image folder or table (default: the data the "
+        "run trained on).",
     ),
     split: str | None = typer.Option(
         None,
         "--split",
         metavar="SPLIT",
-        help="val, train or all (train + val). Default: val; all for a --data folder without "
-        "train/ and val/ subfolders (a test set).",
+        help="val, test, train or all (train + val). Default: val; with --data, the split its "
+        "source proposes (all for a folder without train/ and val/ subfolders: a test set).",
     ),
     batch_size: int = typer.Option(
         256, "--batch-size", min=1, metavar="N", help="Images per batch."

@@ -32,7 +32,9 @@ def predict(
     paths: Annotated[
         list[str],
         typer.Argument(
-            metavar="IMAGE_OR_DIR...", help="Image files, or folders searched recursively."
+            metavar="IMAGE_OR_DIR...",
+            help="Image files, folders searched recursively, or tables (.csv, .tsv, .parquet) "
+            "whose image column names the files.",
         ),
     ],
     top_k: int = typer.Option(

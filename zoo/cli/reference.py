@@ -75,6 +75,18 @@ def plugin_contract() -> str:
     return "\n".join(rows) + "\n"
 
 
+def data_source_contract() -> str:
+    """The data-source protocol's tables for docs/plugins.md, from ``zoo.plugins.hookspecs``:
+    the fields of ``data_source`` and what a split may expose."""
+    from zoo.plugins import hookspecs
+
+    rows = ["| `data_source` field | what it says |", "| --- | --- |"]
+    rows += [f"| `{name}` | {_cell(doc)} |" for name, doc in hookspecs.DATA_SOURCE.items()]
+    rows += ["", "| a split may expose | what zoo does with it |", "| --- | --- |"]
+    rows += [f"| `{name}` | {_cell(doc)} |" for name, doc in hookspecs.SPLIT_EXPOSES.items()]
+    return "\n".join(rows) + "\n"
+
+
 def _returns(doc: str) -> str:
     """The first sentence of a hook docstring's ``Returns ...`` paragraph."""
     for paragraph in doc.split("\n\n"):

@@ -26,6 +26,18 @@ def report(
         help="Where eval.json and its pictures are (default: the run). Without an eval.json "
         "there, the run is evaluated first, as zoo eval would.",
     ),
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        metavar="NAME|PATH",
+        help="Evaluate on this data first, as zoo eval --data would (any form zoo eval takes).",
+    ),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        metavar="SPLIT",
+        help="Evaluate this split first (val, test, train or all), as zoo eval --split would.",
+    ),
 ) -> None:
     """Write report.html: settings, environment, training curves, confusion matrix, per-class
     table, top losses with class activation maps, calibration and the model card, in one file
@@ -43,12 +55,15 @@ def report(
         raise ZooError(f"--out {target} is a directory; give the HTML file's path")
     source = Path(eval_dir) if eval_dir is not None else run_dir
     console = stdout()
-    if not (source / "eval.json").is_file():
+    given = data is not None or split is not None
+    if given and eval_dir is not None:
+        raise ZooError("--eval reads an evaluation already made; --data and --split make one")
+    if given or not (source / "eval.json").is_file():
         if eval_dir is not None:
             raise ZooError(f"{source} holds no eval.json; run zoo eval {path} --out {source}")
-        options = eval_outputs.EvalOptions(cam=_cam_available())
+        options = eval_outputs.EvalOptions(data=data, split=split, cam=_cam_available())
         console.print(
-            f"no eval.json in {run_dir}: evaluating first, "
+            ("evaluating first, " if given else f"no eval.json in {run_dir}: evaluating first, ")
             + (
                 "as zoo eval --cam would"
                 if options.cam

@@ -120,6 +120,7 @@ def _launch(cfg: TrainConfig) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from zoo.data.source import check_processes as data_processes
     from zoo.train.config import dump_toml, validate
     from zoo.train.parts import check_processes, init_weights, resolve_components
     from zoo.train.rundir import check_out, default_out
@@ -128,6 +129,7 @@ def _launch(cfg: TrainConfig) -> int:
     validate(cfg)
     check_processes(cfg, cfg.nproc, resolve_device(cfg.device, Dist(0, 0, cfg.nproc, cfg.nproc)))
     parts = resolve_components(cfg)
+    data_processes(parts.dataset, cfg.nproc)  # a stream's shards must feed every process
     init_weights(cfg, parts.arch)  # a download fails here, once, and the processes find it cached
     if cfg.out is None:
         cfg = cfg.replace(out=str(default_out(parts.arch.spec.name)))

@@ -3,7 +3,8 @@
 In-memory splits are indexed batch by batch straight from the uint8 tensor, kept on the GPU when
 training there: no DataLoader, no per-image Python work. Streamed splits go through persistent
 DataLoader workers. With several processes each rank takes its share of every global batch, so
-the global batches are the same as in a single-process run.
+the global batches are the same as in a single-process run. Iterable streams split themselves
+over processes and workers; their batches are cut to the local batch size here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-from zoo.data.splits import ImageTensors
+from zoo.data.splits import ImageTensors, is_stream, split_decoded, split_labels
 from zoo.errors import ZooError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -108,6 +109,23 @@ def _collate(items: list[Any]) -> Batch | None:
     return torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items])
 
 
+def _loader(
+    dataset: Any, batch: int, device: torch.device, workers: int, sampler: Any = None
+) -> torch.utils.data.DataLoader:
+    """Persistent, pinned, prefetching DataLoader workers (``sampler``: an indexable dataset's
+    order; a stream orders itself)."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
 class _EpochSampler(torch.utils.data.Sampler[int]):
     """Indices of this rank's share of each global batch, for the current epoch."""
 
@@ -147,21 +165,12 @@ class LoaderBatches:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.balanced, self.rank, self.world = seed, balanced, rank, world
         self.local_batch = max(1, batch_size // world)
-        labels = getattr(dataset, "labels", None)
+        labels = split_labels(dataset) if balanced else None
         self.labels = torch.as_tensor(labels) if labels is not None else None
         self.steps = steps_for(self.n, batch_size, drop_last)
         self.device = device
         self.current_epoch = 0
-        self.loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=self.local_batch,
-            sampler=_EpochSampler(self),
-            num_workers=workers,
-            collate_fn=_collate,
-            pin_memory=device.type == "cuda",
-            persistent_workers=workers > 0,
-            prefetch_factor=4 if workers > 0 else None,
-        )
+        self.loader = _loader(dataset, self.local_batch, device, workers, _EpochSampler(self))
 
     def __len__(self) -> int:
         return self.steps
@@ -184,8 +193,91 @@ class LoaderBatches:
 
     def decoded(self) -> int | None:
         """Files the dataset decoded so far (None if it does not count them)."""
-        counter = getattr(self.dataset, "decoded", None)
-        return int(counter.sum()) if counter is not None else None
+        return split_decoded(self.dataset)
+
+
+class StreamBatches:
+    """Batches of an iterable stream through persistent DataLoader workers.
+
+    The stream gives each process and worker its own share (as WebDataset's
+    ``split_by_node``/``split_by_worker`` do) and orders an epoch from ``set_epoch``. Workers'
+    batches are cut here to the local batch size; in training every process takes exactly
+    ``steps`` batches of an epoch (a share that runs short is read again from its start, a
+    longer one is cut), so the processes of a distributed run stay in step; a stream shorter
+    than one global batch is one batch of its own length.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        device: torch.device,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        workers: int,
+        seed: int = 0,
+        balanced: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if balanced:
+            raise ZooError("--balanced needs a dataset it can index: a stream is read in order")
+        self.dataset, self.n = dataset, len(dataset)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.rank, self.world, self.device = rank, world, device
+        self.local_batch = max(1, batch_size // world)
+        self.steps = steps_for(self.n, batch_size, drop_last)
+        # Items each process takes in a training epoch: whole batches, or a stream shorter
+        # than one global batch once.
+        whole = drop_last and self.n >= batch_size
+        self.quota = self.steps * self.local_batch if whole else max(1, -(-self.n // world))
+        self.loader = _loader(dataset, self.local_batch, device, workers)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _read(self, epoch: int) -> Iterator[Batch]:
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+        for batch in self.loader:
+            if batch is not None:
+                yield batch
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        if not self.drop_last:  # evaluation: every item of this process's share, once
+            for x, y in self._read(epoch):
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            return
+        xs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
+        held, given = 0, 0
+        while given < self.quota:
+            read_any = False
+            for x, y in self._read(epoch):
+                read_any = True
+                xs.append(x)
+                ys.append(y)
+                held += x.shape[0]
+                while given < self.quota and held >= min(self.local_batch, self.quota - given):
+                    xb, yb = torch.cat(xs), torch.cat(ys)
+                    k = min(self.local_batch, self.quota - given)
+                    xs, ys, held = [xb[k:]], [yb[k:]], held - k
+                    given += k
+                    yield (
+                        xb[:k].to(self.device, non_blocking=True),
+                        yb[:k].to(self.device, non_blocking=True),
+                    )
+                if given >= self.quota:
+                    break
+            if not read_any:
+                raise ZooError(
+                    f"process {self.rank}: its share of the stream holds no readable image"
+                )
+
+    def decoded(self) -> int | None:
+        return split_decoded(self.dataset)
 
 
 def make_batches(
@@ -199,8 +291,9 @@ def make_batches(
     balanced: bool = False,
     rank: int = 0,
     world: int = 1,
-) -> TensorBatches | LoaderBatches:
-    """The batch source for a split: indexed tensors if in memory, else a DataLoader."""
+) -> TensorBatches | LoaderBatches | StreamBatches:
+    """The batch source for a split: indexed tensors if in memory, a DataLoader over an
+    indexable dataset, or a stream's own order."""
     kwargs: dict[str, Any] = dict(
         shuffle=train,
         drop_last=train,
@@ -211,4 +304,6 @@ def make_batches(
     )
     if isinstance(split, ImageTensors):
         return TensorBatches(split, batch_size, device, **kwargs)
+    if is_stream(split):
+        return StreamBatches(split, batch_size, device, workers=workers, **kwargs)
     return LoaderBatches(split, batch_size, device, workers=workers, **kwargs)

@@ -2,8 +2,10 @@
 the helpers they share: seeded stratified splits, uint8 resizing, channel statistics.
 
 A split is either decoded into memory (``ImageTensors``: uint8 ``[N, C, H, W]`` plus labels,
-indexed batch by batch on the training device) or streamed (any map-style torch ``Dataset``
-whose items are ``(uint8 [C, H, W], label)``, or None for an unreadable file).
+indexed batch by batch on the training device) or streamed: a map-style torch ``Dataset`` whose
+items are ``(uint8 [C, H, W], label)`` (None for an unreadable file), or an iterable stream of
+them with a defined epoch length. What a split may expose beyond its items
+(``zoo.plugins.hookspecs.SPLIT_EXPOSES``) is read here, by ``split_labels`` and its siblings.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ STATS_CHUNK_BYTES = 32 * 2**20
 
 @dataclass
 class ImageTensors:
-    """A split decoded into memory: uint8 images ``[N, C, H, W]`` and int64 labels ``[N]``.
+    """A split decoded into memory: uint8 images ``[N, C, H, W]`` and their labels: int64
+    ``[N]`` class indices, or for multi-label data a ``{0, 1}`` matrix ``[N, K]``.
 
     ``paths``, when given, names the file each image was decoded from (image folders), so
     evaluation can point at the files it got wrong; built-in datasets leave it None.
@@ -45,11 +48,12 @@ class ImageTensors:
                 f"images must be uint8 [N,C,H,W], got {self.images.dtype} "
                 f"{tuple(self.images.shape)}"
             )
-        if self.labels.shape != (self.images.shape[0],):
-            raise ValueError("labels must be int64 [N] matching the images")
-        if self.paths is not None and len(self.paths) != self.images.shape[0]:
+        n = self.images.shape[0]
+        if self.labels.ndim not in (1, 2) or self.labels.shape[0] != n:
+            raise ValueError("labels must be int64 [N] (or {0,1} [N, K]) matching the images")
+        if self.paths is not None and len(self.paths) != n:
             raise ValueError("paths must name one file per image")
-        self.labels = self.labels.long()
+        self.labels = self.labels.long() if self.labels.ndim == 1 else self.labels
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -59,8 +63,10 @@ class ImageTensors:
 class DataSplits:
     """What a dataset factory returns: the splits, class names and image geometry.
 
-    ``val`` may be None (no validation). ``mean``/``std`` are per-channel in ``[0, 1]`` units;
-    left as None, zoo computes them from the training images.
+    ``val`` may be None (no validation), as may ``test`` (a held-out split that only
+    ``zoo eval --split test`` reads). ``mean``/``std`` are per-channel in ``[0, 1]`` units;
+    left as None, zoo computes them from the training images. ``skipped`` names the files
+    found unreadable while loading.
     """
 
     train: Any
@@ -71,10 +77,68 @@ class DataSplits:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     skipped: list[str] = field(default_factory=list)
+    test: Any = None
 
     def __post_init__(self) -> None:
         if len(self.classes) < 2:
             raise ZooError(f"classification needs at least two classes, got {self.classes}")
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether any split holds label sets rather than one class per image."""
+        return any(is_multi_label(s) for s in (self.train, self.val, self.test) if s is not None)
+
+
+def is_stream(split: Any) -> bool:
+    """An iterable stream (read in order, its ``len()`` the epoch length), not indexable."""
+    from torch.utils.data import IterableDataset
+
+    return isinstance(split, IterableDataset)
+
+
+def split_labels(split: Any) -> Any:
+    """A split's labels (an ``ImageTensors``' tensor, or what a streamed split exposes as
+    ``labels``), or None when it exposes none."""
+    if isinstance(split, ImageTensors):
+        return split.labels
+    return getattr(split, "labels", None)
+
+
+def is_multi_label(split: Any) -> bool:
+    """Whether a split's labels are label sets (lists of class indices, or a ``[N, K]``
+    matrix), from what it exposes."""
+    labels = split_labels(split)
+    if labels is None:
+        return bool(getattr(split, "multi_label", False))
+    if getattr(labels, "ndim", 1) == 2:
+        return True
+    return any(isinstance(y, (list, tuple)) for y in labels)
+
+
+def split_paths(split: Any) -> list[str] | None:
+    """The file behind each item, in split order; None when the split names none (built-in
+    datasets: their items are named by index)."""
+    from torch.utils.data import ConcatDataset
+
+    if isinstance(split, ImageTensors):
+        return split.paths
+    if isinstance(split, ConcatDataset):
+        parts = [split_paths(d) for d in split.datasets]
+        return None if any(p is None for p in parts) else [f for p in parts for f in p or []]
+    paths = getattr(split, "paths", None)
+    return None if paths is None else [str(p) for p in paths]
+
+
+def split_unreadable(split: Any) -> list[Any]:
+    """The items a streamed split skipped as unreadable so far (none if it cannot say)."""
+    found = getattr(split, "unreadable", None)
+    return list(found()) if callable(found) else []
+
+
+def split_decoded(split: Any) -> int | None:
+    """Images a split decoded so far rather than read from a cache (None: it does not count)."""
+    counter = getattr(split, "decoded", None)
+    return int(counter.sum()) if counter is not None else None
 
 
 def resize_tensors(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -95,14 +159,17 @@ def resize_tensors(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def stratified_split(
-    labels: Sequence[int], fraction: float, seed: int
+    labels: Sequence[Any], fraction: float, seed: int
 ) -> tuple[list[int], list[int]]:
-    """Indices of a seeded, per-class validation split (each class keeps one training item)."""
+    """Indices of a seeded, per-class validation split (each class keeps one training item).
+    A label set (multi-label) counts in the class of its first label."""
     if not 0 <= fraction < 1:
         raise ZooError(f"validation fraction must be in [0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     by_class: dict[int, list[int]] = {}
     for i, y in enumerate(labels):
+        if isinstance(y, (list, tuple)):
+            y = y[0] if y else -1
         by_class.setdefault(int(y), []).append(i)
     train, val = [], []
     for y in sorted(by_class):

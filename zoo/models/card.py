@@ -315,8 +315,8 @@ def _base_model(config: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _dataset_name(spec: str) -> str:
-    """A dataset as a card names it: its name, or an image folder's own name (never the local
-    path it was read from)."""
+    """A dataset as a card names it: its name, or the name of the local folder or file it was
+    read from (never the path itself)."""
     from zoo.plugins.specs import parse_spec
 
     if not spec:
@@ -325,10 +325,8 @@ def _dataset_name(spec: str) -> str:
         parsed = parse_spec(spec, kind="dataset")
     except ZooError:
         return Path(spec).name
-    root = parsed.params.get("root")
-    if parsed.name == "folder" and isinstance(root, str):
-        return Path(root).name
-    return parsed.name
+    local = [v for v in parsed.params.values() if isinstance(v, str) and Path(v).is_absolute()]
+    return Path(local[0]).name if local else parsed.name
 
 
 def _json(path: Path) -> dict[str, Any] | None:

@@ -12,7 +12,8 @@ signature. ``extra`` is a dict of JSON values cached with the registry (see
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -62,10 +63,18 @@ def zoo_register_losses(register: Register) -> None:
 
 @hookspec
 def zoo_register_datasets(register: Register) -> None:
-    """Register datasets.
+    """Register datasets (data sources).
 
-    Returns a ``zoo.data.DataSplits``: each split an in-memory ``zoo.data.ImageTensors`` or a
-    map-style dataset of ``(uint8 [C, H, W], label)`` items (None for an unreadable one).
+    Returns a ``zoo.data.DataSplits``: each split an in-memory ``zoo.data.ImageTensors``, a
+    map-style dataset of ``(uint8 [C, H, W], label)`` items (None for an unreadable one), or an
+    iterable stream of such items with a defined epoch length (see ``SPLIT_EXPOSES``). A label
+    is a class index, or for a multi-label source a label set: a list of class indices per
+    item (an ``ImageTensors`` holds a ``{0, 1}`` matrix ``[N, K]`` instead of int64 ``[N]``).
+
+    Beyond its name, a source says which ``--data`` strings it reads, how it proposes an image
+    size and which split ``zoo eval --data`` judges by default, with the ``data_source``
+    decorator below (``DATA_SOURCE`` lists the fields). zoo never names a source in its engine:
+    a folder, a table, a Hugging Face dataset and WebDataset shards are four sources alike.
     """
 
 
@@ -151,3 +160,90 @@ KEYWORDS: dict[str, tuple[Keyword, ...]] = {
     "callback": (),
 }
 """Per kind, the keywords zoo passes to factories, beside the user's parameters."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """How a dataset factory reads ``--data`` beyond ``NAME[:k=v,...]`` (the fields of
+    ``data_source``; a factory without them is read by its name alone)."""
+
+    location: str | None = None
+    suffixes: tuple[str, ...] = ()
+    folders: bool = False
+    image_size: Callable[[dict[str, Any], tuple[int, int]], tuple[int, int] | None] | None = None
+    default_split: Callable[[dict[str, Any]], str] | None = None
+    path_params: tuple[str, ...] = field(default=())
+    processes: Callable[[dict[str, Any]], int | None] | None = None
+
+
+DATA_SOURCE: dict[str, str] = {
+    "location": "the factory parameter that receives `LOCATION` in `--data NAME:LOCATION[:k=v]` "
+    "(`hf:ORG/NAME`, `wds:URL`) and a claimed bare path; a local location is made absolute",
+    "suffixes": "file suffixes whose bare `--data PATH` this source reads (`.csv`, `.parquet`); "
+    "two sources claiming one suffix make the path ambiguous (name one: `--data NAME:PATH`)",
+    "folders": "`True`: this source reads a bare `--data PATH` that no suffix claims (a folder, or "
+    "a path that does not exist, which it then reports)",
+    "image_size": "`(params, cap) -> (h, w) | None`: the size a run without `--image-size` "
+    "trains at (`params`: the user's parameters, the location included; `cap`: the "
+    "architecture's default input size, else 224x224), recorded in the run's config",
+    "default_split": "`(params) -> 'val' | 'test' | 'all'`: the split `zoo eval --data` judges "
+    "without `--split` (default `val`); `all` holds nothing out",
+    "path_params": "parameters holding local paths, made absolute where the command line is "
+    "read (`root` always is)",
+    "processes": "`(params) -> int | None`: the most processes the source can feed (a stream's "
+    "training shards), checked before `--nproc N` starts any; None: no limit",
+}
+"""The fields of ``data_source``: the data-source protocol beside the factory's signature."""
+
+SPLIT_EXPOSES: dict[str, str] = {
+    "labels": "every item's label, in item order (class indices, or label sets: lists of class "
+    "indices): `--balanced`, `--class-weights auto` and distributed sampling read it",
+    "paths": "the file (or `name#index` for a record) each item came from, for `zoo eval`'s "
+    "per-image outputs",
+    "unreadable()": "the items skipped as unreadable so far (counted in `summary.json`)",
+    "decoded": "a shared-memory int64 tensor whose sum counts the images decoded rather than read "
+    "from the decoded cache (the `decoded_images` of `metrics.jsonl`)",
+    "set_epoch(epoch)": "an iterable stream (`torch.utils.data.IterableDataset`): called before "
+    "every epoch, so the order is a function of `(seed, epoch)` and `--resume` at an epoch "
+    "boundary reads what an uninterrupted run would; its `len()` is the epoch length in items "
+    "over all processes, and each process and loader worker reads its own share",
+    "channels": "a factory parameter `channels` (1 or 3), when declared, is set by `zoo eval` "
+    "to the model's input channels unless given",
+}
+"""What a split may expose beyond its items; every one is optional."""
+
+_Factory = TypeVar("_Factory", bound=Callable[..., Any])
+
+
+def data_source(
+    *,
+    location: str | None = None,
+    suffixes: tuple[str, ...] = (),
+    folders: bool = False,
+    image_size: Callable[[dict[str, Any], tuple[int, int]], tuple[int, int] | None] | None = None,
+    default_split: Callable[[dict[str, Any]], str] | None = None,
+    path_params: tuple[str, ...] = (),
+    processes: Callable[[dict[str, Any]], int | None] | None = None,
+) -> Callable[[_Factory], _Factory]:
+    """Mark a dataset factory as a data source (``DATA_SOURCE`` says what each field does)::
+
+        @data_source(location="file", suffixes=(".tfrecord",))
+        def tfrecord(image_size, seed, val_fraction, file: str) -> DataSplits: ...
+
+    ``--data train.tfrecord`` and ``--data tfrecord:train.tfrecord`` then both read it.
+    """
+    source = DataSource(
+        location,
+        tuple(s.lower() for s in suffixes),
+        folders,
+        image_size,
+        default_split,
+        tuple(path_params),
+        processes,
+    )
+
+    def mark(factory: _Factory) -> _Factory:
+        factory.data_source = source  # type: ignore[attr-defined]
+        return factory
+
+    return mark

@@ -26,7 +26,7 @@ class EvalOptions:
     """The settings of one evaluation (``zoo eval``'s options)."""
 
     data: str | None = None
-    split: str = "val"
+    split: str | None = None
     batch_size: int = 256
     device: str = "auto"
     precision: str = "auto"
@@ -53,7 +53,7 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     pictures to ``out`` (default: the weights' folder)."""
     import torch
 
-    from zoo.data.splits import default_workers
+    from zoo.data.splits import default_workers, split_paths
     from zoo.models import hub
     from zoo.models.loading import load, weights_path
     from zoo.tasks import cam, evaluation, insights, plots, tta
@@ -106,7 +106,7 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
             "from the split, so the top losses cannot be matched to their images"
         )
         indices = []
-    paths = evaluation.split_paths(chosen.split) if indices else None
+    paths = split_paths(chosen.split) if indices else None
     entries = insights.top_loss_entries(
         result.logits, result.targets, indices, list(info.classes), paths
     )
@@ -138,7 +138,7 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
                     f"note: top_losses.png shows the first {GRID_MAX} of the "
                     f"{len(indices)} top losses; eval.json lists them all"
                 )
-            images = [evaluation.split_image(chosen.split, i) for i in shown]
+            images = evaluation.split_images(chosen.split, shown)
             predicted = result.logits[shown].argmax(dim=1).tolist()
             overlays = _cam_overlays(model, images, predicted, layer) if layer else None
             pictures["top_losses.png"] = plots.top_losses_png(

@@ -14,18 +14,16 @@ from typing import Any
 
 import torch
 
-from zoo.data.splits import DataSplits, ImageTensors, resize_tensors
+from zoo.data.splits import ImageTensors, is_stream, resize_tensors
 from zoo.errors import ZooError
 from zoo.models.weights import ModelInfo
-
-SPLITS = ("val", "train", "all")
 
 
 @dataclass
 class EvalData:
     """The images a model is evaluated on, with labels in the model's class order."""
 
-    split: Any  # ImageTensors, or a map-style dataset of (uint8 [C, H, W], label) items
+    split: Any  # ImageTensors, or a streamed dataset of (uint8 [C, H, W], label) items
     data: str  # the dataset as given (name[:k=v] or path)
     split_name: str
 
@@ -33,13 +31,11 @@ class EvalData:
 def eval_data(info: ModelInfo, data: str | None, split: str | None, source: Path) -> EvalData:
     """Build the split of ``data`` (default: the run's own data) at the model's input size.
 
-    ``split`` None: the validation split, except for an image folder given as ``data`` that
-    has no ``train/`` or ``val/`` subfolders (a test set): all of it.
+    ``split`` None: the validation split of the run's own data; for data given as ``data``,
+    the split its source proposes (a folder without ``train/`` or ``val/``, a test set: all).
     """
-    from zoo.data.folder import has_splits
-    from zoo.plugins.components import resolve
-    from zoo.plugins.specs import accepted_params
-    from zoo.train.config import data_spec
+    from zoo.data.relabel import label_map, pick_split, relabel
+    from zoo.data.source import SPLITS, build_splits, default_split, for_channels, resolve_data
 
     if split is not None and split not in SPLITS:
         raise ZooError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -52,32 +48,23 @@ def eval_data(info: ModelInfo, data: str | None, split: str | None, source: Path
     seed = int(config.get("seed", 0))
     val_fraction = float(config.get("val_split", 0.2))
     # The run's own data may be named as runs did before they recorded qualified names.
-    resolved = resolve("dataset", data_spec(str(data)), prefer="zoo" if own else None)
-    root = resolved.spec.params.get("root")
-    if (
-        split is None
-        and not own
-        and resolved.component.qualified == "zoo:folder"
-        and isinstance(root, str)
-        and not has_splits(Path(root))
-    ):
-        split, val_fraction = "all", 0.0  # a test folder: every image in it
-    split = split or "val"
-    accepted = accepted_params(resolved.factory) or []
-    if "channels" in accepted and "channels" not in resolved.spec.params:
-        # Image folders decode to RGB unless told; a greyscale model needs one channel.
-        resolved = resolve("dataset", resolved.spec, channels=info.in_chans)
-    splits = resolved.build(
-        image_size=info.image_size, seed=seed, val_fraction=val_fraction, download=False
+    resolved = resolve_data(str(data), prefer="zoo" if own else None)
+    if split is None:
+        split = "val" if own else default_split(resolved)
+    if split == "all":
+        val_fraction = 0.0  # every image, none held out
+    splits = build_splits(
+        for_channels(resolved, info.in_chans),
+        image_size=info.image_size,
+        seed=seed,
+        val_fraction=val_fraction,
     )
-    if not isinstance(splits, DataSplits):
-        raise ZooError(f"{resolved.label} returned {type(splits).__name__}, not DataSplits")
     if splits.in_chans != info.in_chans:
         raise ZooError(
             f"{data} has {splits.in_chans}-channel images; the model takes {info.in_chans}"
         )
-    mapping = _label_map(splits.classes, info.classes, str(data))
-    chosen = _relabel(_pick(splits, split, str(data)), mapping)
+    mapping = label_map(splits.classes, info.classes, str(data))
+    chosen = relabel(pick_split(splits, split, str(data)), mapping)
     if tuple(splits.image_size) != tuple(info.image_size):
         if not isinstance(chosen, ImageTensors):
             raise ZooError(
@@ -90,91 +77,29 @@ def eval_data(info: ModelInfo, data: str | None, split: str | None, source: Path
     return EvalData(chosen, str(data), split)
 
 
-def _pick(splits: DataSplits, split: str, data: str) -> Any:
-    """The named split; ``all`` joins train and val."""
-    parts = {"train": [splits.train], "val": [splits.val], "all": [splits.train, splits.val]}
-    chosen = [p for p in parts[split] if p is not None and len(p) > 0]
-    if not chosen:
-        raise ZooError(
-            f"{data} has no {split} split"
-            + (" (no images were held out); use --split train or all" if split == "val" else "")
-        )
-    if len(chosen) == 1:
-        return chosen[0]
-    if all(isinstance(p, ImageTensors) for p in chosen):
-        paths = [p.paths for p in chosen]
-        return ImageTensors(
-            torch.cat([p.images for p in chosen]),
-            torch.cat([p.labels for p in chosen]),
-            None if None in paths else [f for p in paths for f in p],
-        )
-    if any(isinstance(p, ImageTensors) for p in chosen):
-        raise ZooError(f"{data}: cannot join an in-memory split with a streamed one")
-    return torch.utils.data.ConcatDataset(chosen)
-
-
-def _label_map(data_classes: list[str], model_classes: list[str], data: str) -> list[int] | None:
-    """Data label -> model label; None when they already agree. Every class of the data must
-    be one of the model's (a test set may lack some of the model's classes)."""
-    if list(data_classes) == list(model_classes):
-        return None
-    unknown = [c for c in data_classes if c not in model_classes]
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise ZooError(
-            f"{data} has classes the model does not know: {shown} "
-            f"(the model's: {', '.join(model_classes[:10])}"
-            f"{' ...' if len(model_classes) > 10 else ''})"
-        )
-    return [model_classes.index(c) for c in data_classes]
-
-
-def _relabel(split: Any, mapping: list[int] | None) -> Any:
-    if mapping is None:
-        return split
+def split_images(split: Any, indices: list[int]) -> list[torch.Tensor]:
+    """Images of a split as uint8 ``[C, H, W]``, by their index in split order (a stream is
+    read once, in the order ``zoo eval`` judged it)."""
     if isinstance(split, ImageTensors):
-        return ImageTensors(split.images, torch.tensor(mapping)[split.labels], split.paths)
-    return Relabeled(split, mapping)
-
-
-class Relabeled(torch.utils.data.Dataset):
-    """A streamed split whose labels are translated to the model's class indices."""
-
-    def __init__(self, dataset: Any, mapping: list[int]) -> None:
-        self.dataset, self.mapping = dataset, mapping
-        labels = getattr(dataset, "labels", None)
-        self.labels = None if labels is None else [mapping[int(y)] for y in labels]
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> tuple[Any, int] | None:
-        item = self.dataset[i]
-        return None if item is None else (item[0], self.mapping[int(item[1])])
-
-    @property
-    def paths(self) -> list[str] | None:
-        return split_paths(self.dataset)
-
-
-def split_paths(split: Any) -> list[str] | None:
-    """The file behind each item of a split, in split order; None when the data has no files
-    (built-in datasets: their items are named by index)."""
-    if isinstance(split, torch.utils.data.ConcatDataset):
-        parts = [split_paths(d) for d in split.datasets]
-        return None if any(p is None for p in parts) else [f for p in parts for f in p or []]
-    paths = getattr(split, "paths", None)
-    return None if paths is None else [str(p) for p in paths]
-
-
-def split_image(split: Any, index: int) -> torch.Tensor:
-    """One image of a split as uint8 ``[C, H, W]``."""
-    if isinstance(split, ImageTensors):
-        return split.images[index]
-    item = split[index]
-    if item is None:
-        raise ZooError(f"image {index} of the split is unreadable")
-    return torch.as_tensor(item[0])
+        return [split.images[i] for i in indices]
+    if is_stream(split):
+        set_epoch = getattr(split, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(0)
+        wanted, found = set(indices), {}
+        for i, item in enumerate(it for it in split if it is not None):
+            if i in wanted:
+                found[i] = torch.as_tensor(item[0])
+            if len(found) == len(wanted):
+                break
+        return [found[i] for i in indices]
+    images = []
+    for index in indices:
+        item = split[index]
+        if item is None:
+            raise ZooError(f"image {index} of the split is unreadable")
+        images.append(torch.as_tensor(item[0]))
+    return images
 
 
 @dataclass
@@ -209,6 +134,8 @@ def run(
     from zoo.train.eval_loop import evaluate
 
     info = model.info
+    # A stream is judged in its own order, in this process, so that its items keep their index.
+    workers = 0 if is_stream(data.split) else workers
     batches = make_batches(data.split, batch_size, device, train=False, workers=workers, seed=0)
     normalize = Normalizer(info.mean, info.std, device, getattr(model, "channels_last", False))
     net = model if tta is None else TTA(model, tta)

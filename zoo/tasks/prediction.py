@@ -28,15 +28,19 @@ class Prediction:
 
 def collect_files(paths: list[Path]) -> list[Path]:
     """Files in the order given; a directory contributes its image files (by extension,
-    recursively, sorted; image-named FIFOs, sockets and dangling links too, to be reported).
+    recursively, sorted; image-named FIFOs, sockets and dangling links too, to be reported), a
+    table (.csv, .tsv, .parquet) the files of its image column, in row order.
     A file named explicitly is kept whatever its extension, so a non-image file is reported
     rather than silently dropped."""
-    from zoo.data.folder import IMAGE_EXTENSIONS, scan_images
+    from zoo.data.listing import IMAGE_EXTENSIONS, scan_images
+    from zoo.data.table import SUFFIXES, read_table
 
     files: list[Path] = []
     for path in paths:
         path = path.expanduser()
-        if path.is_dir():
+        if path.suffix.lower() in SUFFIXES and path.is_file():  # a table: its image column
+            files.extend(read_table(path, need_label=False).images)
+        elif path.is_dir():
             images, special = scan_images(path)
             found = sorted(images + [p for p, _ in special])
             if not found:
@@ -51,7 +55,7 @@ def collect_files(paths: list[Path]) -> list[Path]:
 
 
 def _decode(path: Path, size: tuple[int, int], channels: int) -> tuple[Any, str | None]:
-    from zoo.data.folder import decode_image
+    from zoo.data.decoder import decode_image
 
     try:
         return decode_image(path, size, channels), None

@@ -312,12 +312,20 @@ def _samples(d: Dimension) -> list[Any]:
     return [d.low, d.high] if d.kind != "choice" else list(d.choices)
 
 
+def _resolve(kind: str, text: str) -> Any:
+    """A component setting resolved (``--data``'s forms through the data-source protocol)."""
+    from zoo.data.source import resolve_data
+    from zoo.plugins.components import resolve
+
+    return resolve_data(text) if kind == "dataset" else resolve(kind, text)
+
+
 def _check_components(field: str, value: Any, where: str) -> None:
     from zoo.plugins.components import resolve
 
     try:
         if field in COMPONENTS:
-            resolve(COMPONENTS[field], value)
+            _resolve(COMPONENTS[field], value)
         elif field in COMPONENT_LISTS:
             for spec in value:
                 resolve(COMPONENT_LISTS[field], spec)
@@ -332,7 +340,7 @@ def _check_param(d: Dimension, spec: Any, value: Any, where: str) -> None:
     kind = COMPONENTS.get(d.field) or COMPONENT_LISTS[d.field]
     try:
         if d.field in COMPONENTS:
-            resolve(kind, _with_param(str(spec), d, value))
+            _resolve(kind, _with_param(str(spec), d, value))
             if d.field == "arch":
                 _check_kwargs_architecture(d, str(spec), value, where)
             return
@@ -372,7 +380,8 @@ def _with_param(current: Any, d: Dimension, value: Any) -> Any:
     """``current`` (a spec, or a list of specs) with ``d.param`` set to ``value``."""
     kind = COMPONENTS.get(d.field) or COMPONENT_LISTS[d.field]
     if d.field in COMPONENTS:
-        spec = parse_spec(str(current), kind=kind)
+        text = _resolve(kind, str(current)).recorded if kind == "dataset" else str(current)
+        spec = parse_spec(text, kind=kind)
         return format_spec(spec.ref, {**spec.params, d.param: value})
     out = []
     for text in current:

@@ -4,8 +4,8 @@ and the ``config.toml`` written into every run directory.
 Precedence: defaults < ``--config FILE.toml`` < options given on the command line. Values are
 normalised once, where they enter (``from_mapping`` for the command line and TOML files,
 ``normalize`` for a ``TrainConfig`` built in Python): the image size becomes an ``(h, w)``
-tuple, and ``--data`` paths, a dataset's ``root=`` and ``--init`` become absolute, so a saved
-config evaluates and resumes from any working directory.
+tuple, and ``--data`` paths (a bare path, a location, ``root=``) and ``--init`` become absolute,
+so a saved config evaluates and resumes from any working directory. No registry is asked.
 """
 
 from __future__ import annotations
@@ -43,7 +43,15 @@ class TrainConfig:
     )
     data: str = _opt(
         "digits",
-        "Dataset name[:key=value,...] or a folder of class folders.",
+        "Dataset NAME[:key=value,...], NAME:LOCATION (hf:ORG/NAME, wds:DIR_OR_URL), a folder of "
+        "class folders or a table (.csv, .tsv, .parquet).",
+        metavar="NAME|PATH",
+        panel="Components",
+    )
+    val_data: str | None = _opt(
+        None,
+        "Validate on this data instead of a split of --data (any form --data takes; its "
+        "default split, as zoo eval --data judges it).",
         metavar="NAME|PATH",
         panel="Components",
     )
@@ -223,34 +231,21 @@ def from_mapping(
 
 
 def normalize(cfg: TrainConfig) -> TrainConfig:
-    """``--data`` as a dataset spec with absolute paths, an ``--init`` path absolute (a Hub
-    repository, ``hf-hub:ORG/NAME``, stays as it is) (idempotent)."""
+    """``--data`` with absolute paths, an ``--init`` path absolute (a Hub repository,
+    ``hf-hub:ORG/NAME``, stays as it is) (idempotent)."""
     init = cfg.init
     if init is not None and not init.startswith("hf-hub:"):
         init = absolute(init)
-    return cfg.replace(data=data_spec(cfg.data), init=init)
+    val_data = data_spec(cfg.val_data) if cfg.val_data else None
+    return cfg.replace(data=data_spec(cfg.data), val_data=val_data, init=init)
 
 
 def data_spec(text: str) -> str:
-    """``--data`` as a dataset spec: a dataset's name (``mnist:root=/data``), or a path, which
-    the ``folder`` dataset reads. Paths, and a dataset's ``root`` parameter, become absolute."""
-    from zoo.plugins.build import get_registry
-    from zoo.plugins.specs import format_spec, parse_spec
+    """``--data`` with its local paths absolute (``zoo.data.source.normalize_data``): which
+    source reads it is decided when it is resolved, never here."""
+    from zoo.data.source import normalize_data
 
-    try:
-        spec = parse_spec(text, kind="dataset")
-    except ZooError:
-        spec = None  # not a spec at all, so a path
-    if spec is not None:
-        names = {n for c in get_registry().components("dataset") for n in (c.name, *c.aliases)}
-        if spec.name in names:
-            root = spec.params.get("root")
-            if not isinstance(root, str):
-                return text
-            return format_spec(spec.ref, {**spec.params, "root": absolute(root)})
-    if Path(text).expanduser().exists() or any(ch in text for ch in "/\\~") or text.startswith("."):
-        return format_spec("folder", {"root": absolute(text)})
-    return text  # an unknown dataset name: resolving it reports the closest valid names
+    return normalize_data(text)
 
 
 def absolute(path: str) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo.data.source import resolve_data
 from zoo.errors import ZooError
 from zoo.plugins.components import Resolved, resolve
 
@@ -27,6 +28,7 @@ class Components:
 
     arch: Resolved
     dataset: Resolved
+    val_data: Resolved | None
     augs: list[Resolved]
     loss: Resolved
     optimizer: Resolved
@@ -49,7 +51,8 @@ def resolve_components(cfg: TrainConfig) -> Components:
     is read or any process starts."""
     return Components(
         arch=resolve("architecture", cfg.arch),
-        dataset=resolve("dataset", cfg.data),
+        dataset=resolve_data(cfg.data),
+        val_data=resolve_data(cfg.val_data) if cfg.val_data else None,
         augs=[resolve("augmentation", a) for a in cfg.aug],
         loss=resolve("loss", cfg.loss),
         optimizer=resolve("optimizer", cfg.optimizer),
@@ -64,28 +67,28 @@ def settle(cfg: TrainConfig, parts: Components) -> tuple[TrainConfig, str | None
 
     Every component is recorded by the qualified ``plugin:name`` it resolved to, so a plugin
     that registers the same name later never changes what the run resumes or evaluates with.
-    A folder run without ``--image-size`` gets one from its images (their median size, capped
-    by the architecture's default input size), recorded so that resuming keeps it.
+    A run without ``--image-size`` gets the size its data source proposes (a folder: its
+    images' median size, capped by the architecture's default input size), recorded so that
+    resuming keeps it.
     """
     cfg = cfg.replace(
         arch=parts.arch.recorded,
         data=parts.dataset.recorded,
+        val_data=parts.val_data.recorded if parts.val_data else None,
         aug=[r.recorded for r in parts.augs],
         loss=parts.loss.recorded,
         optimizer=parts.optimizer.recorded,
         scheduler=parts.scheduler.recorded,
         callback=[r.recorded for r in parts.callbacks[: len(cfg.callback)]],
     )
-    root = parts.dataset.spec.params.get("root")
-    folder = parts.dataset.component.qualified == "zoo:folder" and isinstance(root, str)
-    if cfg.image_size is not None or not folder:
+    if cfg.image_size is not None:
         return cfg, None
-    from zoo.data.folder import typical_size
+    from zoo.data.source import proposed_size
     from zoo.train.config import format_image_size
 
     default = getattr(parts.arch.factory, "default_image_size", None)
     cap = (224, 224) if not default else (int(default[0]), int(default[1]))
-    size = typical_size(Path(str(root)), cap)
+    size = proposed_size(parts.dataset, cap)
     if size is None:
         return cfg, None
     return cfg.replace(image_size=size), f"{format_image_size(size)} (from the images)"
@@ -216,11 +219,9 @@ def labels_of(split: Any) -> torch.Tensor:
     """A split's labels (in memory, or as a streamed dataset exposes them)."""
     import torch
 
-    from zoo.data.splits import ImageTensors
+    from zoo.data.splits import split_labels
 
-    if isinstance(split, ImageTensors):
-        return split.labels
-    labels = getattr(split, "labels", None)
+    labels = split_labels(split)
     if labels is None:
         raise ZooError("--class-weights auto / --balanced need a dataset that exposes labels")
     return torch.as_tensor(labels)
@@ -279,34 +280,61 @@ def monitored(cfg: TrainConfig, has_val: bool, note: Callable[[str], None]) -> s
 
 def split_stats(split: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of a training split (streamed: from up to 512 evenly spaced
-    images)."""
+    images; a stream: its first 512)."""
+    import itertools
+
     import torch
 
-    from zoo.data.splits import ImageTensors, channel_stats
+    from zoo.data.splits import ImageTensors, channel_stats, is_stream
 
     if isinstance(split, ImageTensors):
         return channel_stats(split.images)
-    step = max(1, len(split) // 512)
-    items = [split[i] for i in range(0, len(split), step)]
-    images = [it[0] for it in items if it is not None]
+    if is_stream(split):
+        set_epoch = getattr(split, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(0)
+        items = list(itertools.islice(iter(split), 512))
+    else:
+        step = max(1, len(split) // 512)
+        items = [split[i] for i in range(0, len(split), step)]
+    images = [torch.as_tensor(it[0]) for it in items if it is not None]
     if not images:
         raise ZooError("no readable training images")
     return channel_stats(torch.stack(images))
 
 
-def build_data(resolved: Resolved, cfg: TrainConfig) -> DataSplits:
-    """The dataset's splits at the run's image size."""
-    from zoo.data.splits import DataSplits
+def build_data(
+    resolved: Resolved, cfg: TrainConfig, val_data: Resolved | None = None
+) -> DataSplits:
+    """The dataset's splits at the run's image size; with ``--val-data``, its validation split
+    replaced by that source's default split, at the same size and in the same class order."""
+    import dataclasses
 
-    data = resolved.build(
+    from zoo.data.relabel import label_map, pick_split, relabel
+    from zoo.data.source import build_splits, default_split, for_channels
+
+    data = build_splits(
+        resolved,
         image_size=cfg.image_size,
         seed=cfg.seed,
-        val_fraction=cfg.val_split,
+        val_fraction=0.0 if val_data is not None else cfg.val_split,
         download=cfg.download,
     )
-    if not isinstance(data, DataSplits):
-        raise ZooError(f"{resolved.label} returned {type(data).__name__}, not zoo.data.DataSplits")
-    return data
+    if val_data is None:
+        return data
+    split = default_split(val_data)
+    other = build_splits(
+        for_channels(val_data, data.in_chans),
+        image_size=tuple(data.image_size),
+        seed=cfg.seed,
+        val_fraction=0.0 if split == "all" else cfg.val_split,
+        download=cfg.download,
+    )
+    where = f"--val-data {cfg.val_data}"
+    if other.in_chans != data.in_chans or tuple(other.image_size) != tuple(data.image_size):
+        raise ZooError(f"{where}: its images are not {data.in_chans}x{data.image_size}")
+    val = relabel(pick_split(other, split, where), label_map(other.classes, data.classes, where))
+    return dataclasses.replace(data, val=val, skipped=data.skipped + other.skipped)
 
 
 def normalization(

@@ -14,6 +14,7 @@ from zoo.train.config import TrainConfig, from_mapping, load_toml
 IDENTITY = (
     "arch",
     "data",
+    "val_data",
     "aug",
     "loss",
     "optimizer",
@@ -59,6 +60,7 @@ def saved_config(run: Path) -> TrainConfig:
 COMPONENTS = {
     "arch": "architecture",
     "data": "dataset",
+    "val_data": "dataset",
     "aug": "augmentation",
     "loss": "loss",
     "optimizer": "optimizer",
@@ -105,15 +107,25 @@ def qualified(cfg: TrainConfig) -> TrainConfig:
     bare ones, which resolve to what they meant: when a plugin installed since registers the
     same name, to the built-in one (the only one there was), else the choices are listed.
     """
-    from zoo.plugins.components import resolve
-
     changes: dict[str, Any] = {}
     for key, kind in COMPONENTS.items():
         value = getattr(cfg, key)
+        if value is None:
+            continue
         texts = value if isinstance(value, list) else [value]
-        done = [resolve(kind, text, prefer="zoo").recorded for text in texts]
+        done = [_resolve(kind, text, prefer="zoo").recorded for text in texts]
         changes[key] = done if isinstance(value, list) else done[0]
     return cfg.replace(**changes)
+
+
+def _resolve(kind: str, text: str, prefer: str | None = None) -> Any:
+    """A saved component setting resolved (``--data`` through its data source)."""
+    from zoo.data.source import resolve_data
+    from zoo.plugins.components import resolve
+
+    if kind == "dataset":
+        return resolve_data(text, prefer=prefer)
+    return resolve(kind, text, prefer=prefer)
 
 
 def same_components(key: str, given: Any, saved: Any) -> bool:
@@ -128,6 +140,14 @@ def same_components(key: str, given: Any, saved: Any) -> bool:
     theirs = saved if isinstance(saved, list) else [saved]
     if len(mine) != len(theirs):
         return False
+    if kind == "dataset":  # --data's forms (a path, NAME:LOCATION) resolve through its source
+        if mine[0] is None or theirs[0] is None:
+            return mine[0] == theirs[0]
+        try:
+            a, b = _resolve(kind, mine[0]), _resolve(kind, theirs[0], prefer="zoo")
+        except ZooError:
+            return False
+        return a.component == b.component and a.spec.params == b.spec.params
     for text, recorded in zip(mine, theirs, strict=True):
         a, b = parse_spec(text, kind=kind), parse_spec(recorded, kind=kind)
         if a.params != b.params:

@@ -101,11 +101,9 @@ def throughput(history: list[dict[str, Any]]) -> dict[str, float]:
 
 def skipped(data: DataSplits) -> int:
     """Unreadable images: found at load time, or met while streaming (datasets that can say)."""
-    streamed = [
-        split.unreadable()
-        for split in (data.train, data.val)
-        if callable(getattr(split, "unreadable", None))
-    ]
+    from zoo.data.splits import split_unreadable
+
+    streamed = [split_unreadable(s) for s in (data.train, data.val) if s is not None]
     return len(data.skipped) + sum(len(found) for found in streamed)
 
 

@@ -138,13 +138,13 @@ class Trainer:
             seed_everything(cfg.seed)
             if self.dist.local_rank == 0:  # decodes, caches or downloads once per machine
                 self.init = init_weights(cfg, self.parts.arch)
-                self.data = build_data(self.parts.dataset, cfg)
+                self.data = build_data(self.parts.dataset, cfg, self.parts.val_data)
         # Rank 0 alone writes, but messages on every rank name its (timestamped) directory.
         self.out = Path(out if cfg.out else broadcast_text(self.dist, out))
         with together(self.dist):
             if self.dist.local_rank != 0:
                 self.init = init_weights(cfg, self.parts.arch)
-                self.data = build_data(self.parts.dataset, cfg)
+                self.data = build_data(self.parts.dataset, cfg, self.parts.val_data)
             self._build()
         self._wrap()
 
