@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import sys
 import tempfile
 import warnings
@@ -27,6 +26,8 @@ import numpy as np
 
 from zoo.data.splits import DataSplits, ImageTensors, default_workers, stratified_split
 from zoo.errors import ZooError
+from zoo.files.reading import open_regular as _open_regular
+from zoo.files.reading import special_file
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 VAL_DIRS = ("val", "validation", "valid")
@@ -62,28 +63,6 @@ class FolderListing:
             print(f"warning: skipped unreadable image {path} ({reason})", file=sys.stderr)
         for path in self.empty:
             print(f"warning: class folder {path} holds no images; it is not used", file=sys.stderr)
-
-
-def special_file(path: Path) -> str | None:
-    """Why ``path`` is not a regular file (None when it is one), found without opening it:
-    opening a FIFO for reading blocks until something writes to it."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "a dangling symbolic link" if os.path.islink(path) else "no such file"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if stat.S_ISREG(mode):
-        return None
-    kinds = {
-        stat.S_ISFIFO: "a FIFO",
-        stat.S_ISSOCK: "a socket",
-        stat.S_ISCHR: "a character device",
-        stat.S_ISBLK: "a block device",
-        stat.S_ISDIR: "a directory",
-    }
-    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
-    return f"{kind}, not a regular file"
 
 
 def scan_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -192,24 +171,6 @@ def typical_size(root: Path, cap: tuple[int, int], sample: int = 256) -> tuple[i
         return min(limit, max(8, -(-median // 8) * 8))
 
     return pick(heights, cap[0]), pick(widths, cap[1])
-
-
-def _open_regular(path: Path) -> Any:
-    """``path`` opened for binary reading, refused unless it is a regular file: checked before
-    opening (a FIFO would block) and on the open descriptor (the file may be swapped meanwhile;
-    O_NONBLOCK makes that open return at once)."""
-    reason = special_file(path)
-    if reason is not None:
-        raise OSError(reason)
-
-    def opener(name: str, flags: int) -> int:
-        fd = os.open(name, flags | getattr(os, "O_NONBLOCK", 0))
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OSError("not a regular file")
-        return fd
-
-    return open(path, "rb", opener=opener)  # named by its path in PIL's messages
 
 
 _ORIENTATION = 0x0112  # the EXIF tag

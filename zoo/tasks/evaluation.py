@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from zoo.data.splits import DataSplits, ImageTensors, resize_tensors
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
 from zoo.models.weights import ModelInfo
 
 SPLITS = ("val", "train", "all")
@@ -42,7 +42,7 @@ def eval_data(info: ModelInfo, data: str | None, split: str | None, source: Path
     from zoo.train.config import data_spec
 
     if split is not None and split not in SPLITS:
-        raise ZooError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise ZooError(f"--split must be one of {', '.join(SPLITS)}, got {shown(split)}")
     config = info.config or {}
     own = data is None
     if own:

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError, did_you_mean
+from zoo.files.reading import read_toml
 from zoo.tasks.search_space import FIXED, SearchSpace, parse_search
-from zoo.train.config import TrainConfig, dump_toml, from_mapping, read_toml
+from zoo.train.config import TrainConfig, dump_toml, from_mapping
 from zoo.train.events import Callback
 
 if TYPE_CHECKING:
