@@ -161,7 +161,7 @@ def test_values_echoed_in_errors_are_cut_to_a_readable_length(cli, tmp_path: Pat
         f'epochs = "{huge}"': f"epochs must be int, got {cut}",
         f'arch = "simplecnn:padding={huge}"': f"padding must be one of same, valid, got {cut}",
         f'image_size = "{huge}"': f"image size must be N or HxW, got {cut}",
-        f'{huge} = 3': f"unknown setting {cut}",
+        f"{huge} = 3": f"unknown setting {cut}",
     }
     config = tmp_path / "config.toml"
     for text, message in cases.items():

@@ -54,6 +54,7 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     import torch
 
     from zoo.data.splits import default_workers
+    from zoo.files import records
     from zoo.models import hub
     from zoo.models.loading import load, weights_path
     from zoo.tasks import cam, evaluation, insights, plots, tta
@@ -126,8 +127,11 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
         pictures["confusion_matrix.png"] = plots.confusion_png(
             report["confusion_matrix"], report["classes"], title
         )
-        metrics = run_dir / "metrics.jsonl"
-        history = plots.read_history(metrics) if metrics.is_file() else []
+        try:
+            history = records.history(run_dir)
+        except records.Damaged as exc:
+            outputs.notes.append(f"note: {exc}; no training curves")
+            history = []
         if history:
             pictures["training_curves.png"] = plots.curves_png(history, report["arch"])
         pictures["calibration.png"] = plots.calibration_png(report["calibration"], title)
