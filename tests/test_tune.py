@@ -190,10 +190,11 @@ def test_bad_options_are_refused(cli, tmp_path: Path, args: list[str], message: 
 
 
 def test_a_study_continues_only_with_its_own_settings(cli, tmp_path: Path) -> None:
-    from zoo.tasks import tune
+    from zoo.tasks.tune import prepare
+    from zoo.tasks.tune_study import setup
 
     config = write(tmp_path / "s.toml", BASE + "\n[search]\nlr = [1e-3, 1e-2]\n")
-    tune.setup(tune.prepare(config, out=tmp_path / "out"))
+    setup(prepare(config, out=tmp_path / "out"))
     write(config, BASE.replace("epochs = 2", "epochs = 3") + "\n[search]\nlr = [1e-3, 1e-2]\n")
     result = cli("tune", "--config", config, "--out", tmp_path / "out", code=2)
     assert "was started with other settings (epochs differ)" in result.stderr
