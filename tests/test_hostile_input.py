@@ -171,3 +171,34 @@ def test_values_echoed_in_errors_are_cut_to_a_readable_length(cli, tmp_path: Pat
         assert len(result.stderr) < 600
     assert re.fullmatch(r"error: .*\n", cli("info", huge, code=2).stderr)
     assert len(cli("info", huge, code=2).stderr) < 600
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["train"], ["lr-find"], ["eval", "RUN"], ["predict", "RUN", "RUN"]],
+    ids=["train", "lr-find", "eval", "predict"],
+)
+def test_workers_has_one_minimum_in_every_command(cli, small_run, command) -> None:
+    """--workers is declared once (zoo.cli.options): the same minimum, 0, everywhere (predict
+    refused 0, train took -1 to its own check)."""
+    args = [small_run if a == "RUN" else a for a in command]
+    result = cli(*args, "--workers", "-1", code=2)
+    assert result.stderr == (
+        "error: invalid value for '--workers': Input should be greater than or equal to 0 "
+        f"(see zoo {command[0]} -h)\n"
+    )
+    helps = {
+        cli(c, "--help").stdout.split("--workers N")[1].split("--")[0]
+        for c in ("train", "lr-find", "eval", "predict")
+    }
+    assert len({" ".join(h.split()) for h in helps}) == 1
+
+
+def test_predict_with_no_extra_decoding_threads(cli, small_run, tmp_path) -> None:
+    from PIL import Image
+
+    from zoo.builtins.loaders import digits_arrays
+
+    Image.fromarray(digits_arrays()[0][0, 0]).save(tmp_path / "digit.png")
+    rows = cli("predict", small_run, tmp_path / "digit.png", "--workers", "0", "--json").stdout
+    assert '"error": null' in rows

@@ -49,3 +49,19 @@ def test_no_module_is_over_500_lines() -> None:
         if (lines := len(module.read_text().splitlines())) > 500
     }
     assert set(long) <= set(OVER_LIMIT), f"modules over 500 lines: {long}"
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """A name with a leading underscore is its module's own: what two modules share is public
+    (zoo lr-find borrowed zoo train's _given and _option to layer its config)."""
+    import ast
+
+    borrowed = [
+        f"{module.relative_to(ROOT).as_posix()}: {alias.name} from {node.module}"
+        for module in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(module.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("zoo")
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert not borrowed, borrowed

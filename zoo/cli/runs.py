@@ -131,6 +131,7 @@ def compare(
     """Overlay the runs' curves of one metric in a PNG, and show the settings that differ."""
     from zoo.errors import ZooError, did_you_mean
     from zoo.files import records
+    from zoo.models.atomic import write_output
     from zoo.tasks import plots
     from zoo.tasks import runs as reading
 
@@ -159,7 +160,7 @@ def compare(
         raise ZooError(f"{target} exists; add --overwrite to replace it")
     if not plots.available():
         raise ZooError("zoo runs compare draws with matplotlib: pip install 'zoo[plots]'")
-    _write(target, reading.compare_png(infos, metric))
+    write_output(target, plots.compare_png(infos, metric), "--out")
     differ = reading.differences(infos)
     missing = [i.name for i in infos if i not in having]
     if json:
@@ -246,14 +247,3 @@ def _value(value: Any) -> str:
 def _when(started: str | None) -> str:
     """``2026-11-21 10:15`` from ISO 8601."""
     return started[:16].replace("T", " ") if started else "-"
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write atomically, so a failed write leaves any old file whole."""
-    from zoo.errors import ZooError
-    from zoo.models.atomic import atomic_write
-
-    try:
-        atomic_write(path, data)
-    except OSError as exc:
-        raise ZooError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -121,7 +121,7 @@ def export(
     or torch.jit) on a batch of another size and its logits compared with PyTorch's before it
     is written (atomically). Non-finite logits, PyTorch's or the file's, fail the export:
     nothing is written (a NaN difference would pass any comparison)."""
-    from zoo.models.atomic import atomic_write
+    from zoo.models.atomic import write_output
 
     require(fmt)
     if input_kind not in INPUTS:
@@ -163,10 +163,7 @@ def export(
                     exit_code=1,
                 )
             exported.max_abs_diff = float((got - expected).abs().max())
-    try:
-        atomic_write(out, data)
-    except OSError as exc:
-        raise ZooError(f"cannot write {out}: {exc}", exit_code=1) from None
+    write_output(out, data, "--out")
     return exported
 
 

@@ -78,6 +78,35 @@ CURVE_PANELS = (
 )
 
 
+def compare_png(runs: list[Any], metric: str) -> bytes:
+    """Each run's curve of one metric per epoch (``zoo.tasks.runs.RunInfo``: its ``name`` and
+    ``history``), overlaid on one set of axes, for ``zoo runs compare``."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(7.5, 4.5)
+    ax = fig.add_subplot()
+    for run in runs:
+        points = [
+            (r["epoch"], float(r[metric]))
+            for r in run.history
+            if "epoch" in r and _numeric(r.get(metric))
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o" if len(points) < 30 else None, label=run.name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(f"{metric} per epoch")
+    return _png(fig)
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def curves_png(history: list[dict[str, Any]], title: str = "") -> bytes:
     """Loss, accuracy/F1 and learning rate per epoch."""
     from matplotlib.ticker import MaxNLocator

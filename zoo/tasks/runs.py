@@ -309,29 +309,3 @@ def differences(runs: list[RunInfo]) -> dict[str, list[Any]]:
         for key in keys
         if key != "out" and len({json.dumps(r.config.get(key)) for r in runs}) > 1
     }
-
-
-def compare_png(runs: list[RunInfo], metric: str) -> bytes:
-    """Each run's curve of one metric per epoch, overlaid on one set of axes."""
-    from matplotlib.ticker import MaxNLocator
-
-    from zoo.tasks.plots import _figure, _png
-
-    fig = _figure(7.5, 4.5)
-    ax = fig.add_subplot()
-    for run in runs:
-        points = [
-            (r["epoch"], _number(r.get(metric)))
-            for r in run.history
-            if "epoch" in r and _number(r.get(metric)) is not None
-        ]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o" if len(points) < 30 else None, label=run.name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    ax.set_title(f"{metric} per epoch")
-    return _png(fig)

@@ -61,7 +61,7 @@ def best_trial(study: Any) -> Any | None:
 def write_best(study: Any, tune: Tune) -> Path | None:
     """``DIR/best.toml``: the best trial's settings, a ready ``zoo train --config`` file."""
     from zoo import __version__
-    from zoo.models.atomic import atomic_write
+    from zoo.models.atomic import write_output
 
     best = best_trial(study)
     if best is None or "config" not in best.user_attrs:
@@ -73,7 +73,7 @@ def write_best(study: Any, tune: Tune) -> Path | None:
         f"# zoo train --config {path} reproduces it\n"
     )
     body = dump_toml({"zoo_version": __version__, **best.user_attrs["config"]})
-    atomic_write(path, (header + body).encode())
+    write_output(path, (header + body).encode(), "--out")
     return path
 
 

@@ -160,7 +160,10 @@ class TrainConfig:
     )
     compile: bool = _opt(False, "torch.compile the model.", panel="Hardware")
     workers: int | None = _opt(
-        None, "Data loading workers/threads (default: up to 8).", panel="Hardware"
+        None,
+        "Data loading workers and decoding threads (default: the cores, at most 8).",
+        panel="Hardware",
+        min=0,
     )
     threads: int | None = _opt(
         None,
