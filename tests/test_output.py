@@ -22,8 +22,12 @@ FULL = "error: cannot write the output: No space left on device (standard output
         ["list"],
         ["eval", "RUN", "--no-plots", "--out", "TMP"],
         ["predict", "RUN", "IMAGE", "--csv"],
+        [],  # zoo alone prints its help
+        ["--help"],
+        ["train", "--help"],
+        ["runs", "--help"],
     ],
-    ids=["list", "eval", "predict-csv"],
+    ids=["list", "eval", "predict-csv", "zoo", "help", "train-help", "runs-help"],
 )
 def test_a_full_stdout_is_one_line_and_exit_1(small_run, tmp_path: Path, command) -> None:
     image = tmp_path / "digit.png"

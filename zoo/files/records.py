@@ -62,15 +62,7 @@ def document(path: Path) -> dict[str, Any] | None:
     there is none."""
     path = Path(path)
     text = _text(path)
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise Damaged(path, f"is not valid JSON: {why(exc)}") from None
-    if not isinstance(data, dict):
-        raise Damaged(path, f"holds {_kind(data)}, not a JSON object")
-    return data
+    return None if text is None else _object(path, text)
 
 
 def history(run: Path) -> list[dict[str, Any]]:
@@ -79,16 +71,20 @@ def history(run: Path) -> list[dict[str, Any]]:
     text = _text(path)
     records: list[dict[str, Any]] = []
     for number, line in enumerate((text or "").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            raise Damaged(path, f"line {number} is not valid JSON: {why(exc)}") from None
-        if not isinstance(record, dict):
-            raise Damaged(path, f"line {number} holds {_kind(record)}, not a JSON object")
-        records.append(record)
+        if line.strip():
+            records.append(_object(path, line, f"line {number} "))
     return records
+
+
+def _object(path: Path, text: str, where: str = "") -> dict[str, Any]:
+    """A JSON object from (part of) a record; ``where`` in the file, for the message."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise Damaged(path, f"{where}is not valid JSON: {why(exc)}") from None
+    if not isinstance(data, dict):
+        raise Damaged(path, f"{where}holds {_kind(data)}, not a JSON object")
+    return data
 
 
 def _kind(value: Any) -> str:
