@@ -20,6 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Seconds after which a child that neither stopped nor ended is taken as hung: far beyond any
+# run of the tests, even on a loaded 2-core machine where an epoch took 5 minutes.
+HANG = 3600
+
 CHILD = r"""
 import fnmatch, json, os, sys
 
@@ -102,7 +106,7 @@ class Child:
         os.close(resume_r)
         self.report, self.resume = report_r, resume_w
 
-    def wait_stopped(self, limit: float = 600) -> None:
+    def wait_stopped(self, limit: float = HANG) -> None:
         """Until the child stopped at its moment; fails if it ended first or ``limit`` passed
         (a limit against a hang, not a timing)."""
         ready, _, _ = select.select([self.report], [], [], limit)
@@ -113,7 +117,7 @@ class Child:
         """SIGKILL, at the moment it stopped."""
         self.wait_stopped()
         os.kill(self.proc.pid, signal.SIGKILL)
-        assert self.proc.wait(timeout=600) == -signal.SIGKILL
+        assert self.proc.wait(timeout=HANG) == -signal.SIGKILL
         self._close()
 
     def signal_and_go_on(self, signum: int) -> None:
@@ -123,7 +127,7 @@ class Child:
         os.write(self.resume, b"x")
 
     def wait(self) -> int:
-        code = self.proc.wait(timeout=600)
+        code = self.proc.wait(timeout=HANG)
         self._close()
         return code
 
