@@ -3,8 +3,11 @@
 In each page, in document order:
 - a fenced block with a ``title="path"`` is written to that path in a scratch directory;
 - ``console`` blocks run their ``$ command`` lines there (``zoo``, ``pip install``, ``pytest``,
-  ``python``). Shown output lines must appear in the real output (whitespace-insensitive),
-  and a command shown with an ``error:`` line must fail with that message;
+  ``python``). A command shown with output must print exactly that, standard output and error
+  together in the order written (runs of spaces count as one, blank lines are left out): a
+  ``...`` in a line stands for any text in it, a line of its own ``...`` for any lines. A
+  command shown with an ``error:`` line must fail with that output; one shown without output
+  must succeed;
 - untitled ``python`` blocks run in one namespace per page.
 Other languages (``bash``, ``text``, ``toml`` without a title) are illustrations only.
 
@@ -54,8 +57,31 @@ def executable(page: Path) -> bool:
 PAGES = sorted(p for p in DOCS.rglob("*.md") if executable(p))
 
 
+ELLIPSIS = "..."
+
+
 def _squash(text: str) -> str:
     return " ".join(text.split())
+
+
+def shown_output(lines: list[str]) -> re.Pattern[str]:
+    """What a page shows a command printing, as a pattern of its whole output: each line with
+    its runs of spaces as one, ``...`` for any text (a line of its own: any lines)."""
+    parts = []
+    for line in lines:
+        squashed = _squash(line)
+        if squashed == ELLIPSIS:
+            parts.append(r"(?:[^\n]*\n)*?")
+            continue
+        pieces = [re.escape(piece) for piece in squashed.split(ELLIPSIS)]
+        parts.append("[^\n]*?".join(pieces) + "\n")
+    return re.compile("".join(parts))
+
+
+def printed(text: str) -> str:
+    """A command's output as compared: each line with its runs of spaces as one, blank lines
+    left out."""
+    return "".join(_squash(line) + "\n" for line in text.splitlines() if line.strip())
 
 
 def _command(line: str, site: Path) -> list[str]:
@@ -90,14 +116,22 @@ def run_console(block: Block, cwd: Path, env: dict[str, str], site: Path) -> Non
             steps[-1][1].append(line)
     for command, expected in steps:
         result = subprocess.run(
-            _command(command, site), cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+            _command(command, site),
+            cwd=cwd,
+            env={**env, "PYTHONUNBUFFERED": "1"},  # standard output and error in their order
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=600,
         )
-        output = _squash(result.stdout + "\n" + result.stderr)
         failing = any(line.startswith("error:") for line in expected)
-        context = f"$ {command}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        context = f"$ {command}\noutput:\n{result.stdout}"
         assert (result.returncode != 0) == failing, context
-        for line in expected:
-            assert _squash(line) in output, f"missing {line!r}\n{context}"
+        if expected:
+            shown = "\n".join(expected)
+            assert shown_output(expected).fullmatch(printed(result.stdout)), (
+                f"the page shows:\n{shown}\n{context}"
+            )
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import torch
-from test_resume import Run, mid_epoch, same_tensors
+from moments import Child
+from test_resume import Run, same_tensors
 
 import zoo
 from zoo.errors import ZooError
@@ -137,8 +138,9 @@ def test_an_installed_callback_plugin_keeps_its_state_across_sigkill_and_resume(
     args = [*QUICK, "--epochs", "3", "--callback", "counter"]
     full, killed, log = tmp_path / "full", tmp_path / "killed", tmp_path / "log.txt"
     Run([*args, "--out", str(full)], log).finish()
-    run = Run([*args, "--out", str(killed)], log)
-    run.kill_when(mid_epoch(killed), "a checkpoint")
+    # killed in the second epoch: training runs again after the first epoch's checkpoint
+    last = f"{killed}/checkpoints/last.safetensors"
+    Child(["train", *args, "--out", str(killed)], log, at="forward", paths=[last]).kill()
     Run(["--resume", str(killed)], log).finish()
     assert "counter: starting after 1 epochs, 1 seen" in log.read_text()
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_resume import Run, writing
+from moments import Child
+from test_resume import Run
 
 from zoo.errors import ZooError
 from zoo.train import Callback, TrainConfig, Trainer
@@ -101,13 +102,11 @@ def test_sigkill_then_resume_continues_the_same_mlflow_run_without_duplicates(
 ) -> None:
     out, log = tmp_path / "run", tmp_path / "log.txt"
     train = [*QUICK, "--epochs", "3", "--callback", f"mlflow:tracking_uri={store}"]
-    last = out / "checkpoints" / "last.safetensors"
     # 1. Killed while epoch 2's weights are written: epoch 2 is logged to MLflow, not saved;
     #    the MLflow run's id is in epoch 1's checkpoint.
-    epoch_2 = writing(out, ".model.safetensors.")
-    Run([*train, "--out", str(out)], log).kill_when(
-        lambda: last.is_file() and epoch_2(), "epoch 2's weights write"
-    )
+    weights = [f"{out}/.model.safetensors.*.tmp"]
+    Child(["train", *train, "--out", str(out)], log, at="fsync", paths=weights, count=2).kill()
+    assert (out / "checkpoints" / "last.safetensors").is_file()
     # 2. Finished by two processes: epoch 2 is trained and reported again, logged once.
     Run(["--resume", str(out), "--nproc", "2", "--device", "cpu"], log).finish()
 

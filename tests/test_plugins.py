@@ -212,6 +212,20 @@ def test_cache_answers_without_importing_plugins_or_torch(env: dict[str, str]) -
     assert len(cache_files) == 1
 
 
+def test_the_cache_folder_is_zoo_cache_dir_else_xdg_cache_home(tmp_path: Path, env) -> None:
+    """As docs/plugins.md says: $ZOO_CACHE_DIR, else $XDG_CACHE_HOME/zoo, else ~/.cache/zoo."""
+    code = "from zoo.plugins.build import get_registry; get_registry()"
+    env = {**env, "ZOO_DISABLE_PLUGIN_AUTOLOAD": "1"}  # zoo's own plugin: a quick build
+    xdg = {**env, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    _run(code, {k: v for k, v in xdg.items() if k != "ZOO_CACHE_DIR"})
+    assert len(list((tmp_path / "xdg" / "zoo").glob("registry-*.json"))) == 1
+    home = {k: v for k, v in env.items() if k not in ("ZOO_CACHE_DIR", "XDG_CACHE_HOME")}
+    _run(code, {**home, "HOME": str(tmp_path / "home")})
+    assert len(list((tmp_path / "home" / ".cache" / "zoo").glob("registry-*.json"))) == 1
+    _run(code, xdg)  # ZOO_CACHE_DIR wins
+    assert len(list(Path(env["ZOO_CACHE_DIR"]).glob("registry-*.json"))) == 1
+
+
 def test_stale_cache_is_rebuilt_when_a_plugin_changes(tmp_path: Path, env: dict[str, str]) -> None:
     from zoo.plugins import cache
     from zoo.plugins.loading import discover

@@ -116,3 +116,24 @@ def test_report_evaluates_a_run_without_eval_json(cli, small_run, tmp_path) -> N
 def test_report_refuses_an_evaluation_folder_without_eval_json(cli, small_run, tmp_path) -> None:
     result = cli("report", small_run, "--eval", tmp_path, code=2)
     assert result.stderr.startswith(f"error: {tmp_path} holds no eval.json")
+
+
+def test_a_damaged_record_is_a_note_not_a_traceback(cli, evaluated_run, tmp_path) -> None:
+    """A metrics line that is valid JSON but not an object, and a summary.json that is not
+    JSON: the report is written without them, and says so in one note each."""
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run, run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write("[1, 2]\n")
+    (run / "summary.json").write_bytes(b"\xff")
+    result = cli("report", run)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert result.stdout.splitlines() == [
+        f"note: {run} is damaged: metrics.jsonl line {len(lines)} holds an array, not a JSON "
+        "object; the report has no training curves",
+        f"note: {run} is damaged: summary.json cannot be read: not UTF-8 text (byte 0); the "
+        "report leaves it out",
+        f"wrote {run / 'report.html'}",
+    ]
+    page = (run / "report.html").read_text()
+    assert "The run has no metrics.jsonl." in page and "The run has no summary.json." in page

@@ -5,7 +5,6 @@ touches nothing."""
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import signal
@@ -14,11 +13,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from moments import Child
 from safetensors.torch import load_file
 
 import zoo
@@ -86,74 +85,30 @@ class Run:
                 [sys.executable, "-m", "zoo", "train", *args], stdout=f, stderr=f
             )
 
-    def kill_when(self, ready: Callable[[], bool], what: str, limit: float = 600) -> None:
-        """SIGKILL the process as soon as ``ready()`` holds (polled every 0.2 ms: a write
-        takes 1 to 20 ms)."""
-        deadline = time.monotonic() + limit
-        while not ready():
-            assert self.proc.poll() is None, f"finished before {what}:\n{self.log.read_text()}"
-            assert time.monotonic() < deadline, f"no {what} in {limit}s"
-            time.sleep(0.0002)
-        os.kill(self.proc.pid, signal.SIGKILL)
-        assert self.proc.wait() == -signal.SIGKILL
-
     def finish(self) -> None:
         assert self.proc.wait(timeout=600) == 0, self.log.read_text()
-
-
-def writing(folder: Path, *prefixes: str) -> Callable[[], bool]:
-    """True while an atomic write into ``folder`` is under way (its temporary file exists)."""
-
-    def ready() -> bool:
-        try:
-            return any(
-                e.name.startswith(prefixes or ".") and e.name.endswith(".tmp")
-                for e in os.scandir(folder)
-            )
-        except FileNotFoundError:
-            return False
-
-    return ready
-
-
-def mid_epoch(out: Path, delay: float = 0.15) -> Callable[[], bool]:
-    """True a little after the next checkpoint is written: inside the following epoch."""
-    last = out / "checkpoints" / "last.safetensors"
-
-    def stamp() -> int | None:
-        try:
-            return last.stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
-
-    before, seen = stamp(), [0.0]
-
-    def ready() -> bool:
-        if not seen[0] and stamp() != before:
-            seen[0] = time.monotonic()
-        return bool(seen[0]) and time.monotonic() - seen[0] >= delay
-
-    return ready
 
 
 def test_sigkill_at_any_moment_then_resume_gives_bit_identical_weights(tmp_path: Path) -> None:
     full, out, log = tmp_path / "full", tmp_path / "killed", tmp_path / "log.txt"
     Run([*STATEFUL, "--out", str(full)], log).finish()
 
-    # 1. While the first epoch's weights are being written: no checkpoint exists yet, only the
-    #    run's config.toml, and the resumed run starts over from the first epoch.
-    Run([*STATEFUL, "--out", str(out)], log).kill_when(
-        writing(out, ".model.safetensors.", ".model_ema.safetensors."), "a weights write"
-    )
+    # 1. While the first epoch's weights are being written (synced to their temporary file,
+    #    not renamed): no checkpoint exists yet, only the run's config.toml, and the resumed
+    #    run starts over from the first epoch.
+    weights = [f"{out}/.model.safetensors.*.tmp", f"{out}/.model_ema.safetensors.*.tmp"]
+    Child(["train", *STATEFUL, "--out", str(out)], log, at="fsync", paths=weights).kill()
+    assert not (out / "checkpoints" / "last.safetensors").exists()
     # The killed run's lock file stays, but its lock died with it: it does not block resume.
     assert (out / ".zoo.lock").is_file()
-    resume = ["--resume", str(out)]
+    resume = ["train", "--resume", str(out)]
     # 2. While a checkpoint (best, epoch-N or last) is being written.
-    Run(resume, log).kill_when(writing(out / "checkpoints"), "a checkpoint write")
-    # 3. In the middle of an epoch, after a checkpoint.
-    Run(resume, log).kill_when(mid_epoch(out), "a new checkpoint")
-    assert (out / "checkpoints" / "last.safetensors").is_file()
-    Run(resume, log).finish()
+    Child(resume, log, at="fsync", paths=[f"{out}/checkpoints/.*.tmp"]).kill()
+    # 3. In the middle of an epoch: training again after the first epoch's checkpoint.
+    last = f"{out}/checkpoints/last.safetensors"
+    Child(resume, log, at="forward", paths=[last]).kill()
+    assert read_header(out / "checkpoints" / "last.safetensors").state["epoch"] == 1
+    Run(["--resume", str(out)], log).finish()
 
     assert same_tensors(full / "model.safetensors", out / "model.safetensors")
     assert same_tensors(full / "model_ema.safetensors", out / "model_ema.safetensors")
@@ -174,13 +129,11 @@ def test_sigterm_while_an_epoch_is_written_lets_the_epoch_finish(tmp_path: Path)
     # A scheduler's SIGTERM arriving mid-write is held until the epoch's files are all written:
     # the weights, the checkpoint, the metrics and the message agree on the epoch.
     out, log = tmp_path / "run", tmp_path / "log.txt"
-    run = Run(["--image-size", "8", "--batch-size", "16", "--epochs", "50", "--out", str(out)], log)
-    ready = writing(out, ".model.safetensors.")
-    while not ready():
-        assert run.proc.poll() is None, log.read_text()
-        time.sleep(0.0002)
-    run.proc.send_signal(signal.SIGTERM)
-    assert run.proc.wait(timeout=600) == 130, log.read_text()
+    args = ["train", "--image-size", "8", "--batch-size", "16", "--epochs", "50", "--out", str(out)]
+    # SIGTERM arrives while the second epoch's weights are synced to their temporary file
+    run = Child(args, log, at="fsync", paths=[f"{out}/.model.safetensors.*.tmp"], count=2)
+    run.signal_and_go_on(signal.SIGTERM)
+    assert run.wait() == 130, log.read_text()
     epoch = read_header(out / "model.safetensors").info.epoch
     assert read_header(out / "checkpoints" / "last.safetensors").state["epoch"] == epoch
     assert len(records(out)) == epoch

@@ -218,3 +218,69 @@ def test_hundreds_of_runs_are_listed_without_importing_torch(tmp_path: Path) -> 
     rows = json.loads(result.stdout)
     assert len(rows) == 300 and rows[0]["name"] == "group-5/run-299"
     assert {r["status"] for r in rows} == {"complete", "interrupted"}
+
+
+def test_a_damaged_run_is_named_and_the_others_are_listed(cli, tmp_path: Path) -> None:
+    """A run whose records cannot be read (bytes that are not UTF-8, a metrics line that is not
+    an object, a config.toml that is not TOML) is named in one line and left out; the others
+    are listed and compared. One damaged run asked for alone is one error line, exit code 2."""
+    root = tmp_path / "runs"
+    for n in range(3):
+        fake_run(root / f"run-{n}", n)
+    metrics = root / "run-1" / "metrics.jsonl"
+    at = metrics.stat().st_size + len(b'{"epoch": 21, "note": "')
+    with open(metrics, "ab") as f:
+        f.write(b'{"epoch": 21, "note": "\xff\xfe"}\n')
+    listed = cli("runs", root)
+    damaged = (
+        f"{root / 'run-1'} is damaged: metrics.jsonl cannot be read: not UTF-8 text (byte {at})"
+    )
+    assert listed.stderr == f"warning: {damaged}; it is left out\n"
+    names = [line.split()[0] for line in listed.stdout.splitlines()[1:-1]]
+    assert names == ["run-0", "run-2"]
+    assert listed.stdout.splitlines()[-1].endswith("; 1 damaged, left out")
+    rows = json.loads(cli("runs", root, "--json").stdout)
+    assert [r["name"] for r in rows] == ["run-0", "run-2"]
+
+    alone = cli("runs", root / "run-1", code=2)
+    assert alone.stderr == f"error: {damaged}\n"
+    assert alone.stdout == ""  # not "no runs in ..."
+
+    png = tmp_path / "compare.png"
+    three = cli("runs", "compare", root / "run-0", root / "run-1", root / "run-2", "-o", png)
+    assert three.stderr == f"warning: {damaged}; it is left out\n"
+    assert three.stdout.splitlines()[0].split() == ["run-0", "run-2"]
+    two = cli("runs", "compare", root / "run-0", root / "run-1", "-o", tmp_path / "2.png", code=2)
+    assert two.stderr == f"error: {damaged}\n"  # not "they have no metrics yet"
+
+    (root / "run-0" / "metrics.jsonl").write_text('{"epoch": 1, "val_accuracy": 0.5}\n[1, 2]\n')
+    (root / "run-2" / "config.toml").write_text("arch = [\n")
+    both = cli("runs", root, code=2)
+    assert both.stderr.splitlines() == [
+        f"warning: {root / 'run-0'} is damaged: metrics.jsonl line 2 holds an array, not a JSON "
+        "object; it is left out",
+        f"warning: {damaged}; it is left out",
+        f"warning: {root / 'run-2'} is damaged: config.toml is not valid TOML: "
+        "Invalid value (at end of document); it is left out",
+        f"error: every run in {root} is damaged",
+    ]
+    bad_config = cli("runs", root / "run-2", code=2)
+    assert bad_config.stderr == (
+        f"error: {root / 'run-2'} is damaged: config.toml is not valid TOML: "
+        "Invalid value (at end of document)\n"
+    )  # not "no runs in ..."
+
+
+def test_a_hand_written_config_is_not_a_run(cli, tmp_path: Path) -> None:
+    """A folder holding only a config.toml that zoo did not write is not a run: zoo runs does
+    not list it, and zoo train --out does not call it a previous run to resume."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "config.toml").write_text("epochs = 3\n")
+    assert cli("runs", tmp_path).stdout == f"no runs in {tmp_path}\n"
+    refused = cli("train", "--out", folder, "--epochs", "1", code=2)
+    assert refused.stderr == (
+        f"error: --out {folder} holds a config.toml that zoo did not write, not a run; add "
+        "--overwrite to replace it or choose another directory\n"
+    )
+    assert (folder / "config.toml").read_text() == "epochs = 3\n"

@@ -5,16 +5,14 @@ every bad input refused before a trial starts."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
+from moments import Child
 from safetensors.torch import load_file
 
 from zoo.tasks.search_space import parse_search
@@ -102,23 +100,18 @@ def test_a_killed_worker_s_trial_is_failed_retried_and_resumed(tmp_path: Path) -
         + "threads = 1\n\n[search]\nlr = {low = 1e-3, high = 1e-2, log = true}\n",
     )
     out = tmp_path / "study"
-    command = [sys.executable, "-m", "zoo", "tune", "--config", str(config), "--out", str(out)]
-    command += ["--trials", "1", "--heartbeat", "1", "--pruner", "none"]
-    log = tmp_path / "log.txt"
-    with log.open("w") as f:
-        proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT)
+    args = ["tune", "--config", str(config), "--out", str(out)]
+    args += ["--trials", "1", "--heartbeat", "1", "--pruner", "none"]
     first = out / "trial-0000"
-    deadline = time.monotonic() + 600
-    while not (first / "metrics.jsonl").exists():  # written after the epoch's checkpoint
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)  # the worker dies mid-trial, its trial left running
-    proc.wait()
-    assert not (first / "summary.json").exists(), "the trial ended before the kill"
-    done_before = len((first / "metrics.jsonl").read_text().splitlines())
-    assert 1 <= done_before < 12
+    # the worker dies mid-trial, its trial left running: right after epoch 3's metrics
+    worker = Child(
+        args, tmp_path / "log.txt", at="replace", paths=[f"{first}/metrics.jsonl"], count=3
+    )
+    worker.kill()
+    assert not (first / "summary.json").exists()
+    assert len((first / "metrics.jsonl").read_text().splitlines()) == 3
 
+    command = [sys.executable, "-m", "zoo", *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "retried as" in result.stdout
@@ -190,10 +183,11 @@ def test_bad_options_are_refused(cli, tmp_path: Path, args: list[str], message: 
 
 
 def test_a_study_continues_only_with_its_own_settings(cli, tmp_path: Path) -> None:
-    from zoo.tasks import tune
+    from zoo.tasks.tune import prepare
+    from zoo.tasks.tune_study import setup
 
     config = write(tmp_path / "s.toml", BASE + "\n[search]\nlr = [1e-3, 1e-2]\n")
-    tune.setup(tune.prepare(config, out=tmp_path / "out"))
+    setup(prepare(config, out=tmp_path / "out"))
     write(config, BASE.replace("epochs = 2", "epochs = 3") + "\n[search]\nlr = [1e-3, 1e-2]\n")
     result = cli("tune", "--config", config, "--out", tmp_path / "out", code=2)
     assert "was started with other settings (epochs differ)" in result.stderr

@@ -4,6 +4,26 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from os import PathLike
+
+# Characters of a value that a message echoes: a 10 MB config value stays one readable line.
+SHOWN = 200
+_ELLIPSIS = "\u2026"
+
+
+def shown(value: object, *, quote: bool = True, limit: int = SHOWN) -> str:
+    """A value as a message echoes it: ``repr`` (``str`` with ``quote=False``, for paths), cut
+    to ``limit`` characters with an ellipsis and the full length. Every message that repeats
+    what a user gave goes through here, so none repeats a huge value in full."""
+    if not quote and isinstance(value, (str, PathLike)):
+        text = str(value)
+    elif isinstance(value, str) and len(value) > limit:  # cut before repr: no 10 MB copy
+        return f"{value[:limit] + _ELLIPSIS!r} ({len(value):,} characters)"
+    else:
+        text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}{_ELLIPSIS} ({len(text):,} characters)"
 
 
 class ZooError(Exception):
@@ -20,6 +40,8 @@ class ZooError(Exception):
 def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """The valid names closest to ``name``, best first (for "did you mean" hints)."""
     choices = list(choices)
+    if len(name) > SHOWN:  # no valid name is that long; comparing would take seconds
+        return []
     found = difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
     if not found:
         lowered = name.lower()

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
 
 PADDINGS = ("same", "valid")
 
@@ -35,7 +35,7 @@ class SimpleCNN(nn.Module):
         super().__init__()
         if padding not in PADDINGS:
             raise ZooError(
-                f"simplecnn: padding must be one of {', '.join(PADDINGS)}, got {padding!r}"
+                f"simplecnn: padding must be one of {', '.join(PADDINGS)}, got {shown(padding)}"
             )
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
         same = padding == "same"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from zoo.errors import shown
 from zoo.plugins.hookspecs import Register, hookimpl
 
 
@@ -98,7 +99,7 @@ def plateau(
     import torch
 
     if mode not in ("auto", "max", "min"):
-        raise ValueError(f"mode must be auto, max or min, got {mode!r}")
+        raise ValueError(f"mode must be auto, max or min, got {shown(mode)}")
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
         mode=monitor_mode if mode == "auto" else mode,

@@ -18,11 +18,12 @@ from zoo.data.augment import (
     soft_targets,
     uniform,
 )
+from zoo.errors import shown
 
 
 def _check_fill(fill: str) -> str:
     if fill not in FILL_MODES:
-        raise ValueError(f"fill must be one of {', '.join(FILL_MODES)}, got {fill!r}")
+        raise ValueError(f"fill must be one of {', '.join(FILL_MODES)}, got {shown(fill)}")
     return fill
 
 
@@ -187,7 +188,7 @@ class RandomErasing:
         if not 0 < scale[0] <= scale[1] <= 1 or not 0 < ratio[0] <= ratio[1]:
             raise ValueError("scale must be within (0, 1] and ratio positive, low <= high")
         if isinstance(value, str) and value != "random":
-            raise ValueError(f"value must be 'random' or a number in [0, 1], got {value!r}")
+            raise ValueError(f"value must be 'random' or a number in [0, 1], got {shown(value)}")
         self.p, self.scale, self.ratio, self.value = p, scale, ratio, value
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Batch:

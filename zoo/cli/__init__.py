@@ -25,8 +25,10 @@ def build_app() -> typer.Typer:
         train,
         tune,
     )
+    from zoo.cli.common import ZooGroup
 
     app = typer.Typer(
+        cls=ZooGroup,
         name="zoo",
         help="Train, evaluate and share image classifiers built from plugins.",
         no_args_is_help=True,

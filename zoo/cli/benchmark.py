@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 import typer
 
+from zoo.cli import options
 from zoo.cli.common import command, print_json, stdout
 
 
@@ -25,7 +26,7 @@ def benchmark(
     ),
     in_chans: int = typer.Option(3, "--in-chans", help="Input channels."),
     num_classes: int = typer.Option(1000, "--num-classes", help="Classifier outputs."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
+    device: str = options.device(),
     amp: Optional[bool] = typer.Option(  # noqa: UP045
         None, "--amp/--no-amp", help="bf16 autocast (default: as zoo train --precision auto)."
     ),

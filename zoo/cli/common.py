@@ -11,8 +11,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
-from zoo.errors import ZooError
+from zoo.errors import SHOWN as SHOWN_QUOTED
+from zoo.errors import ZooError, shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,7 +87,9 @@ def _drop_stdout(stream: Any) -> None:
 def command(func: F) -> F:
     """Run a command with zoo's error contract: a ZooError becomes ``error: ...`` on stderr and
     its exit code (2 for bad input); warnings print as one line; no tracebacks for users. Output
-    that cannot be written (``> /dev/full``, a closed pipe) is one error line, exit code 1."""
+    that cannot be written (``> /dev/full``, a closed pipe) is one error line, exit code 1. An
+    OSError no code turned into a message (a path too long, a loop of links) is one line too,
+    naming the file (``zoo.files.reading.os_error`` gives its exit code)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -97,9 +101,14 @@ def command(func: F) -> F:
             real = sys.stdout
             sys.stdout = _GuardedStdout(real)
             try:
-                result = func(*args, **kwargs)
-                sys.stdout.flush()  # now, not at exit, where a failure could not be reported
-                return result
+                try:
+                    result = func(*args, **kwargs)
+                    sys.stdout.flush()  # now, not at exit, where a failure could not be reported
+                    return result
+                except OSError as exc:  # a path the system refused (too long, a loop, ...)
+                    from zoo.files.reading import os_error
+
+                    raise os_error(exc) from None
             except ZooError as exc:
                 if isinstance(exc, StdoutError):
                     _drop_stdout(real)
@@ -117,6 +126,73 @@ def command(func: F) -> F:
                     _drop_stdout(real)
 
     return wrapper  # type: ignore[return-value]
+
+
+class ZooGroup(TyperGroup):
+    """The ``zoo`` group: what click itself reports follows zoo's error contract too. A usage
+    error (an unknown option, a value of the wrong type, a missing argument) is one ``error:``
+    line, with click's closest names, and exit code 2; help that cannot be written
+    (``zoo --help > /dev/full``) is one line and exit code 1; ``zoo`` alone prints the help, as
+    ``zoo --help`` does."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        exceptions = _click_exceptions()
+        code: Any = 0
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+            code = result if isinstance(result, int) else 0  # typer.Exit's code, else success
+        except exceptions.NoArgsIsHelpError as exc:
+            try:
+                sys.stdout.write(exc.ctx.get_help() + "\n")
+                sys.stdout.flush()
+            except OSError as error:
+                code = _failed_output(error)
+        except exceptions.ClickException as exc:
+            print(f"error: {usage_line(exc)}", file=sys.stderr)
+            code = exc.exit_code
+        except typer.Abort:
+            print("interrupted", file=sys.stderr)
+            code = 130
+        except OSError as exc:  # click's own output: the help, when stdout cannot be written
+            code = _failed_output(exc)
+        sys.exit(code)
+
+
+def _failed_output(exc: OSError) -> int:
+    print(f"error: {StdoutError(exc)}", file=sys.stderr)
+    _drop_stdout(sys.stdout)
+    return 1
+
+
+def _click_exceptions() -> Any:
+    """click's exceptions module: typer's own copy of click (typer >= 0.2x), else click's."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - typer versions that use the click package
+        from click import exceptions
+    return exceptions
+
+
+def usage_line(exc: Any) -> str:
+    """click's error as one line: its message (quoted values cut to a readable length), the
+    closest names it suggests, and where the help is."""
+    import re
+
+    exceptions = _click_exceptions()
+    if isinstance(exc, exceptions.NoSuchOption):
+        message = f"no such option {shown(exc.option_name, quote=False)}"
+        if exc.possibilities:
+            message += f"; did you mean {', '.join(sorted(exc.possibilities))}?"
+    else:
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        message = re.sub(f"'([^']{{{SHOWN_QUOTED + 1},}})'", lambda m: shown(m[1]), message)
+        message = message[:1].lower() + message[1:].replace(". Did you mean", "; did you mean")
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        message += f" (see {ctx.command_path} {ctx.help_option_names[0]})"
+    return message
 
 
 def print_json(data: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from zoo.cli import options
 from zoo.cli.common import command, print_json, stdout
 
 
@@ -35,18 +36,9 @@ def evaluate(
     batch_size: int = typer.Option(
         256, "--batch-size", min=1, metavar="N", help="Images per batch."
     ),
-    device: str = typer.Option(
-        "auto", "--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N | mps."
-    ),
-    precision: str = typer.Option(
-        "auto",
-        "--precision",
-        metavar="PRECISION",
-        help="auto (as zoo train chooses: what its validation ran in) | fp32 | bf16 | fp16.",
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", min=0, metavar="N", help="Data loading workers (default: up to 8)."
-    ),
+    device: str = options.device(),
+    precision: str = options.precision("as zoo train chooses: what its validation ran in"),
+    workers: int | None = options.workers(),
     out: str | None = typer.Option(
         None,
         "--out",
@@ -75,15 +67,8 @@ def evaluate(
         metavar="NAME",
         help="The layer --cam maps (default: the network's last convolutional stage).",
     ),
-    tta: bool = typer.Option(
-        False, "--tta", help="Also evaluate with test-time augmentation, and report both."
-    ),
-    tta_mode: str | None = typer.Option(
-        None,
-        "--tta-mode",
-        metavar="MODE",
-        help="flip (default), crops or flip+crops; implies --tta.",
-    ),
+    tta: bool = options.tta("Also evaluate with test-time augmentation, and report both."),
+    tta_mode: str | None = options.tta_mode(),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Evaluate a model: accuracy, top-5, per-class precision, recall and F1, macro and

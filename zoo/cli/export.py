@@ -39,7 +39,7 @@ def export(
     """Export a model to ONNX or TorchScript with a dynamic batch axis and the class names,
     input size, mean and std in the file's metadata; the file is run back and its logits
     compared with PyTorch's."""
-    from zoo.errors import ZooError
+    from zoo.errors import ZooError, shown
     from zoo.models import hub
     from zoo.models.export import INPUTS, SUFFIXES, default_output, require
     from zoo.models.export import export as export_model
@@ -48,7 +48,7 @@ def export(
     fmt = format.lower()
     require(fmt)
     if input not in INPUTS:
-        raise ZooError(f"--input must be one of {', '.join(INPUTS)}, got {input!r}")
+        raise ZooError(f"--input must be one of {', '.join(INPUTS)}, got {shown(input)}")
     if out is None and hub.is_hub_ref(weights):  # never write into the Hugging Face cache
         out = hub.parse_ref(weights).repo_id.rpartition("/")[2] + SUFFIXES[fmt]
     target = Path(out) if out is not None else default_output(weights_path(weights), fmt)

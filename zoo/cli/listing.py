@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from zoo.cli.common import command, print_json, stdout
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
 
 
 def register(app: typer.Typer) -> None:
@@ -173,7 +173,7 @@ def info(
         raise (
             (ambiguous or errors)[0]
             if len(kinds) == 1 or ambiguous
-            else ZooError(f"no component named {name!r}; see `zoo list`")
+            else ZooError(f"no component named {shown(name)}; see `zoo list`")
         )
     size = parse_image_size(image_size)
     details = [_describe(registry, c, size, name) for c in found]

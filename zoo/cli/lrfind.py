@@ -10,9 +10,8 @@ from typing import Any, Optional
 
 import typer
 
+from zoo.cli import options
 from zoo.cli.common import command, print_json, stdout
-from zoo.cli.train import _given, _option
-from zoo.train.config import FIELDS
 from zoo.train.progress import Reporter
 
 # The settings of zoo train that shape the sweep (not the rate, schedule, length or outputs).
@@ -57,16 +56,9 @@ def _lr_find(
     while the rate grows exponentially, stop when the loss diverges, and suggest a tenth of
     the rate at which the loss was lowest. Takes the component options of zoo train (and
     --config FILE.toml); writes the loss curve to lr_find.png. Nothing else is written."""
-    from zoo.train.config import from_mapping, load_toml_values
     from zoo.train.lrfind import lr_find
 
-    given = {
-        name: (values[name] or [] if FIELDS[name].type == "list[str]" else values[name])
-        for name in OPTIONS
-        if _given(ctx, name)
-    }
-    overrides = {**(load_toml_values(config) if config else {}), **given}
-    cfg = from_mapping(overrides, where=str(config) if config else "command line")
+    cfg = options.train_config(options.layered(ctx, config, values, OPTIONS), config)
     found = lr_find(cfg, steps=steps, start_lr=start_lr, end_lr=end_lr, reporter=_Notes())
     notes = []
     if plot:
@@ -91,8 +83,7 @@ def _lr_find(
 
 
 def _plot(found: Any, out: Path) -> list[str]:
-    from zoo.errors import ZooError
-    from zoo.models.atomic import atomic_write
+    from zoo.models.atomic import write_output
     from zoo.tasks import plots
 
     if not plots.available():
@@ -101,10 +92,7 @@ def _plot(found: Any, out: Path) -> list[str]:
         return []
     if out.is_dir():
         out = out / "lr_find.png"
-    try:
-        atomic_write(out, plots.lr_find_png(found.lrs, found.losses, found.suggested_lr))
-    except OSError as exc:
-        raise ZooError(f"cannot write {out}: {exc}; choose another file with --out", 1) from None
+    write_output(out, plots.lr_find_png(found.lrs, found.losses, found.suggested_lr), "--out")
     return [f"wrote {out}"]
 
 
@@ -168,7 +156,7 @@ def register(app: typer.Typer) -> None:
     params = [
         P("ctx", P.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
         *own,
-        *(_option(name) for name in OPTIONS),
+        *(options.setting(name) for name in OPTIONS),
     ]
 
     @command

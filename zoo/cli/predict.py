@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from zoo.cli import options
 from zoo.cli.common import command, print_json, stdout
 
 
@@ -43,29 +44,13 @@ def predict(
     batch_size: int = typer.Option(
         64, "--batch-size", min=1, metavar="N", help="Images per batch."
     ),
-    device: str = typer.Option(
-        "auto", "--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N | mps."
+    device: str = options.device(),
+    workers: int | None = options.workers(),
+    precision: str = options.precision("as zoo train chooses for the device and network"),
+    tta: bool = options.tta(
+        "Average the probabilities over augmented views (test-time augmentation)."
     ),
-    workers: int | None = typer.Option(
-        None, "--workers", min=1, metavar="N", help="Decoding threads (default: up to 8)."
-    ),
-    precision: str = typer.Option(
-        "auto",
-        "--precision",
-        metavar="PRECISION",
-        help="auto (as zoo train chooses for the device and network) | fp32 | bf16 | fp16.",
-    ),
-    tta: bool = typer.Option(
-        False,
-        "--tta",
-        help="Average the probabilities over augmented views (test-time augmentation).",
-    ),
-    tta_mode: str | None = typer.Option(
-        None,
-        "--tta-mode",
-        metavar="MODE",
-        help="flip (default), crops or flip+crops; implies --tta.",
-    ),
+    tta_mode: str | None = options.tta_mode(),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     csv_output: bool = typer.Option(False, "--csv", help="Print CSV, one row per file."),
 ) -> None:

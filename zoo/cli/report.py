@@ -43,6 +43,7 @@ def report(
     table, top losses with class activation maps, calibration and the model card, in one file
     that opens from disk without a network."""
     from zoo.errors import ZooError
+    from zoo.models.atomic import write_output
     from zoo.models.loading import weights_path
     from zoo.models.weights import read_header
     from zoo.tasks import eval_outputs
@@ -81,7 +82,7 @@ def report(
         info = load(path).info
     files = reporting.read_run(run_dir, info, source)
     page = reporting.render(files)
-    eval_outputs.write(target, page.encode(), "--out FILE")
+    write_output(target, page.encode(), "--out FILE")
     for line in files.notes:
         console.print(line)
     console.print(f"wrote {target}")

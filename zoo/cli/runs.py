@@ -7,6 +7,7 @@ Reads only the runs' small files (``zoo.tasks.runs``): no torch, fast on hundred
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,13 +62,16 @@ def list_runs(
     """One row per run: architecture, data, epochs done of planned, best monitored metric and
     its epoch, status (complete, stopped early, failed, running, interrupted), images/s and
     when it started."""
+    from zoo.errors import shown
     from zoo.tasks import runs as reading
 
     roots = [Path(d) for d in dirs or []]
-    if not roots and not DEFAULT_ROOT.is_dir():
-        found = []
-    else:
-        found = reading.collect(roots or [DEFAULT_ROOT], filter, sort)
+    found: list[reading.RunInfo] = []
+    damaged: list[Any] = []
+    if roots or DEFAULT_ROOT.is_dir():
+        found, damaged = reading.collect(roots or [DEFAULT_ROOT], filter, sort)
+    where = ", ".join(str(d) for d in roots) if roots else f"{DEFAULT_ROOT}/"
+    _skip(damaged, left=len(found), needed=1, error=f"every run in {where} is damaged")
     by_metric = sort is not None and sort not in reading.COLUMNS
     if json:
         rows = []
@@ -78,9 +82,8 @@ def list_runs(
         print_json(rows)
         return
     console = stdout()
-    where = ", ".join(str(d) for d in roots) if roots else f"{DEFAULT_ROOT}/"
     if not found:
-        console.print(f"no runs in {where}" + (f" matching {filter!r}" if filter else ""))
+        console.print(f"no runs in {where}" + (f" matching {shown(filter)}" if filter else ""))
         return
     from zoo.cli.table import cell, render
 
@@ -105,6 +108,8 @@ def list_runs(
     console.print(render(headers, rows, console.width), end="")
     counts = {s: sum(r.status == s for r in found) for s in reading.STATUSES}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if damaged:
+        summary += f"; {len(damaged)} damaged, left out"
     console.print(f"{len(found)} {'run' if len(found) == 1 else 'runs'} in {where}: {summary}")
 
 
@@ -125,13 +130,21 @@ def compare(
 ) -> None:
     """Overlay the runs' curves of one metric in a PNG, and show the settings that differ."""
     from zoo.errors import ZooError, did_you_mean
+    from zoo.files import records
+    from zoo.models.atomic import write_output
     from zoo.tasks import plots
     from zoo.tasks import runs as reading
 
     target = Path(out)
     if len(runs) < 2:
         raise ZooError("zoo runs compare needs at least two runs")
-    infos = [reading.read(_run_dir(text)) for text in runs]
+    infos, damaged = [], []
+    for text in runs:
+        try:
+            infos.append(reading.read(_run_dir(text)))
+        except records.Damaged as exc:
+            damaged.append(exc)
+    _skip(damaged, left=len(infos), needed=2, error="fewer than two of the runs are readable")
     names = [i.name for i in infos]
     if len(set(names)) < len(names):  # same folder name in different places: show paths
         for info in infos:
@@ -147,7 +160,7 @@ def compare(
         raise ZooError(f"{target} exists; add --overwrite to replace it")
     if not plots.available():
         raise ZooError("zoo runs compare draws with matplotlib: pip install 'zoo[plots]'")
-    _write(target, reading.compare_png(infos, metric))
+    write_output(target, plots.compare_png(infos, metric), "--out")
     differ = reading.differences(infos)
     missing = [i.name for i in infos if i not in having]
     if json:
@@ -192,6 +205,22 @@ def _run_dir(text: str) -> Path:
     raise ZooError(f"{text} is not a zoo run directory{did_you_mean(text, known)}")
 
 
+def _skip(damaged: list[Any], *, left: int, needed: int, error: str) -> None:
+    """Name each damaged run in a warning and go on with the ``left`` readable ones; with
+    fewer than ``needed`` left, fail instead (exit code 2): with the one damaged run's own line,
+    or ``error`` after the warnings."""
+    from zoo.errors import ZooError
+
+    if not damaged:
+        return
+    if left < needed and len(damaged) == 1:
+        raise damaged[0]
+    for exc in damaged:
+        print(f"warning: {exc}; it is left out", file=sys.stderr)
+    if left < needed:
+        raise ZooError(error)
+
+
 def _short(value: Any) -> str:
     """A setting for a narrow column: a folder's name instead of its absolute path."""
     if value is None:
@@ -218,14 +247,3 @@ def _value(value: Any) -> str:
 def _when(started: str | None) -> str:
     """``2026-11-21 10:15`` from ISO 8601."""
     return started[:16].replace("T", " ") if started else "-"
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write atomically, so a failed write leaves any old file whole."""
-    from zoo.errors import ZooError
-    from zoo.models.atomic import atomic_write
-
-    try:
-        atomic_write(path, data)
-    except OSError as exc:
-        raise ZooError(f"cannot write {path}: {exc.strerror or exc}") from None

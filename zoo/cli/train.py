@@ -11,75 +11,34 @@ from typing import Any, Optional
 
 import typer
 
+from zoo.cli import options
 from zoo.cli.common import command, stdout
 from zoo.errors import ZooError
 from zoo.train.config import FIELDS, TrainConfig
-
-_TYPES: dict[str, Any] = {
-    "str": str,
-    "tuple[int, int]": str,  # an image size as typed (N or HxW), parsed by from_mapping
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "list[str]": list[str],
-}
-STR_LIST = list[str]  # compared with ==: each list[str] expression is a new object
-
-
-_METAVARS: dict[Any, str] = {str: "TEXT", int: "N", float: "X", STR_LIST: "NAME[:K=V,...]"}
-
-
-def _option(name: str) -> inspect.Parameter:
-    f = FIELDS[name]
-    text = str(f.type)
-    optional = text.endswith(" | None")
-    py_type = _TYPES[text.removesuffix(" | None")]
-    flag = "--" + name.replace("_", "-")
-    default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore
-    decls = [f"{flag}/--no-{flag[2:]}"] if py_type is bool else [flag]
-    metavar = f.metadata.get("metavar") or _METAVARS.get(py_type)
-    option = typer.Option(
-        None if py_type == STR_LIST else default,
-        *decls,
-        metavar=None if py_type is bool else metavar,
-        help=f.metadata["help"],
-        rich_help_panel=f.metadata.get("panel"),
-        show_default=default not in (None, []),
-    )
-    annotation = Optional[py_type] if optional or py_type == STR_LIST else py_type  # noqa: UP045
-    return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
-    )
 
 
 def _train(ctx: typer.Context, config: Path | None, **values: Any) -> None:
     """Train a model. Every option can also come from --config FILE.toml (the command line
     wins); the run directory gets the weights, the resolved config and per-epoch metrics."""
-    from zoo.train.allocator import keep_freed_memory
-    from zoo.train.config import from_mapping, load_toml_values
-    from zoo.train.progress import RichReporter
-    from zoo.train.resume import resume_config
-    from zoo.train.trainer import Trainer
-
     rank = _rank()
-    given = {
-        name: (values[name] or [] if FIELDS[name].type == "list[str]" else values[name])
-        for name in FIELDS
-        if _given(ctx, name)
-    }
     try:
-        overrides = {**(load_toml_values(config) if config else {}), **given}
+        overrides = options.layered(ctx, config, values, FIELDS)
         if overrides.get("resume"):
+            from zoo.train.resume import resume_config
+
             cfg = resume_config(Path(overrides.pop("resume")), overrides)
         else:
-            cfg = from_mapping(overrides, where=str(config) if config else "command line")
+            cfg = options.train_config(overrides, config)
     except ZooError as exc:
         if rank:  # every process of a torchrun job reads the same command line: rank 0 says it
             raise typer.Exit(exc.exit_code) from None
         raise
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch(cfg))
+    from zoo.train.allocator import keep_freed_memory
+    from zoo.train.progress import RichReporter
     from zoo.train.ranks import Secondary
+    from zoo.train.trainer import Trainer
 
     keep_freed_memory()
     try:
@@ -98,15 +57,6 @@ def _rank() -> int:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether an option was set on the command line (or its environment variable).
-
-    Compared by name: typer vendors its own click, whose ParameterSource is another class.
-    """
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _launch(cfg: TrainConfig) -> int:
@@ -176,7 +126,7 @@ def register(app: typer.Typer) -> None:
             ),
             annotation=Optional[Path],  # noqa: UP045 - a runtime object for typer
         ),
-        *(_option(name) for name in FIELDS),
+        *(options.setting(name) for name in FIELDS),
     ]
 
     @command

@@ -90,13 +90,15 @@ def tune(
     DIR/trial-NNNN, weak ones are pruned after an epoch, and the best settings are written
     to DIR/best.toml. Run the same command again, or on other machines with the same
     --storage, to continue the study."""
-    from zoo.tasks import tune as tasks
+    from zoo.tasks.tune import prepare
+    from zoo.tasks.tune_study import require_optuna
+    from zoo.tasks.tune_trials import Worker, default_threads
 
-    tasks.require_optuna()
+    require_optuna()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the table says what happened
-    spec = tasks.prepare(
+    spec = prepare(
         Path(config),
         trials=trials,
         timeout=timeout,
@@ -109,15 +111,17 @@ def tune(
         heartbeat=heartbeat,
     )
     if worker:
-        tasks.Worker(spec, tasks.default_threads(jobs)).run()
+        Worker(spec, default_threads(jobs)).run()
         return
     _coordinate(spec, json_out)
 
 
 def _coordinate(spec: Any, json_out: bool) -> None:
-    from zoo.tasks import tune as tasks
+    from zoo.tasks.tune_results import best_trial, trial_rows, write_best, write_plots
+    from zoo.tasks.tune_study import setup
+    from zoo.tasks.tune_trials import Worker, default_threads
 
-    study = tasks.setup(spec)
+    study = setup(spec)
     console = stdout()
     live = None
     if not json_out and console.is_terminal:
@@ -133,17 +137,17 @@ def _coordinate(spec: Any, json_out: bool) -> None:
     failures: list[str] = []
     try:
         if spec.jobs == 1:
-            tasks.Worker(spec, tasks.default_threads(1), on_change=refresh).run()
+            Worker(spec, default_threads(1), on_change=refresh).run()
         else:
             failures = _workers(spec, refresh)
     finally:
         if live is not None:
             refresh()
             live.stop()
-    rows = tasks.trial_rows(study, spec)
-    best_path = tasks.write_best(study, spec)
-    plots, notes = tasks.write_plots(study, spec)
-    best = tasks.best_trial(study)
+    rows = trial_rows(study, spec)
+    best_path = write_best(study, spec)
+    plots, notes = write_plots(study, spec)
+    best = best_trial(study)
     if json_out:
         print_json(
             {
@@ -179,7 +183,7 @@ def _coordinate(spec: Any, json_out: bool) -> None:
 def _workers(spec: Any, refresh: Any) -> list[str]:
     """Start ``--jobs`` worker processes sharing the study and wait for them; what went wrong
     with any of them, as lines."""
-    from zoo.tasks import tune as tasks
+    from zoo.tasks.tune_trials import default_threads
     from zoo.train.signals import sigterm_as_interrupt
 
     command = [
@@ -207,7 +211,7 @@ def _workers(spec: Any, refresh: Any) -> list[str]:
     ]
     if spec.timeout is not None:
         command += ["--timeout", str(spec.timeout)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(tasks.default_threads(spec.jobs))}
+    env = {**os.environ, "OMP_NUM_THREADS": str(default_threads(spec.jobs))}
     procs = [
         subprocess.Popen(
             [*command, "--sampler", _worker_sampler(spec.sampler, i)],
@@ -260,12 +264,12 @@ def _worker_sampler(text: str, index: int) -> str:
 
 def _complete(spec: Any) -> bool:
     """Whether the study has its trials, each finished (retries counted once)."""
-    from zoo.tasks import tune as tasks
+    from zoo.tasks.tune_study import load_study, origin
 
-    study = tasks.load_study(spec)
+    study = load_study(spec)
     trials = study.get_trials(deepcopy=False)
     finished = all(t.state.is_finished() for t in trials)
-    return finished and len({tasks.origin(t) for t in trials}) >= spec.trials
+    return finished and len({origin(t) for t in trials}) >= spec.trials
 
 
 def _shown(path: Path) -> str:
@@ -287,9 +291,9 @@ def _fmt(value: Any) -> str:
 def _table(study: Any, spec: Any) -> Any:
     from rich.table import Table
 
-    from zoo.tasks import tune as tasks
+    from zoo.tasks.tune_results import trial_rows
 
-    rows = tasks.trial_rows(study, spec)
+    rows = trial_rows(study, spec)
     names = [d.name for d in spec.space.dimensions]
     table = Table(title=f"study {spec.study}: {len(rows)} trials", title_justify="left")
     for column in ("trial", "state", spec.metric, *names, "epochs", "seconds", "run"):

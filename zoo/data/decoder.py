@@ -6,8 +6,6 @@ Training, evaluation and prediction of every data source decode through here.
 from __future__ import annotations
 
 import io
-import os
-import stat
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,29 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from zoo.data.listing import special_file
+from zoo.files.reading import open_regular
 
 # Bumped when decode_image's output changes, so caches of the old pixels are not reused
 # (3: EXIF orientation applied).
 DECODER = 3
-
-
-def open_regular(path: Path) -> Any:
-    """``path`` opened for binary reading, refused unless it is a regular file: checked before
-    opening (a FIFO would block) and on the open descriptor (the file may be swapped meanwhile;
-    O_NONBLOCK makes that open return at once)."""
-    reason = special_file(path)
-    if reason is not None:
-        raise OSError(reason)
-
-    def opener(name: str, flags: int) -> int:
-        fd = os.open(name, flags | getattr(os, "O_NONBLOCK", 0))
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OSError("not a regular file")
-        return fd
-
-    return open(path, "rb", opener=opener)  # named by its path in PIL's messages
 
 
 _ORIENTATION = 0x0112  # the EXIF tag

@@ -6,12 +6,12 @@ would block its reader forever, so dangling links, FIFOs, sockets and devices ar
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.files.reading import special_file
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -34,28 +34,6 @@ class FolderListing:
             print(f"warning: skipped unreadable image {path} ({reason})", file=sys.stderr)
         for path in self.empty:
             print(f"warning: class folder {path} holds no images; it is not used", file=sys.stderr)
-
-
-def special_file(path: Path) -> str | None:
-    """Why ``path`` is not a regular file (None when it is one), found without opening it:
-    opening a FIFO for reading blocks until something writes to it."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "a dangling symbolic link" if os.path.islink(path) else "no such file"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if stat.S_ISREG(mode):
-        return None
-    kinds = {
-        stat.S_ISFIFO: "a FIFO",
-        stat.S_ISSOCK: "a socket",
-        stat.S_ISCHR: "a character device",
-        stat.S_ISBLK: "a block device",
-        stat.S_ISDIR: "a directory",
-    }
-    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
-    return f"{kind}, not a regular file"
 
 
 def scan_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:

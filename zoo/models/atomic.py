@@ -15,6 +15,25 @@ def atomic_write(path: Path, data: bytes) -> None:
     commit(stage(path, data), path)
 
 
+def write_output(path: Path, data: bytes, option: str | None = None) -> None:
+    """``atomic_write`` of a command's output; what the system refuses is ``write_failed``."""
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise write_failed(path, exc, option) from None
+
+
+def write_failed(path: Path, exc: OSError, option: str | None = None) -> Exception:
+    """The one line for an output the system would not let zoo write (a full disk, a read-only
+    folder, no permission): a failure of the command, exit code 1 whatever the reason (the
+    input was fine), naming the file and the option that puts it elsewhere, if there is one."""
+    from zoo.errors import ZooError, shown
+
+    elsewhere = f"; choose another place with {option}" if option else ""
+    reason = exc.strerror or str(exc)
+    return ZooError(f"cannot write {shown(path, quote=False)}: {reason}{elsewhere}", exit_code=1)
+
+
 def stage(path: Path, data: bytes) -> Path:
     """The first half of an atomic write: ``data`` written and synced to a temporary file
     beside ``path`` (``.NAME.XXXX.tmp``), which ``commit`` renames into place. Writing every

@@ -12,7 +12,6 @@ A ``README.md`` that zoo did not write (it lacks ``MARKER``) is never replaced.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -330,18 +329,20 @@ def _dataset_name(spec: str) -> str:
 
 
 def _json(path: Path) -> dict[str, Any] | None:
+    """A JSON record of the run, or None when it is missing or damaged: the card leaves it out."""
+    from zoo.files import records
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return records.document(path)
+    except records.Damaged:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl's records, or none when it cannot be read: the card leaves them out."""
-    from zoo.tasks.plots import read_history
+    """metrics.jsonl's records, or none when it is damaged: the card leaves them out."""
+    from zoo.files import records
 
     try:
-        return read_history(path)
-    except ZooError:
+        return records.history(path.parent)
+    except records.Damaged:
         return []

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
 from zoo.models.weights import ModelInfo
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -65,7 +65,7 @@ def default_output(weights: Path, fmt: str) -> Path:
 def require(fmt: str) -> None:
     """Refuse early, in one line, when the packages a format needs are missing."""
     if fmt not in SUFFIXES:
-        raise ZooError(f"--format must be one of {', '.join(SUFFIXES)}, got {fmt!r}")
+        raise ZooError(f"--format must be one of {', '.join(SUFFIXES)}, got {shown(fmt)}")
     if fmt == "onnx":
         missing = [m for m in ("onnx", "onnxscript") if not _importable(m)]
         if missing:
@@ -121,11 +121,11 @@ def export(
     or torch.jit) on a batch of another size and its logits compared with PyTorch's before it
     is written (atomically). Non-finite logits, PyTorch's or the file's, fail the export:
     nothing is written (a NaN difference would pass any comparison)."""
-    from zoo.models.atomic import atomic_write
+    from zoo.models.atomic import write_output
 
     require(fmt)
     if input_kind not in INPUTS:
-        raise ZooError(f"--input must be one of {', '.join(INPUTS)}, got {input_kind!r}")
+        raise ZooError(f"--input must be one of {', '.join(INPUTS)}, got {shown(input_kind)}")
     net = net.cpu().eval()
     module: nn.Module = (
         net if input_kind == "normalized" else Preprocessed(net, info, input_kind == "uint8")
@@ -163,10 +163,7 @@ def export(
                     exit_code=1,
                 )
             exported.max_abs_diff = float((got - expected).abs().max())
-    try:
-        atomic_write(out, data)
-    except OSError as exc:
-        raise ZooError(f"cannot write {out}: {exc}", exit_code=1) from None
+    write_output(out, data, "--out")
     return exported
 
 

@@ -19,7 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
+from zoo.files.reading import read_text, why
 from zoo.models.atomic import atomic_write
 from zoo.models.weights import ModelInfo
 
@@ -85,9 +86,9 @@ def read(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ZooError(f"{path} is not readable JSON ({exc})") from None
+        config = json.loads(read_text(path))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ZooError(f"{path} is not readable JSON ({why(exc)})") from None
     if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
         raise ZooError(f"{path} names no architecture; it is not a timm/Hugging Face config")
     return config
@@ -154,8 +155,8 @@ def _architecture(name: str, qualified: str | None, source: Path) -> str:
         except ZooError:
             continue
     raise ZooError(
-        f"{source}: {CONFIG} names architecture {qualified or name!r}, which no installed plugin "
-        "provides (timm's architectures come with zoo-timm)"
+        f"{source}: {CONFIG} names architecture {shown(qualified or name)}, which no installed "
+        "plugin provides (timm's architectures come with zoo-timm)"
     )
 
 

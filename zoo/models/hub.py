@@ -14,7 +14,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
 
 PREFIX = "hf-hub:"
 WEIGHTS = "model.safetensors"
@@ -63,10 +63,10 @@ def parse_ref(text: str) -> HubRef:
         validate_repo_id(repo_id)
     except HFValidationError:
         raise ZooError(
-            f"{text!r} is not a Hugging Face Hub model: expected hf-hub:ORG/NAME[@REVISION]"
+            f"{shown(text)} is not a Hugging Face Hub model: expected hf-hub:ORG/NAME[@REVISION]"
         ) from None
     if sep and not revision:
-        raise ZooError(f"{text!r}: give a revision after '@' (a branch, tag or commit)")
+        raise ZooError(f"{shown(text)}: give a revision after '@' (a branch, tag or commit)")
     return HubRef(repo_id, revision or None)
 
 
@@ -122,7 +122,7 @@ def explain(exc: BaseException, ref: HubRef) -> str | None:
             f"({_LOGIN} if you have access); check the name at {ref.url}"
         )
     if isinstance(exc, RevisionNotFoundError):
-        return f"{repo} has no revision {ref.revision!r} on the Hugging Face Hub"
+        return f"{repo} has no revision {shown(ref.revision)} on the Hugging Face Hub"
     if isinstance(exc, LocalEntryNotFoundError):
         cache = constants.HF_HUB_CACHE
         if constants.is_offline_mode():

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
 from zoo.models import card
 from zoo.models.hub import HubRef, explain, parse_ref
 
@@ -62,9 +62,11 @@ def plan(
     run = Path(run)
     ref = parse_ref(repo_id)
     if "/" not in ref.repo_id:
-        raise ZooError(f"{repo_id!r}: give the repository as ORG/NAME (your user name or an org)")
+        raise ZooError(
+            f"{shown(repo_id)}: give the repository as ORG/NAME (your user name or an org)"
+        )
     if ref.revision:
-        raise ZooError(f"{repo_id!r}: give the branch with --revision, not after '@'")
+        raise ZooError(f"{shown(repo_id)}: give the branch with --revision, not after '@'")
     ref = HubRef(ref.repo_id, revision)
     weights = run / "model.safetensors"
     if not run.is_dir() or not weights.is_file():

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from zoo.errors import ZooError, did_you_mean
+from zoo.errors import ZooError, did_you_mean, shown
 from zoo.plugins.hookspecs import HOOKS
 
 KINDS: tuple[str, ...] = tuple(HOOKS)
@@ -170,7 +170,7 @@ class Registry:
             if not mine:
                 plugins = sorted({c.plugin for c in of_kind})
                 raise ZooError(
-                    f"no plugin {plugin!r} provides {kind}s{did_you_mean(plugin, plugins)}"
+                    f"no plugin {shown(plugin)} provides {kind}s{did_you_mean(plugin, plugins)}"
                     f" (plugins with {kind}s: {', '.join(plugins) or 'none'})"
                 )
             of_kind = mine
@@ -188,11 +188,13 @@ class Registry:
             return preferred[0]
         if matches:
             choices = ", ".join(sorted(c.qualified for c in matches))
-            raise ZooError(f"{kind} {name!r} is provided by several plugins; use one of: {choices}")
+            raise ZooError(
+                f"{kind} {shown(name)} is provided by several plugins; use one of: {choices}"
+            )
         names = sorted({n for c in of_kind for n in (c.name, *c.aliases)})
         hint = did_you_mean(name, names)
         listing = "" if hint else f"; see `zoo list {kind}`"
-        raise ZooError(f"unknown {kind} {ref!r}{hint}{listing}")
+        raise ZooError(f"unknown {kind} {shown(ref)}{hint}{listing}")
 
     def extra(self, component: Component) -> dict[str, Any]:
         """What the plugin registered beside the component (``extra=``), or ``{}``."""
@@ -250,7 +252,7 @@ class Registry:
         if not known:
             raise ZooError(f"architecture {bases[0].qualified!r} has no pretrained weights")
         raise ZooError(
-            f"architecture {bases[0].qualified!r} has no pretrained tag {tag!r}"
+            f"architecture {bases[0].qualified!r} has no pretrained tag {shown(tag)}"
             f"{did_you_mean(tag, known)}; see `zoo list --pretrained --filter '{base}.*'`"
         )
 
@@ -283,12 +285,12 @@ def normalize_kind(text: str) -> str:
         candidate = _KIND_ALIASES.get(candidate, candidate)
         if candidate in KINDS:
             return candidate
-    raise ZooError(f"unknown component kind {text!r}{did_you_mean(word, KINDS)}")
+    raise ZooError(f"unknown component kind {shown(text)}{did_you_mean(word, KINDS)}")
 
 
 def check_kind(kind: str) -> None:
     if kind not in KINDS:
-        raise ZooError(f"unknown component kind {kind!r}{did_you_mean(kind, KINDS)}")
+        raise ZooError(f"unknown component kind {shown(kind)}{did_you_mean(kind, KINDS)}")
 
 
 def _matches(component: Component, pattern: str) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.errors import ZooError, did_you_mean
+from zoo.errors import ZooError, did_you_mean, shown
 
 NAME_RE = re.compile(r"^[a-z0-9_.-]+$")
 PLUGIN_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -49,11 +49,11 @@ def parse_spec(text: str, *, kind: str = "component") -> Spec:
         head, params = text[: match.start()], parse_params(text[match.end() :], kind=kind)
     parts = head.split(":")
     if len(parts) > 2 or not all(parts):
-        raise ZooError(f"malformed {kind} {text!r}: expected [plugin:]name[:key=value,...]")
+        raise ZooError(f"malformed {kind} {shown(text)}: expected [plugin:]name[:key=value,...]")
     plugin, name = (parts[0], parts[1].lower()) if len(parts) == 2 else (None, parts[0].lower())
     for label in (plugin, name):
         if label is not None and not PLUGIN_RE.match(label):
-            raise ZooError(f"malformed {kind} {text!r}: names use letters, digits and _ . -")
+            raise ZooError(f"malformed {kind} {shown(text)}: names use letters, digits and _ . -")
     return Spec(name=name, plugin=plugin, params=params)
 
 
@@ -66,9 +66,9 @@ def parse_params(text: str, *, kind: str = "component") -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ZooError(f"malformed {kind} parameter {item.strip()!r}: expected key=value")
+            raise ZooError(f"malformed {kind} parameter {shown(item.strip())}: expected key=value")
         if key in params:
-            raise ZooError(f"{kind} parameter {key!r} given twice")
+            raise ZooError(f"{kind} parameter {shown(key)} given twice")
         params[key] = parse_value(raw.strip())
     return params
 
@@ -160,14 +160,16 @@ def check_params(
     reserved = set(reserved)
     for key in params:
         if key in reserved:
-            raise ZooError(f"{what}: parameter {key!r} is set by zoo and cannot be given")
+            raise ZooError(f"{what}: parameter {shown(key)} is set by zoo and cannot be given")
     accepted = accepted_params(factory, reserved)
     if accepted is not None:
         for key in params:
             if key not in accepted:
                 listing = ", ".join(accepted) if accepted else "none"
                 hint = did_you_mean(key, accepted)
-                raise ZooError(f"{what}: unknown parameter {key!r}{hint} (accepted: {listing})")
+                raise ZooError(
+                    f"{what}: unknown parameter {shown(key)}{hint} (accepted: {listing})"
+                )
     check_types(what, factory, params)
 
 
@@ -189,7 +191,7 @@ def check_types(what: str, factory: Callable[..., Any], params: Mapping[str, Any
             continue
         hint = f' (quote it for text: {name}="{value}")' if _fits(str(value), expected) else ""
         raise ZooError(
-            f"{what}: parameter {name} must be {_type_name(expected)}, got {value!r}{hint}"
+            f"{what}: parameter {name} must be {_type_name(expected)}, got {shown(value)}{hint}"
         )
 
 
@@ -291,4 +293,8 @@ def call_factory(
     except ZooError:
         raise
     except Exception as exc:  # a plugin's factory may raise anything; report it as its own
-        raise ZooError(f"{what} failed to build: {type(exc).__name__}: {exc}", exit_code=1) from exc
+        raise ZooError(
+            f"{what} failed to build: {type(exc).__name__}: "
+            f"{shown(str(exc), quote=False, limit=1000)}",
+            exit_code=1,
+        ) from exc

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.errors import ZooError, did_you_mean
+from zoo.errors import ZooError, did_you_mean, shown
 
 Reshape = Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -134,15 +134,18 @@ def find_target(net: nn.Module, sample: torch.Tensor, name: str | None = None) -
     if name is not None:
         if name not in modules or not name:
             raise ZooError(
-                f"--cam-layer: {arch} has no layer {name!r}{did_you_mean(name, list(modules)[1:])}"
+                f"--cam-layer: {arch} has no layer {shown(name)}"
+                f"{did_you_mean(name, list(modules)[1:])}"
                 f"; layers with maps: {_candidates(net, seen)}"
             )
         if name not in shapes:
-            raise ZooError(f"--cam-layer: layer {name!r} of {arch} returns no tensor in forward")
+            raise ZooError(
+                f"--cam-layer: layer {shown(name)} of {arch} returns no tensor in forward"
+            )
         layout = _layout(net, name, shapes[name], None)
         if layout is False:
             raise ZooError(
-                f"--cam-layer: layer {name!r} of {arch} gives {list(shapes[name])}, not a "
+                f"--cam-layer: layer {shown(name)} of {arch} gives {list(shapes[name])}, not a "
                 f"spatial map; layers with maps: {_candidates(net, seen)}"
             )
         return Target(name, modules[name], layout)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.models.atomic import write_failed, write_output
 
 # Top-loss images run through Grad-CAM this many at a time.
 _CAM_BATCH = 32
@@ -54,6 +55,7 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     import torch
 
     from zoo.data.splits import default_workers, split_paths
+    from zoo.files import records
     from zoo.models import hub
     from zoo.models.loading import load, weights_path
     from zoo.tasks import cam, evaluation, insights, plots, tta
@@ -126,8 +128,11 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
         pictures["confusion_matrix.png"] = plots.confusion_png(
             report["confusion_matrix"], report["classes"], title
         )
-        metrics = run_dir / "metrics.jsonl"
-        history = plots.read_history(metrics) if metrics.is_file() else []
+        try:
+            history = records.history(run_dir)
+        except records.Damaged as exc:
+            outputs.notes.append(f"note: {exc}; no training curves")
+            history = []
         if history:
             pictures["training_curves.png"] = plots.curves_png(history, report["arch"])
         pictures["calibration.png"] = plots.calibration_png(report["calibration"], title)
@@ -146,8 +151,8 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
             )
     report["pictures"] = list(pictures)
     for name, data in pictures.items():
-        write(target / name, data)
-    write(target / "eval.json", (json.dumps(report, indent=2) + "\n").encode())
+        write_output(target / name, data, "--out DIR")
+    write_output(target / "eval.json", (json.dumps(report, indent=2) + "\n").encode(), "--out DIR")
     outputs.written = [target / "eval.json", *(target / name for name in pictures)]
     if target == run_dir:
         outputs.written += _card(run_dir, outputs.notes)
@@ -164,10 +169,7 @@ def _card(run_dir: Path, notes: list[str]) -> list[Path]:
     try:
         written = card.write(run_dir)
     except OSError as exc:
-        raise ZooError(
-            f"cannot write {run_dir / card.FILE}: {exc}; choose another place with --out DIR",
-            exit_code=1,
-        ) from None
+        raise write_failed(run_dir / card.FILE, exc, "--out DIR") from None
     if written is None:
         notes.append(f"note: {run_dir / card.FILE} was not written by zoo: left as it is")
         return []
@@ -206,15 +208,3 @@ def _cam_overlays(model: Any, images: list[Any], predicted: list[int], layer: An
         )
         overlays += [cam.overlay(im.numpy(), m) for im, m in zip(batch, maps, strict=True)]
     return overlays
-
-
-def write(path: Path, data: bytes, option: str = "--out DIR") -> None:
-    """Write atomically; a read-only run gets a one-line error that suggests ``option``."""
-    from zoo.models.atomic import atomic_write
-
-    try:
-        atomic_write(path, data)
-    except OSError as exc:
-        raise ZooError(
-            f"cannot write {path}: {exc}; choose another place with {option}", exit_code=1
-        ) from None

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from zoo.data.splits import ImageTensors, is_stream, resize_tensors
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
 from zoo.models.weights import ModelInfo
 
 
@@ -38,7 +38,7 @@ def eval_data(info: ModelInfo, data: str | None, split: str | None, source: Path
     from zoo.data.source import SPLITS, build_splits, default_split, for_channels, resolve_data
 
     if split is not None and split not in SPLITS:
-        raise ZooError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise ZooError(f"--split must be one of {', '.join(SPLITS)}, got {shown(split)}")
     config = info.config or {}
     own = data is None
     if own:

@@ -8,12 +8,9 @@ without pyplot, so nothing global (the backend, open figures) changes in the cal
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
-
-from zoo.errors import ZooError
 
 # Annotating every cell stays legible up to about this many classes.
 _ANNOTATE_MAX = 30
@@ -81,13 +78,33 @@ CURVE_PANELS = (
 )
 
 
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl file."""
-    try:
-        lines = path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    except (OSError, ValueError) as exc:
-        raise ZooError(f"cannot read {path}: {exc}") from None
+def compare_png(runs: list[Any], metric: str) -> bytes:
+    """Each run's curve of one metric per epoch (``zoo.tasks.runs.RunInfo``: its ``name`` and
+    ``history``), overlaid on one set of axes, for ``zoo runs compare``."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(7.5, 4.5)
+    ax = fig.add_subplot()
+    for run in runs:
+        points = [
+            (r["epoch"], float(r[metric]))
+            for r in run.history
+            if "epoch" in r and _numeric(r.get(metric))
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o" if len(points) < 30 else None, label=run.name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(f"{metric} per epoch")
+    return _png(fig)
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def curves_png(history: list[dict[str, Any]], title: str = "") -> bytes:

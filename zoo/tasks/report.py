@@ -53,18 +53,20 @@ class RunFiles:
 
 
 def read_run(run_dir: Path, info: Any, eval_dir: Path) -> RunFiles:
-    """The run's files and its evaluation in ``eval_dir`` (``eval.json`` and its pictures)."""
-    from zoo.tasks.plots import read_history
+    """The run's files and its evaluation in ``eval_dir`` (``eval.json`` and its pictures). A
+    damaged ``metrics.jsonl`` or ``summary.json`` is left out with a note; a damaged
+    ``eval.json``, which the page is made of, is an error."""
+    from zoo.files import records
+    from zoo.files.reading import read_bytes
 
-    eval_file = eval_dir / "eval.json"
-    try:
-        evaluation = json.loads(eval_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ZooError(f"cannot read {eval_file}: {exc}") from None
+    eval_file = eval_dir / records.EVAL
+    evaluation = records.document(eval_file)
+    if evaluation is None:
+        raise ZooError(f"cannot read {eval_file}: it does not exist")
     files = RunFiles(run_dir, info, evaluation)
     for name in evaluation.get("pictures", []):
         try:
-            files.pictures[name] = (eval_dir / name).read_bytes()
+            files.pictures[name] = read_bytes(eval_dir / name)
         except OSError:
             files.notes.append(f"note: {eval_dir / name} is missing; run zoo eval again")
     if info.epoch is not None and evaluation.get("epoch") not in (None, info.epoch):
@@ -72,18 +74,17 @@ def read_run(run_dir: Path, info: Any, eval_dir: Path) -> RunFiles:
             f"note: {eval_file} is from epoch {evaluation['epoch']} and the weights are at epoch "
             f"{info.epoch}; run zoo eval again for an up-to-date report"
         )
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        files.history = read_history(metrics)
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        try:
-            files.summary = json.loads(summary.read_text())
-        except (OSError, ValueError) as exc:
-            raise ZooError(f"cannot read {summary}: {exc}") from None
+    try:
+        files.history = records.history(run_dir)
+    except records.Damaged as exc:
+        files.notes.append(f"note: {exc}; the report has no training curves")
+    try:
+        files.summary = records.document(run_dir / records.SUMMARY) or {}
+    except records.Damaged as exc:
+        files.notes.append(f"note: {exc}; the report leaves it out")
     card = run_dir / "README.md"
     if card.is_file():
-        files.card = card.read_text(errors="replace")
+        files.card = read_bytes(card).decode(errors="replace")
     return files
 
 

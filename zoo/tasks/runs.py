@@ -1,9 +1,10 @@
 """Reading run directories for ``zoo runs``: what each run is, how far it got and how well.
 
 A run directory is found by its ``config.toml`` (written by zoo before the first epoch). Only
-the small files are read: ``config.toml``, ``metrics.jsonl``, ``summary.json``, ``run.json``,
-and the lock ``.zoo.lock`` is probed; never weights, never torch, so hundreds of runs list in
-well under a second. The file names are those of ``zoo.train.rundir`` (which imports torch).
+the small files are read (``zoo.files.records``: ``config.toml``, ``metrics.jsonl``,
+``summary.json``, ``run.json``) and the lock ``.zoo.lock`` is probed; never weights, never torch,
+so hundreds of runs list in well under a second. A run whose records cannot be read is damaged:
+it is named and left out, and the others are listed.
 
 The status needs evidence:
 
@@ -26,14 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, did_you_mean
+from zoo.files import records
+from zoo.files.reading import open_regular
 
-CONFIG, METRICS, SUMMARY, RECORD, LOCK = (
-    "config.toml",
-    "metrics.jsonl",
-    "summary.json",
-    "run.json",
-    ".zoo.lock",
-)
+LOCK = ".zoo.lock"
 # Folders inside a run directory, and others never holding runs: not searched.
 NOT_RUNS = {"checkpoints", "tensorboard", "__pycache__", "node_modules", "mlruns"}
 STATUSES = ("complete", "stopped early", "failed", "running", "interrupted")
@@ -147,13 +144,24 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+# Besides config.toml, what only a run directory holds: a config.toml beside one of them that
+# zoo did not write (or that cannot be read) is a damaged run, not someone else's file.
+_OUTPUTS = (records.METRICS, records.SUMMARY, records.RECORD, "model.safetensors", "checkpoints")
+
+
 def is_run(path: Path) -> bool:
-    """A zoo run directory: its config.toml is one zoo wrote."""
+    """A zoo run directory: its config.toml is one zoo wrote, or a config.toml beside a run's
+    other outputs (a damaged run, which ``read`` names). A folder holding only a hand-written
+    config.toml is not a run."""
     try:
-        with open(path / CONFIG, "rb") as f:
-            return f.read(14) == b"zoo_version = "
-    except OSError:
+        with open_regular(path / records.CONFIG) as f:
+            if f.read(14) == b"zoo_version = ":
+                return True
+    except FileNotFoundError:
         return False
+    except OSError:
+        pass  # a special or unreadable config.toml: a run only if the rest says so
+    return any(os.path.lexists(path / name) for name in _OUTPUTS)
 
 
 def find(roots: list[Path]) -> list[tuple[Path, Path]]:
@@ -183,39 +191,6 @@ def find(roots: list[Path]) -> list[tuple[Path, Path]]:
     return found
 
 
-def _toml(path: Path) -> dict[str, Any]:
-    from zoo.train.config import read_toml
-
-    try:
-        return read_toml(path)
-    except ZooError:  # a damaged or missing config.toml: the row shows what else is known
-        return {}
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl's records; a line cut short by a crash is skipped."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
 def lock_held(run: Path) -> bool:
     """Whether a live process holds the run's lock: probed with a non-blocking shared
     ``flock``, released at once. No lock file (zoo versions before it): no evidence."""
@@ -224,7 +199,7 @@ def lock_held(run: Path) -> bool:
     except ImportError:  # pragma: no cover - Windows
         return False
     try:
-        fd = os.open(run / LOCK, os.O_RDONLY)
+        fd = os.open(run / LOCK, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO: no wait
     except OSError:
         return False
     try:
@@ -240,18 +215,23 @@ def lock_held(run: Path) -> bool:
         os.close(fd)
 
 
+def run_name(run: Path, root: Path | None = None) -> str:
+    """How a run is named in a listing: its path under the folder searched."""
+    return run.relative_to(root).as_posix() if root is not None and run != root else run.name
+
+
 def read(run: Path, root: Path | None = None) -> RunInfo:
-    """One run directory's files, its status and its best monitored epoch."""
-    config = _toml(run / CONFIG)
-    history = read_history(run / METRICS)
-    summary = _json(run / SUMMARY)
-    summary = summary if isinstance(summary, dict) else None
-    record = _json(run / RECORD)
-    record = record if isinstance(record, dict) else {}
-    name = run.name
-    if root is not None and run != root:
-        name = run.relative_to(root).as_posix()
-    info = RunInfo(run, name, config, history, summary, record, status="interrupted")
+    """One run directory's files, its status and its best monitored epoch; ``records.Damaged``
+    when one of them cannot be read."""
+    config = records.config(run)
+    if config is None:
+        raise records.Damaged(run / records.CONFIG, "is missing")
+    if "zoo_version" not in config:
+        raise records.Damaged(run / records.CONFIG, "was not written by zoo (no zoo_version)")
+    history = records.history(run)
+    summary = records.document(run / records.SUMMARY)
+    record = records.document(run / records.RECORD) or {}
+    info = RunInfo(run, run_name(run, root), config, history, summary, record, status="interrupted")
     if summary is not None:
         info.status = "stopped early" if summary.get("stopped") else "complete"
     elif info.error is not None:
@@ -277,12 +257,19 @@ def _best(info: RunInfo) -> dict[str, Any]:
 
 def collect(
     roots: list[Path], pattern: str | None = None, sort: str | None = None
-) -> list[RunInfo]:
-    """Every run under the roots whose name matches the glob, sorted (default: by start)."""
-    runs = [read(run, root) for root, run in find(roots)]
-    if pattern:
-        runs = [r for r in runs if fnmatch.fnmatchcase(r.name, pattern)]
-    return order(runs, sort or "started")
+) -> tuple[list[RunInfo], list[records.Damaged]]:
+    """Every run under the roots whose name matches the glob, sorted (default: by start), and
+    the damaged ones, left out."""
+    runs: list[RunInfo] = []
+    damaged: list[records.Damaged] = []
+    for root, run in find(roots):
+        if pattern and not fnmatch.fnmatchcase(run_name(run, root), pattern):
+            continue
+        try:
+            runs.append(read(run, root))
+        except records.Damaged as exc:
+            damaged.append(exc)
+    return order(runs, sort or "started"), damaged
 
 
 def order(runs: list[RunInfo], key: str) -> list[RunInfo]:
@@ -322,29 +309,3 @@ def differences(runs: list[RunInfo]) -> dict[str, list[Any]]:
         for key in keys
         if key != "out" and len({json.dumps(r.config.get(key)) for r in runs}) > 1
     }
-
-
-def compare_png(runs: list[RunInfo], metric: str) -> bytes:
-    """Each run's curve of one metric per epoch, overlaid on one set of axes."""
-    from matplotlib.ticker import MaxNLocator
-
-    from zoo.tasks.plots import _figure, _png
-
-    fig = _figure(7.5, 4.5)
-    ax = fig.add_subplot()
-    for run in runs:
-        points = [
-            (r["epoch"], _number(r.get(metric)))
-            for r in run.history
-            if "epoch" in r and _number(r.get(metric)) is not None
-        ]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o" if len(points) < 30 else None, label=run.name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    ax.set_title(f"{metric} per epoch")
-    return _png(fig)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from zoo.errors import ZooError, did_you_mean
+from zoo.errors import ZooError, did_you_mean, shown
 from zoo.plugins.specs import format_spec, parse_spec
 from zoo.train.config import FIELDS, TrainConfig, from_mapping, validate
 
@@ -215,7 +215,7 @@ def _dimension(key: str, value: Any, where: str) -> Dimension:
         return _range(key, field, param, component, value, label)
     raise ZooError(
         f"{label}: expected a list of choices or a range such as "
-        f"{{low = 1e-4, high = 1e-1, log = true}}, got {value!r}"
+        f"{{low = 1e-4, high = 1e-1, log = true}}, got {shown(value)}"
     )
 
 
@@ -227,7 +227,7 @@ def _target(key: str, label: str) -> tuple[str, str | None, str | None]:
     searchable = [f for f in FIELDS if f not in FIXED]
     if field not in FIELDS:
         hints = [*searchable, *(f"{c}.PARAM" for c in COMPONENTS)]
-        raise ZooError(f"{label}: unknown setting {parts[0]!r}{did_you_mean(field, hints)}")
+        raise ZooError(f"{label}: unknown setting {shown(parts[0])}{did_you_mean(field, hints)}")
     if field in FIXED:
         raise ZooError(f"{label}: {field} cannot be searched: {FIXED[field]}")
     if len(parts) == 1:
@@ -252,18 +252,18 @@ def _range(
     for name in table:
         if name not in RANGE_KEYS:
             raise ZooError(
-                f"{label}: unknown range key {name!r}{did_you_mean(name, RANGE_KEYS)} "
+                f"{label}: unknown range key {shown(name)}{did_you_mean(name, RANGE_KEYS)} "
                 f"(a range has {', '.join(RANGE_KEYS)})"
             )
     for name in ("low", "high"):
         if name not in table:
             raise ZooError(f"{label}: a range needs low and high")
         if isinstance(table[name], bool) or not isinstance(table[name], (int, float)):
-            raise ZooError(f"{label}: {name} must be a number, got {table[name]!r}")
+            raise ZooError(f"{label}: {name} must be a number, got {shown(table[name])}")
     low, high = table["low"], table["high"]
     log, step = table.get("log", False), table.get("step")
     if not isinstance(log, bool):
-        raise ZooError(f"{label}: log must be true or false, got {log!r}")
+        raise ZooError(f"{label}: log must be true or false, got {shown(log)}")
     if param is None:
         base = str(FIELDS[field].type).replace(" | None", "")
         if base not in ("int", "float"):
@@ -289,7 +289,7 @@ def _range(
         raise ZooError(f"{label}: a log range needs low > 0, got {low}")
     if step is not None:
         if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
-            raise ZooError(f"{label}: step must be a positive number, got {step!r}")
+            raise ZooError(f"{label}: step must be a positive number, got {shown(step)}")
         if log and (kind == "float" or step != 1):
             raise ZooError(f"{label}: a log range takes no step")
         if step > high - low:
@@ -347,7 +347,7 @@ def _check_param(d: Dimension, spec: Any, value: Any, where: str) -> None:
         items = spec if isinstance(spec, list) else [spec]
         if not any(parse_spec(s, kind=kind).name == d.component for s in items):
             shown = ", ".join(items) if items else "empty"
-            raise ZooError(f"no {kind} named {d.component!r} in {d.field} ({shown})")
+            raise ZooError(f"no {kind} named {shown(d.component)} in {d.field} ({shown})")
         for s in _with_param(items, d, value):
             resolve(kind, s)
     except ZooError as exc:
@@ -372,7 +372,9 @@ def _check_kwargs_architecture(d: Dimension, spec: str, value: Any, where: str) 
         if exc.exit_code == 2:  # the plugin's own refusal of the parameters
             raise ZooError(f"{where}: {exc}") from None
         if f"unexpected keyword argument '{d.param}'" in str(exc):
-            raise ZooError(f"{where}: {resolved.label}: unknown parameter {d.param!r}") from None
+            raise ZooError(
+                f"{where}: {resolved.label}: unknown parameter {shown(d.param)}"
+            ) from None
         # any other failure at this made-up size is left to the trial, which reports it
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.errors import ZooError, did_you_mean
+from zoo.errors import ZooError, did_you_mean, shown
 
 MODES = ("flip", "crops", "flip+crops")
 CROP = 7 / 8
@@ -27,7 +27,7 @@ def check_mode(mode: str) -> str:
     """The mode, or a one-line error naming the valid ones."""
     if mode not in MODES:
         raise ZooError(
-            f"unknown TTA mode {mode!r}{did_you_mean(mode, MODES)}; choose {'|'.join(MODES)}"
+            f"unknown TTA mode {shown(mode)}{did_you_mean(mode, MODES)}; choose {'|'.join(MODES)}"
         )
     return mode
 

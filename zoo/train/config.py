@@ -11,15 +11,16 @@ so a saved config evaluates and resumes from any working directory. No registry 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
+import os
 import re
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError, did_you_mean
+from zoo.errors import ZooError, did_you_mean, shown
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -167,7 +168,10 @@ class TrainConfig:
     )
     compile: bool = _opt(False, "torch.compile the model.", panel="Hardware")
     workers: int | None = _opt(
-        None, "Data loading workers/threads (default: up to 8).", panel="Hardware"
+        None,
+        "Data loading workers and decoding threads (default: the cores, at most 8).",
+        panel="Hardware",
+        min=0,
     )
     threads: int | None = _opt(
         None,
@@ -225,7 +229,7 @@ def from_mapping(
     for key, value in values.items():
         name = key.replace("-", "_")
         if name not in FIELDS:
-            raise ZooError(f"{where}: unknown setting {key!r}{did_you_mean(name, FIELDS)}")
+            raise ZooError(f"{where}: unknown setting {shown(key)}{did_you_mean(name, FIELDS)}")
         changes[name] = _coerce(name, value, where)
     return normalize(cfg.replace(**changes))
 
@@ -249,28 +253,17 @@ def data_spec(text: str) -> str:
 
 
 def absolute(path: str) -> str:
-    return str(Path(path).expanduser().resolve())
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML config file's tables, or one line saying why it cannot be read."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     try:
-        return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ZooError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ZooError(f"cannot read config file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ZooError(f"config file {path} is not valid TOML: {exc}") from None
+        return str(Path(path).expanduser().resolve())
+    except RuntimeError:  # Python < 3.13 says so of a loop of symbolic links
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
 
 
 def load_toml_values(path: Path) -> dict[str, Any]:
     """Read a ``--config`` file (a flat table of TrainConfig settings), checking every key
     and value; returns the raw values so they can be layered under command-line options."""
+    from zoo.files.reading import read_toml
+
     values = read_toml(path)
     values.pop("zoo_version", None)
     from_mapping(values, where=str(path))
@@ -330,7 +323,7 @@ def _coerce(name: str, value: Any, where: str) -> Any:
             return parse_image_size(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ZooError(f"{where}: {name} must be {base}, got {value!r}") from None
+        raise ZooError(f"{where}: {name} must be {base}, got {shown(value)}") from None
 
 
 def parse_image_size(text: Any) -> tuple[int, int] | None:
@@ -340,17 +333,17 @@ def parse_image_size(text: Any) -> tuple[int, int] | None:
         return None
     if isinstance(text, (list, tuple)):
         if len(text) != 2 or not all(isinstance(v, int) for v in text):
-            raise ZooError(f"image size must be N or HxW, got {text!r}")
+            raise ZooError(f"image size must be N or HxW, got {shown(text)}")
         text = f"{text[0]}x{text[1]}"
     if isinstance(text, (bool, float)):
-        raise ZooError(f"image size must be N or HxW, got {text!r}")
+        raise ZooError(f"image size must be N or HxW, got {shown(text)}")
     match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?", str(text))
     if not match:
-        raise ZooError(f"image size must be N or HxW, got {text!r}")
+        raise ZooError(f"image size must be N or HxW, got {shown(text)}")
     h = int(match.group(1))
     w = int(match.group(2) or h)
     if h < 1 or w < 1:
-        raise ZooError(f"image size must be positive, got {text!r}")
+        raise ZooError(f"image size must be positive, got {shown(text)}")
     return h, w
 
 

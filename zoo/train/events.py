@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
 
 if TYPE_CHECKING:
     from torch import nn
@@ -222,5 +222,6 @@ def _call(attached: Attached, method: str, *args: Any) -> Any:
             raise
         raise CallbackError(f"{attached.label}: {exc}", exit_code=exc.exit_code) from exc
     except Exception as exc:  # a plugin's callback may raise anything: name it
-        message = f"{attached.label or 'zoo'} failed in {method}: {type(exc).__name__}: {exc}"
+        text = shown(str(exc), quote=False, limit=1000)
+        message = f"{attached.label or 'zoo'} failed in {method}: {type(exc).__name__}: {text}"
         raise CallbackError(message, exit_code=1) from exc

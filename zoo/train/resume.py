@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
 from zoo.models.weights import read_header
 from zoo.train import rundir
 from zoo.train.config import TrainConfig, from_mapping, load_toml
@@ -81,7 +81,8 @@ def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
         if not (same_components(key, mine, theirs) if key in COMPONENTS else mine == theirs):
             raise ZooError(
                 f"--resume {run}: {key} differs from the run's "
-                f"({_shown(mine)!r} vs {_shown(theirs)!r}); start a new run instead"
+                f"({shown(_as_written(mine))} vs {shown(_as_written(theirs))}); start a new run "
+                "instead"
             )
         # The run's own (qualified) name: the one given may have become ambiguous since.
         requested = requested.replace(**{key: theirs})
@@ -91,7 +92,7 @@ def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
     return requested.replace(resume=str(run), out=str(run))
 
 
-def _shown(value: Any) -> Any:
+def _as_written(value: Any) -> Any:
     """A setting as the user writes it (an image size as ``32`` or ``32x48``)."""
     from zoo.train.config import format_image_size
 

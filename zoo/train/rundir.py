@@ -76,11 +76,14 @@ def holds_run(path: Path) -> bool:
     completed epoch, or a ``config.toml`` that is not one zoo wrote."""
     if not path.is_dir():
         return False
+    return completed_epoch(path) or ((path / "config.toml").exists() and not started_run(path))
+
+
+def completed_epoch(path: Path) -> bool:
+    """Whether ``path`` holds a completed epoch's files (or any checkpoint)."""
     if any((path / m).exists() for m in RUN_MARKERS):
         return True
-    if any((path / "checkpoints").glob("[!.]*.safetensors")):
-        return True
-    return (path / "config.toml").exists() and not started_run(path)
+    return any((path / "checkpoints").glob("[!.]*.safetensors"))
 
 
 def started_run(path: Path) -> bool:
@@ -96,6 +99,11 @@ def check_out(path: Path, overwrite: bool) -> None:
     """Refuse to write into a previous run unless asked to replace it."""
     if path.exists() and not path.is_dir():
         raise ZooError(f"--out {path} is a file, not a directory")
+    if holds_run(path) and not overwrite and not completed_epoch(path):
+        raise ZooError(
+            f"--out {path} holds a config.toml that zoo did not write, not a run; add "
+            "--overwrite to replace it or choose another directory"
+        )
     if holds_run(path) and not overwrite:
         raise ZooError(
             f"--out {path} holds a previous run; add --overwrite to replace it or "

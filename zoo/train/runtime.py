@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shown
 from zoo.train.config import PRECISIONS
 
 
@@ -47,7 +47,7 @@ def _env_int(name: str, default: int | None = None) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ZooError(f"environment variable {name}={text!r} is not an integer") from None
+        raise ZooError(f"environment variable {name}={shown(text)} is not an integer") from None
 
 
 def init_distributed(device_text: str) -> Dist:
@@ -141,13 +141,13 @@ def resolve_device(text: str, dist: Dist | None = None) -> torch.device:
         if not 0 <= index < count:
             raise ZooError(f"--device {text}: only {count} CUDA device(s) (0-{count - 1})")
         return torch.device("cuda", index)
-    raise ZooError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+    raise ZooError(f"unknown device {shown(text)}: use auto, cpu, cuda, cuda:N or mps")
 
 
 def check_precision(text: str) -> str:
     """A ``--precision`` value, refused in one line when it is not one of ``PRECISIONS``."""
     if text not in PRECISIONS:
-        raise ZooError(f"--precision must be one of {', '.join(PRECISIONS)}, got {text!r}")
+        raise ZooError(f"--precision must be one of {', '.join(PRECISIONS)}, got {shown(text)}")
     return text
 
 
