@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+from zoo.files.reading import absolute
 from zoo.plugins.hookspecs import DataSource
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def local(location: str) -> str:
     path = Path(location).expanduser()
     pattern = any(c in path.name for c in "{*?[") and path.parent.is_dir()  # shards' names
     if path.exists() or pattern or location.startswith(("/", "./", "../", "~", ".")):
-        return str(path.parent.resolve() / path.name) if pattern else str(path.resolve())
+        return str(Path(absolute(str(path.parent))) / path.name) if pattern else absolute(str(path))
     return location
 
 

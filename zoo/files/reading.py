@@ -110,6 +110,17 @@ def read_text(path: str | os.PathLike[str]) -> str:
     return read_bytes(path).decode("utf-8")
 
 
+def absolute(path: str) -> str:
+    """``path`` made absolute with its links followed; a loop of links is ELOOP's OSError (Python
+    before 3.13 raises RuntimeError), which ``os_error`` turns into one line."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).expanduser().resolve())
+    except RuntimeError:
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+
+
 def why(exc: BaseException) -> str:
     """What is wrong with a file, for a message: the system's words for an OSError, where the
     text stops being UTF-8, a parser's own message, or that it nests too deeply."""

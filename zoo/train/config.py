@@ -11,10 +11,8 @@ so a saved config evaluates and resumes from any working directory. No registry 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -239,6 +237,8 @@ def normalize(cfg: TrainConfig) -> TrainConfig:
     ``hf-hub:ORG/NAME``, stays as it is) (idempotent)."""
     init = cfg.init
     if init is not None and not init.startswith("hf-hub:"):
+        from zoo.files.reading import absolute
+
         init = absolute(init)
     val_data = data_spec(cfg.val_data) if cfg.val_data else None
     return cfg.replace(data=data_spec(cfg.data), val_data=val_data, init=init)
@@ -250,13 +250,6 @@ def data_spec(text: str) -> str:
     from zoo.data.source import normalize_data
 
     return normalize_data(text)
-
-
-def absolute(path: str) -> str:
-    try:
-        return str(Path(path).expanduser().resolve())
-    except RuntimeError:  # Python < 3.13 says so of a loop of symbolic links
-        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
 
 
 def load_toml_values(path: Path) -> dict[str, Any]:
