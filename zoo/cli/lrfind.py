@@ -67,6 +67,7 @@ def _lr_find(
     }
     overrides = {**(load_toml_values(config) if config else {}), **given}
     cfg = from_mapping(overrides, where=str(config) if config else "command line")
+    out = _plot_target(out) if plot else out
     found = lr_find(cfg, steps=steps, start_lr=start_lr, end_lr=end_lr, reporter=_Notes())
     notes = []
     if plot:
@@ -99,13 +100,24 @@ def _plot(found: Any, out: Path) -> list[str]:
         return ["note: matplotlib is not installed, so no plot: pip install 'zoo[plots]'"]
     if not found.lrs:
         return []
-    if out.is_dir():
-        out = out / "lr_find.png"
     try:
         atomic_write(out, plots.lr_find_png(found.lrs, found.losses, found.suggested_lr))
     except OSError as exc:
         raise ZooError(f"cannot write {out}: {exc}; choose another file with --out", 1) from None
     return [f"wrote {out}"]
+
+
+def _plot_target(out: Path) -> Path:
+    """Where the plot goes (``--out DIR``: ``DIR/lr_find.png``), refused before the sweep when
+    a file is there that zoo did not draw: a user's file is never replaced."""
+    from zoo.errors import ZooError
+    from zoo.tasks.plots import drawn_by_zoo
+
+    if out.is_dir():
+        out = out / "lr_find.png"
+    if (out.exists() or out.is_symlink()) and (out.is_symlink() or not drawn_by_zoo(out)):
+        raise ZooError(f"{out} exists and zoo did not draw it; choose another file with --out")
+    return out
 
 
 class _Notes(Reporter):
