@@ -93,7 +93,7 @@ def _lr_find(
 
 def _plot(found: Any, out: Path) -> list[str]:
     from zoo.errors import ZooError
-    from zoo.models.atomic import atomic_write
+    from zoo.files.atomic import atomic_write
     from zoo.tasks import plots
 
     if not plots.available():

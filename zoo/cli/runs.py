@@ -223,7 +223,7 @@ def _when(started: str | None) -> str:
 def _write(path: Path, data: bytes) -> None:
     """Write atomically, so a failed write leaves any old file whole."""
     from zoo.errors import ZooError
-    from zoo.models.atomic import atomic_write
+    from zoo.files.atomic import atomic_write
 
     try:
         atomic_write(path, data)

@@ -64,7 +64,7 @@ def is_zoos(path: Path) -> bool:
 
 def write(run: Path, repo_id: str | None = None) -> Path | None:
     """Write ``run/README.md`` atomically; None when a README.md of someone else's is there."""
-    from zoo.models.atomic import atomic_write
+    from zoo.files.atomic import atomic_write
 
     path = Path(run) / FILE
     if not is_zoos(path):
@@ -341,7 +341,7 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     """metrics.jsonl's records, or none when it cannot be read: the card leaves them out."""
-    from zoo.tasks.plots import read_history
+    from zoo.models.history import read_history
 
     try:
         return read_history(path)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.models.atomic import atomic_write
+from zoo.files.atomic import atomic_write
 from zoo.models.weights import ModelInfo
 
 CONFIG = "config.json"

@@ -88,6 +88,7 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
     import torch
 
     from zoo.data.splits import default_workers
+    from zoo.models.history import read_history
     from zoo.models.loading import load
     from zoo.tasks import cam, evaluation, insights, plots
     from zoo.train.runtime import resolve_device
@@ -141,7 +142,7 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
             report["confusion_matrix"], report["classes"], title
         )
         metrics = run_dir / "metrics.jsonl"
-        history = plots.read_history(metrics) if metrics.is_file() else []
+        history = read_history(metrics) if metrics.is_file() else []
         if history:
             pictures["training_curves.png"] = plots.curves_png(history, report["arch"])
         pictures["calibration.png"] = plots.calibration_png(report["calibration"], title)
@@ -287,7 +288,7 @@ def _cam_overlays(model: Any, images: list[Any], predicted: list[int], layer: An
 
 def write(path: Path, data: bytes, option: str = "--out DIR") -> None:
     """Write atomically; a read-only run gets a one-line error that suggests ``option``."""
-    from zoo.models.atomic import atomic_write
+    from zoo.files.atomic import atomic_write
 
     try:
         atomic_write(path, data)

@@ -8,12 +8,9 @@ without pyplot, so nothing global (the backend, open figures) changes in the cal
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
-
-from zoo.errors import ZooError
 
 # Annotating every cell stays legible up to about this many classes.
 _ANNOTATE_MAX = 30
@@ -97,15 +94,6 @@ CURVE_PANELS = (
     ("accuracy and F1", ("train_accuracy", "val_accuracy", "val_f1", "ema_val_accuracy")),
     ("learning rate", ("lr",)),
 )
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl file."""
-    try:
-        lines = path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    except (OSError, ValueError) as exc:
-        raise ZooError(f"cannot read {path}: {exc}") from None
 
 
 def curves_png(history: list[dict[str, Any]], title: str = "") -> bytes:

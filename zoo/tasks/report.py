@@ -54,7 +54,7 @@ class RunFiles:
 
 def read_run(run_dir: Path, info: Any, eval_dir: Path) -> RunFiles:
     """The run's files and its evaluation in ``eval_dir`` (``eval.json`` and its pictures)."""
-    from zoo.tasks.plots import read_history
+    from zoo.models.history import read_history
 
     eval_file = eval_dir / "eval.json"
     try:

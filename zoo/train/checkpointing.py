@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.models import atomic, hfconfig, weights
+from zoo.files import atomic
+from zoo.models import hfconfig, weights
 from zoo.train import rundir
 from zoo.train.events import Attached, Callback, Run
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.models.atomic import atomic_write
+from zoo.files.atomic import atomic_write
 from zoo.train.config import dump_toml
 
 # What makes a directory a zoo run: the ``config.toml`` that every run writes first, whose first
