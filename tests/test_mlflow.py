@@ -24,6 +24,7 @@ mlflow = pytest.importorskip("mlflow")
 
 QUICK = ["--image-size", "8", "--batch-size", "128"]
 ARTIFACTS = {
+    "README.md",
     "config.json",
     "config.toml",
     "metrics.csv",
