@@ -228,3 +228,15 @@ def test_an_endpoint_that_is_not_the_hub_is_named(cli, tmp_path: Path) -> None:
             result = cli("eval", "hf-hub:acme/net", code=2)
     assert result.stderr.startswith("error: cannot download hf-hub:acme/net from http://127.0.0")
     assert "(HTTP 404) and it is not in the Hugging Face cache" in result.stderr
+
+
+def test_a_cache_entry_holding_only_a_pickle_is_named_offline(cli, tmp_path: Path) -> None:
+    cache = tmp_path / "hf-cache"
+    cache_entry(cache, "acme/pickled", {"pytorch_model.bin": b"pickle", "config.json": b"{}"})
+    with hub_environment(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache)):
+        result = cli("eval", "hf-hub:acme/pickled", code=2)
+    assert result.stderr == (
+        f"error: hf-hub:acme/pickled holds only pytorch_model.bin in the Hugging Face cache "
+        f"({cache}), a pickle file: zoo loads safetensors weights only and never unpickles; "
+        "pick a repository with model.safetensors (timm's have one)\n"
+    )
