@@ -240,3 +240,33 @@ def test_a_cache_entry_holding_only_a_pickle_is_named_offline(cli, tmp_path: Pat
         f"({cache}), a pickle file: zoo loads safetensors weights only and never unpickles; "
         "pick a repository with model.safetensors (timm's have one)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("named", "said"),
+    [
+        (
+            "no_such_net",
+            "names architecture 'no_such_net', which no installed plugin provides; its tensors "
+            "fit timm:test_resnet (--arch) and are loaded",
+        ),
+        (
+            "resnet18",
+            "names timm:resnet18, not timm:test_resnet (--arch); its tensors fit it and are loaded",
+        ),
+    ],
+)
+def test_init_weights_that_name_another_architecture_are_warned_about(
+    cli, folder: Path, tmp_path: Path, tiny_files: dict[str, bytes], named: str, said: str
+) -> None:
+    config = json.loads(tiny_files["config.json"])
+    files = {**tiny_files, "config.json": json.dumps({**config, "architecture": named}).encode()}
+    cache = tmp_path / "hf-cache"
+    cache_entry(cache, "acme/renamed", files)
+    with hub_environment(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", HF_ENDPOINT=None):
+        result = cli(
+            "train", "--data", folder, "--arch", "test_resnet", "--init", "hf-hub:acme/renamed",
+            "--epochs", "1", "--out", tmp_path / "run", *SMALL,
+        )  # fmt: skip
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: --init: hf-hub:acme/renamed's config.json {said}"]
