@@ -171,6 +171,25 @@ def test_an_unreachable_tracking_server_fails_in_one_line_before_training(
     assert not out.exists()
 
 
+def test_a_store_mlflow_refuses_passes_its_explanation_on(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = tmp_path / "run"
+    result = cli("train", *QUICK, "--callback", "mlflow", "--out", out, code=2)
+    import mlflow
+
+    with pytest.raises(mlflow.exceptions.MlflowException) as refused:  # MLflow's own words
+        mlflow.MlflowClient(tracking_uri=uri)
+    assert "MLFLOW_ALLOW_FILE_STORE" in str(refused.value)
+    assert result.stderr == (
+        f"error: callback mlflow: cannot use the tracking store {uri}: {refused.value}\n"
+    )
+    assert not out.exists()
+
+
 class Raise(Callback):
     """Ends the run at its first epoch's end: as Ctrl-C would, or with an error."""
 
