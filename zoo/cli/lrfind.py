@@ -69,7 +69,7 @@ def _lr_find(
     cfg = from_mapping(overrides, where=str(config) if config else "command line")
     out = _plot_target(out) if plot else out
     found = lr_find(cfg, steps=steps, start_lr=start_lr, end_lr=end_lr, reporter=_Notes())
-    notes = []
+    notes = [found.warning] if found.warning else []
     if plot:
         notes += _plot(found, out)
     if json_output:

@@ -262,6 +262,12 @@ class Trainer:
                     reason = os_reason(exc)
                     raise ZooError(f"cannot write the run directory {self.out}: {reason}") from None
         self.reporter.start(summary.header(self))
+        freeze, epochs = self.cfg.freeze_epochs, self.cfg.epochs
+        if 0 < epochs <= freeze:
+            self.reporter.note(
+                f"warning: --freeze-epochs {freeze} covers all {epochs} epochs: only the "
+                "classifier trains, the backbone never does"
+            )
         try:
             with together(self.dist), signals_deferred():
                 if main:
