@@ -282,6 +282,7 @@ def test_early_stopping(tmp_path: Path) -> None:
         fast_config(tmp_path / "run", epochs=20, lr=1e-9, patience=2, monitor="val_accuracy")
     ).fit()
     assert result.stopped == "early_stopping" and len(result.history) == 3
+    assert result.summary["stopped_by"] == "zoo:early_stopping"
 
 
 class NaNAfterOneEpoch:

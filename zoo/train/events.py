@@ -167,6 +167,7 @@ class Events:
 
     def __init__(self, attached: list[Attached]) -> None:
         self.attached = attached
+        self.stopped_by: str | None = None  # the callback whose reason to stop ended the run
 
     def fit_start(self, run: Run) -> None:
         for a in self.attached:
@@ -178,7 +179,7 @@ class Events:
         for a in self.attached:
             said = _call(a, "on_epoch_end", run, record)
             if said and reason is None:
-                reason = str(said)
+                reason, self.stopped_by = str(said), a.key.partition("#")[0]
         return reason
 
     def fit_end(self, run: Run, summary: dict[str, Any]) -> None:
