@@ -110,12 +110,12 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def evaluated_run(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of ``small_run`` after ``zoo eval RUN --top-losses 8 --cam --tta``: its eval.json
-    and pictures beside it. Tests must not modify it (copy it first)."""
+    """A copy of ``small_run`` after ``zoo eval RUN --top-losses 8 --cam --tta-mode flip``: its
+    eval.json and pictures beside it. Tests must not modify it (copy it first)."""
     import shutil
 
     run = tmp_path_factory.mktemp("evaluated-run") / "run"
     shutil.copytree(small_run, run)
-    result = Cli()("eval", run, "--top-losses", "8", "--cam", "--tta")
+    result = Cli()("eval", run, "--top-losses", "8", "--cam", "--tta-mode", "flip")
     (run / "eval.stdout").write_text(result.stdout)
     return run

@@ -81,7 +81,8 @@ def evaluate(
         None,
         "--tta-mode",
         metavar="MODE",
-        help="flip (default), crops or flip+crops; implies --tta.",
+        help="auto (the default: the views the run trained with, hflip and zoom), flip, crops "
+        "or flip+crops; implies --tta.",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -103,7 +104,7 @@ def evaluate(
         top_losses=top_losses,
         cam=cam,
         cam_layer=cam_layer,
-        tta=tta_mode or ("flip" if tta else None),
+        tta=tta_mode or ("auto" if tta else None),
     )
     outputs = evaluate(path, options, out)
     report = outputs.report

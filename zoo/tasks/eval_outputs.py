@@ -62,7 +62,7 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     if options.top_losses < 0:
         raise ZooError(f"--top-losses must be 0 or more, got {options.top_losses}")
     if options.tta is not None:
-        tta.check_mode(options.tta)
+        tta.check_mode(options.tta, auto=True)
     if options.cam_layer is not None and not options.cam:
         raise ZooError("--cam-layer chooses the layer of --cam; add --cam")
     if options.cam:
@@ -90,12 +90,13 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
     from zoo.data.splits import default_workers
     from zoo.models.history import read_history
     from zoo.models.loading import load
-    from zoo.tasks import cam, evaluation, insights, plots
+    from zoo.tasks import cam, evaluation, insights, plots, tta
     from zoo.train.runtime import resolve_device
 
     run_dir = file.parent
     device = resolve_device(options.device)
     model = load(path, device=str(device), precision=options.precision)
+    mode = None if options.tta is None else tta.resolve_mode(options.tta, model.info.config, path)
     amp_dtype = model.amp_dtype
     info = model.info
     layer = None
@@ -109,9 +110,9 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
     report = evaluation.report(result, file, samples=options.samples)
     outputs = Outputs(report)
     report["calibration"] = insights.calibration(result.logits, result.targets)
-    if options.tta is not None:
-        augmented = evaluation.run(model, chosen, workers=workers, tta=options.tta, **settings)
-        report["tta"] = tta_summary(augmented, options.tta)
+    if mode is not None:
+        augmented = evaluation.run(model, chosen, workers=workers, tta=mode, **settings)
+        report["tta"] = tta_summary(augmented, mode)
 
     indices = insights.top_losses(result.logits, result.targets, options.top_losses)
     aligned = len(result.targets) == len(chosen.split)
