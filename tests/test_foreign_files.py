@@ -141,3 +141,14 @@ def test_eval_out_never_replaces_files_it_did_not_write(cli, small_run: Path, tm
     cli("eval", small_run, "--out", fresh, "--no-plots")
     cli("eval", small_run, "--out", fresh)
     assert json.loads((fresh / "eval.json").read_text())["pictures"]
+
+
+def test_report_never_replaces_a_page_it_did_not_write(cli, evaluated_run, tmp_path) -> None:
+    theirs = precious(tmp_path / "page.html")
+    result = cli("report", evaluated_run, "--out", theirs, code=2)
+    assert f"{theirs} exists and zoo did not write it" in one_line(result)
+    assert theirs.read_bytes() == PRECIOUS
+    ours = tmp_path / "ours.html"
+    cli("report", evaluated_run, "--out", ours)
+    cli("report", evaluated_run, "--out", ours)  # zoo's own page is written again
+    assert ours.read_text().startswith("<!DOCTYPE html>")

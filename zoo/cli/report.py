@@ -41,6 +41,8 @@ def report(
     target = Path(out) if out is not None else run_dir / "report.html"
     if target.is_dir():
         raise ZooError(f"--out {target} is a directory; give the HTML file's path")
+    if (target.exists() or target.is_symlink()) and not reporting.written_by_zoo(target):
+        raise ZooError(f"{target} exists and zoo did not write it; choose another file with --out")
     source = Path(eval_dir) if eval_dir is not None else run_dir
     console = stdout()
     if not (source / "eval.json").is_file():
