@@ -27,6 +27,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_image_folder(root, {"cats": 8, "dogs": 8, "owls": 8})
 
 
+@pytest.mark.cpu_kernels
 def test_freezing_resumes_exactly_with_ema(folder: Path, tmp_path: Path) -> None:
     def config(out: Path, epochs: int, **changes: object) -> TrainConfig:
         return TrainConfig(
@@ -129,6 +130,7 @@ def test_lr_find_suggests_a_rate_that_trains_well(
     assert best["value"] >= 0.95, (suggested, best)
 
 
+@pytest.mark.cpu_kernels  # which rate of the sweep had the lowest loss
 def test_settings_that_defeat_themselves_are_warned_about(cli, folder: Path, tmp_path) -> None:
     # Frozen for every epoch: the backbone never trains.
     result = cli(

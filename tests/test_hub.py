@@ -49,6 +49,7 @@ def offline_cache(tmp_path: Path, tiny_files: dict[str, bytes]) -> Path:
         yield cache
 
 
+@pytest.mark.cpu_kernels
 def test_create_model_pretrained_equals_timms_from_the_same_cache(tmp_path: Path) -> None:
     cache = tmp_path / "hf-cache"
     cache_entry(cache, "timm/resnet18.a1_in1k", timm_files("resnet18.a1_in1k"))

@@ -114,6 +114,7 @@ def test_calibration_error_matches_a_hand_computation() -> None:
     assert perfect["ece"] == pytest.approx(0, abs=1e-6)
 
 
+@pytest.mark.cpu_kernels
 def test_flip_tta_of_a_symmetric_image_changes_nothing(cli, small_run, tmp_path) -> None:
     pixels, _ = digits_arrays()
     files = []
