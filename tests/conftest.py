@@ -13,16 +13,24 @@ from typer.testing import CliRunner
 
 from zoo.cli import build_app
 
+# Caches of the session's own, for this process and the ones it starts: zoo's decoded images,
+# and torch.compile's kernels. Inductor's shared cache (/tmp/torchinductor_$USER) does not key
+# its kernels by ATEN_CPU_CAPABILITY: a kernel built for other CPU kernels by another process
+# gave wrong weights, or a crash, in test_compile_on_the_cpu_trains_the_same_weights.
+SESSION_CACHES = {"ZOO_CACHE_DIR": "zoo-cache", "TORCHINDUCTOR_CACHE_DIR": "inductor-cache"}
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    old = os.environ.get("ZOO_CACHE_DIR")
-    os.environ["ZOO_CACHE_DIR"] = str(tmp_path_factory.mktemp("zoo-cache"))
+    old = {name: os.environ.get(name) for name in SESSION_CACHES}
+    for name, folder in SESSION_CACHES.items():
+        os.environ[name] = str(tmp_path_factory.mktemp(folder))
     yield
-    if old is None:
-        os.environ.pop("ZOO_CACHE_DIR", None)
-    else:
-        os.environ["ZOO_CACHE_DIR"] = old
+    for name, value in old.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(autouse=True)
@@ -110,12 +118,12 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def evaluated_run(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of ``small_run`` after ``zoo eval RUN --top-losses 8 --cam --tta``: its eval.json
-    and pictures beside it. Tests must not modify it (copy it first)."""
+    """A copy of ``small_run`` after ``zoo eval RUN --top-losses 8 --cam --tta-mode flip``: its
+    eval.json and pictures beside it. Tests must not modify it (copy it first)."""
     import shutil
 
     run = tmp_path_factory.mktemp("evaluated-run") / "run"
     shutil.copytree(small_run, run)
-    result = Cli()("eval", run, "--top-losses", "8", "--cam", "--tta")
+    result = Cli()("eval", run, "--top-losses", "8", "--cam", "--tta-mode", "flip")
     (run / "eval.stdout").write_text(result.stdout)
     return run

@@ -117,3 +117,71 @@ def test_push_uploads_one_commit_that_downloads_again(cli, timm_run: Path, tmp_p
     assert "config.toml" not in uploaded and "summary.json" not in uploaded  # local paths
     assert uploaded["model.safetensors"] == (timm_run / "model.safetensors").read_bytes()
     assert pulled.classes == ["ant", "bee"]
+
+
+HOSTILE = ["a`<img src=x onerror=alert(9)>", "b\n---\n<script>alert(1)", "c | *d* [e](f)"]
+
+
+def test_class_and_folder_names_are_escaped_and_push_checks_the_cards_structure(
+    cli, tmp_path: Path
+) -> None:
+    from conftest import write_image_folder
+    from markdown_it import MarkdownIt
+
+    from zoo.errors import ZooError
+    from zoo.models import card
+
+    data = write_image_folder(tmp_path / "<b>photos&amp;", {name: 4 for name in HOSTILE})
+    run = tmp_path / "run `x` <i>"
+    cli("train", "--data", data, "--image-size", "8", "--epochs", "1", "--out", run)
+    text = (run / "README.md").read_text()
+    body = ModelCard(text).text  # the Markdown after the YAML header
+    tokens = MarkdownIt("commonmark").enable("table").parse(body)
+    inline = [child for t in tokens for child in (t.children or [])]
+    html = [t.content for t in [*tokens, *inline] if t.type.startswith("html_")]
+    assert html == [body.lstrip().splitlines()[0] + "\n"]  # zoo's marker comment alone
+    assert ModelCard(text).data.model_name == "run `x` <i>"  # YAML quotes it
+    assert [t.tag for t in tokens if t.type == "heading_open"] == ["h1", "h2", "h2", "h2", "h2"]
+    title = tokens[[t.type for t in tokens].index("heading_open") + 1].content
+    assert MarkdownIt().renderInline(title) == "run `x` &lt;i&gt;"  # the text, literally
+    codes = {t.content for t in inline if t.type == "code_inline"}
+    assert {"a`<img src=x onerror=alert(9)>", "b\\n---\\n<script>alert(1)"} <= codes
+    assert "c | *d* [e](f)" in codes  # in the classes line; escaped in the settings table
+    assert "<b>photos&amp;" in codes  # the dataset, as a folder name
+    card.validate(text)
+    assert cli("push", run, "acme/x", "--dry-run").stdout.splitlines()[-1] == "model card: valid"
+    # The card an unescaped name makes (as zoo wrote before it escaped them) is refused.
+    raw = text.replace("``a`<img src=x onerror=alert(9)>``", "`a`<img src=x onerror=alert(9)>`")
+    with pytest.raises(ZooError, match="raw HTML"):
+        card.validate(raw)
+    broken = text.replace("## Training", "## Training\n\n---\n\n# injected")
+    with pytest.raises(ZooError, match="not valid"):
+        card.validate(broken)
+
+
+def test_stale_evaluations_are_labelled_and_a_run_being_written_is_refused(
+    cli, small_run: Path, tmp_path: Path
+) -> None:
+    from zoo.train.rundir import RunLock
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    cli("eval", run, "--no-plots")
+    assert "(val split, 359 images) of epoch 1:" in (run / "README.md").read_text()
+    cli("train", "--resume", run, "--epochs", "2")
+    refreshed = _card(run)
+    assert "of epoch 1, not of these weights (epoch 2)" in refreshed.text
+    assert "zoo eval accuracy" not in [r.metric_name for r in refreshed.data.eval_results]
+    # While a process writes the run, zoo eval and zoo push leave it alone.
+    lock = RunLock.acquire(run, resume=True)
+    try:
+        before = (run / "README.md").read_bytes()
+        refused = cli("eval", run, "--no-plots", code=2)
+        assert refused.stderr.startswith(f"error: zoo eval: the run {run} is being written by")
+        pushed = cli("push", run, "acme/x", "--dry-run", code=2)
+        assert pushed.stderr.startswith(f"error: {run} is being written by another zoo process")
+        assert (run / "README.md").read_bytes() == before
+    finally:
+        lock.release()
+    cli("eval", run, "--no-plots")
+    assert "(val split, 359 images) of epoch 2:" in (run / "README.md").read_text()

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,8 @@ DDP = [
     "--device",
     "cpu",
 ]
+# Enough epochs that the run is still going when a test stops one of its processes.
+FAST_DDP = ["--image-size", "8", "--batch-size", "128", "--epochs", "100", "--device", "cpu"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
 
@@ -207,3 +212,52 @@ def test_a_broken_torchrun_environment_is_refused(
     result = cli("train", "--device", "cpu", "--out", tmp_path / "run", code=2)
     assert message in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:  # ended meanwhile
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _rank_of(pid: int) -> int | None:
+    try:
+        environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    ranks = [int(v.partition(b"=")[2]) for v in environ if v.startswith(b"RANK=")]
+    return ranks[0] if ranks else None
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the ranks through /proc")
+def test_a_rank_killed_by_a_signal_is_named_in_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "zoo", "train", *FAST_DDP, "--nproc", "2", "--out", str(out)]
+    launcher = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        # Once an epoch is saved (its metrics file is the event), kill -9 rank 1 mid-run.
+        while not (out / "metrics.jsonl").exists() and launcher.poll() is None:
+            time.sleep(0.05)
+        ranks = {_rank_of(pid): pid for pid in _children(launcher.pid)}
+        os.kill(ranks[1], signal.SIGKILL)
+        stdout, stderr = launcher.communicate(timeout=600)  # a hang guard
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 1, stdout + stderr
+    resume = re.escape(f"(continue with `zoo train --resume {out}`)")
+    assert re.fullmatch(
+        rf"error: process 1 of 2 \(pid {ranks[1]}\) was killed by SIGKILL, so the run stopped; "
+        rf"epoch \d+ is the last saved {resume}\n",
+        stderr,
+    ), stderr
+    assert "interrupted" not in stdout + stderr and "Traceback" not in stdout + stderr

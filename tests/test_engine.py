@@ -43,6 +43,7 @@ def history(out: Path) -> list[dict]:
 # --- gradient accumulation -----------------------------------------------------------------
 
 
+@pytest.mark.cpu_kernels
 def test_accumulating_two_batches_equals_one_batch_twice_as_large(tmp_path: Path) -> None:
     # 1,438 training digits: 22 batches of 64 and 11 of 128 cover the same 1,408 images in the
     # same order. Without dropout or augmentations each update averages the same 128 losses;
@@ -75,6 +76,7 @@ class SameSample:
         register("same", same)
 
 
+@pytest.mark.cpu_kernels
 def test_a_short_last_accumulation_group_is_averaged_over_its_own_batches(
     zoo_plugins, tmp_path: Path
 ) -> None:

@@ -36,6 +36,7 @@ def assert_averages_equal_scikit_learn(report: dict, y_true: object, y_pred: obj
         )
 
 
+@pytest.mark.cpu_kernels
 def test_eval_numbers_equal_scikit_learn(cli, small_run: Path, tmp_path: Path) -> None:
     report = eval_json(cli, small_run, "--samples", "--out", tmp_path)
 
@@ -71,6 +72,7 @@ def test_eval_numbers_equal_scikit_learn(cli, small_run: Path, tmp_path: Path) -
     assert report["loss"] == pytest.approx(loss, rel=1e-6)
 
 
+@pytest.mark.cpu_kernels
 def test_eval_reproduces_the_validation_of_the_end_of_training(cli, small_run, tmp_path) -> None:
     report = eval_json(cli, small_run, "--out", tmp_path)
     last = json.loads((small_run / "metrics.jsonl").read_text().splitlines()[-1])

@@ -168,13 +168,20 @@ def fast(out: Path, **changes: Any) -> TrainConfig:
     return TrainConfig(out=str(out), image_size=8, batch_size=128, epochs=4).replace(**changes)
 
 
-def test_a_callback_stops_the_run_and_the_summary_says_why(zoo_plugins, site, tmp_path) -> None:
+def test_a_callback_stops_the_run_and_the_summary_says_why(
+    zoo_plugins, site, cli, tmp_path
+) -> None:
     zoo_plugins.register(load_counter(site), name="acme")
-    result = Trainer(fast(tmp_path / "run", callback=["counter:stop_after=2"])).fit()
-    assert result.stopped == "counter saw 2 epochs" and len(result.history) == 2
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    out = tmp_path / "run"
+    result = cli("train", "--image-size", "8", "--batch-size", "128", "--epochs", "4",
+                 "--callback", "counter:stop_after=2", "--out", out)  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped"] == "counter saw 2 epochs" and summary["epochs_completed"] == 2
-    assert read_header(tmp_path / "run" / "model.safetensors").info.epoch == 2
+    assert summary["stopped_by"] == "acme:counter"
+    assert read_header(out / "model.safetensors").info.epoch == 2
+    said = result.stdout.splitlines()
+    assert "stopped after epoch 2: counter saw 2 epochs (acme:counter)" in said
+    assert said.index("stopped after epoch 2: counter saw 2 epochs (acme:counter)") == len(said) - 3
 
 
 def test_a_failing_callback_stops_the_run_naming_its_plugin(zoo_plugins, site, cli, tmp_path):

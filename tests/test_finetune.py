@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 import zoo
 from zoo.plugins.build import add_plugin
 from zoo.train.config import TrainConfig
+from zoo.train.lrfind import caveat, suggestion
 from zoo.train.trainer import Trainer
 
 SMALL = ["--image-size", "16", "--batch-size", "8"]
@@ -26,6 +27,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_image_folder(root, {"cats": 8, "dogs": 8, "owls": 8})
 
 
+@pytest.mark.cpu_kernels
 def test_freezing_resumes_exactly_with_ema(folder: Path, tmp_path: Path) -> None:
     def config(out: Path, epochs: int, **changes: object) -> TrainConfig:
         return TrainConfig(
@@ -126,3 +128,38 @@ def test_lr_find_suggests_a_rate_that_trains_well(
     cli("train", *args, "--epochs", "5", "--lr", str(suggested), "--out", out)
     best = json.loads((out / "summary.json").read_text())["best"]
     assert best["value"] >= 0.95, (suggested, best)
+
+
+@pytest.mark.cpu_kernels  # which rate of the sweep had the lowest loss
+def test_settings_that_defeat_themselves_are_warned_about(cli, folder: Path, tmp_path) -> None:
+    # Frozen for every epoch: the backbone never trains.
+    result = cli(
+        "train", "--data", folder, "--arch", "test_resnet", *SMALL, "--epochs", "1",
+        "--freeze-epochs", "3", "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert (
+        "warning: --freeze-epochs 3 covers all 1 epochs: only the classifier trains, the "
+        "backbone never does"
+    ) in " ".join(result.stdout.split())
+    # A sweep too coarse to find a descent (ten steps over eight decades): its suggestion is
+    # the start of the sweep, and it says so.
+    args = ["lr-find", "--image-size", "8", "--steps", "10", "--no-plot"]
+    found = json.loads(cli(*args, "--json").stdout)
+    assert found["suggested_lr"] == pytest.approx(found["lrs"][1] / 10)
+    assert found["warning"] == caveat(found["lrs"], found["losses"]) is not None
+    assert cli(*args).stdout.splitlines()[1:] == [found["warning"]]
+    # A sweep monitors nothing: it has nothing to say about validation data.
+    assert cli(*args, "--val-split", "0").stderr == ""
+
+
+def test_the_caveat_of_a_sweep_is_a_lowest_loss_at_its_first_rate() -> None:
+    rates = [10.0**e for e in range(-7, 3)]
+    falls = [2.3, 2.2, 2.0, 1.5, 1.0, 0.8, 0.7, 1.5, 3.0, 9.0]
+    rises = [2.3, 2.2, 2.25, 2.3, 2.4, 2.6, 3.0, 4.0, 6.0, 9.0]
+    assert caveat(rates, falls) is None and suggestion(rates, falls) == pytest.approx(1e-1 / 10)
+    assert suggestion(rates, rises) == pytest.approx(1e-6 / 10)
+    assert caveat(rates, rises) == (
+        "warning: the loss was lowest at the first rate considered (1.00e-06) and only rose "
+        "after it, so the suggestion is the start of the sweep, not a rate the loss fell at; "
+        "sweep in finer steps (more --steps) or from a lower --start-lr"
+    )

@@ -49,6 +49,7 @@ def offline_cache(tmp_path: Path, tiny_files: dict[str, bytes]) -> Path:
         yield cache
 
 
+@pytest.mark.cpu_kernels
 def test_create_model_pretrained_equals_timms_from_the_same_cache(tmp_path: Path) -> None:
     cache = tmp_path / "hf-cache"
     cache_entry(cache, "timm/resnet18.a1_in1k", timm_files("resnet18.a1_in1k"))
@@ -228,3 +229,45 @@ def test_an_endpoint_that_is_not_the_hub_is_named(cli, tmp_path: Path) -> None:
             result = cli("eval", "hf-hub:acme/net", code=2)
     assert result.stderr.startswith("error: cannot download hf-hub:acme/net from http://127.0.0")
     assert "(HTTP 404) and it is not in the Hugging Face cache" in result.stderr
+
+
+def test_a_cache_entry_holding_only_a_pickle_is_named_offline(cli, tmp_path: Path) -> None:
+    cache = tmp_path / "hf-cache"
+    cache_entry(cache, "acme/pickled", {"pytorch_model.bin": b"pickle", "config.json": b"{}"})
+    with hub_environment(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache)):
+        result = cli("eval", "hf-hub:acme/pickled", code=2)
+    assert result.stderr == (
+        f"error: hf-hub:acme/pickled holds only pytorch_model.bin in the Hugging Face cache "
+        f"({cache}), a pickle file: zoo loads safetensors weights only and never unpickles; "
+        "pick a repository with model.safetensors (timm's have one)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("named", "said"),
+    [
+        (
+            "no_such_net",
+            "names architecture 'no_such_net', which no installed plugin provides; its tensors "
+            "fit timm:test_resnet (--arch) and are loaded",
+        ),
+        (
+            "resnet18",
+            "names timm:resnet18, not timm:test_resnet (--arch); its tensors fit it and are loaded",
+        ),
+    ],
+)
+def test_init_weights_that_name_another_architecture_are_warned_about(
+    cli, folder: Path, tmp_path: Path, tiny_files: dict[str, bytes], named: str, said: str
+) -> None:
+    config = json.loads(tiny_files["config.json"])
+    files = {**tiny_files, "config.json": json.dumps({**config, "architecture": named}).encode()}
+    cache = tmp_path / "hf-cache"
+    cache_entry(cache, "acme/renamed", files)
+    with hub_environment(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", HF_ENDPOINT=None):
+        result = cli(
+            "train", "--data", folder, "--arch", "test_resnet", "--init", "hf-hub:acme/renamed",
+            "--epochs", "1", "--out", tmp_path / "run", *SMALL,
+        )  # fmt: skip
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: --init: hf-hub:acme/renamed's config.json {said}"]

@@ -5,6 +5,7 @@ file for folders), Grad-CAM maps and their layer, calibration, and test-time aug
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ PICTURES = ("confusion_matrix.png", "training_curves.png", "calibration.png", "t
 
 
 def test_top_losses_cam_and_tta_on_the_digits(evaluated_run: Path) -> None:
-    run = evaluated_run  # zoo eval RUN --top-losses 8 --cam --tta
+    run = evaluated_run  # zoo eval RUN --top-losses 8 --cam --tta-mode flip
     stdout = (run / "eval.stdout").read_text()
     report = json.loads((run / "eval.json").read_text())
     assert report["pictures"] == list(PICTURES)
@@ -113,6 +114,7 @@ def test_calibration_error_matches_a_hand_computation() -> None:
     assert perfect["ece"] == pytest.approx(0, abs=1e-6)
 
 
+@pytest.mark.cpu_kernels
 def test_flip_tta_of_a_symmetric_image_changes_nothing(cli, small_run, tmp_path) -> None:
     pixels, _ = digits_arrays()
     files = []
@@ -206,3 +208,29 @@ def test_cam_without_grad_cam_installed_says_how_to_get_it(cli, small_run, monke
     monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)  # makes the import fail
     result = cli("eval", small_run, "--cam", code=2)
     assert "pip install 'zoo[explain]'" in result.stderr
+
+
+def test_tta_takes_the_views_the_run_trained_with(cli, small_run, tmp_path) -> None:
+    from zoo.errors import ZooError
+    from zoo.tasks.tta import resolve_mode
+
+    # The digits run trained without augmentation: no view is one it learned.
+    refused = cli("eval", small_run, "--tta", "--no-plots", code=2)
+    assert refused.stderr == (
+        f"error: --tta: {small_run} trained without flips (hflip) or zooms (zoom), so every "
+        "view of test-time augmentation is one it never learned; choose views with --tta-mode "
+        "flip|crops|flip+crops\n"
+    )
+    # zoo 0.1's run trained with --aug hflip: mirror images are views it learned.
+    old = tmp_path / "old"
+    shutil.copytree(Path(__file__).parent / "data" / "run-zoo-0.1", old)
+    report = json.loads(cli("eval", old, "--tta", "--json", "--no-plots").stdout)
+    assert (report["tta"]["mode"], report["tta"]["views"]) == ("flip", 2)
+    # Zooms make crops views it learned; an explicit mode wins; weights that do not say how
+    # they were trained get flips, as ImageNet training uses.
+    assert resolve_mode("auto", {"aug": ["zoom:amount=0.2", "rotate"]}, "r") == "crops"
+    assert resolve_mode("auto", {"aug": ["zoo:hflip", "affine:zoom=0.1"]}, "r") == "flip+crops"
+    with pytest.raises(ZooError, match="trained without flips"):
+        resolve_mode("auto", {"aug": ["hflip:p=0", "affine:degrees=5"]}, "r")
+    assert resolve_mode("crops", {"aug": []}, "r") == "crops"
+    assert resolve_mode("auto", {}, "r") == "flip"

@@ -8,6 +8,9 @@ import torch.nn.functional as F
 
 from zoo.plugins.components import resolve
 
+# Compares floating-point results tightly: rerun under other CPU kernels by .ci/run.
+pytestmark = pytest.mark.cpu_kernels
+
 LOSSES = ["cross_entropy", "soft_target_cross_entropy", "bce", "focal"]
 
 

@@ -25,6 +25,7 @@ mlflow = pytest.importorskip("mlflow")
 
 QUICK = ["--image-size", "8", "--batch-size", "128"]
 ARTIFACTS = {
+    "README.md",
     "config.json",
     "config.toml",
     "metrics.csv",
@@ -166,6 +167,25 @@ def test_an_unreachable_tracking_server_fails_in_one_line_before_training(
         f"error: callback mlflow: cannot reach the tracking store {uri}: "
     )
     assert result.stderr.count("\n") == 1 and "epoch" not in result.stdout
+    assert not out.exists()
+
+
+def test_a_store_mlflow_refuses_passes_its_explanation_on(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = tmp_path / "run"
+    result = cli("train", *QUICK, "--callback", "mlflow", "--out", out, code=2)
+    import mlflow
+
+    with pytest.raises(mlflow.exceptions.MlflowException) as refused:  # MLflow's own words
+        mlflow.MlflowClient(tracking_uri=uri)
+    assert "MLFLOW_ALLOW_FILE_STORE" in str(refused.value)
+    assert result.stderr == (
+        f"error: callback mlflow: cannot use the tracking store {uri}: {refused.value}\n"
+    )
     assert not out.exists()
 
 

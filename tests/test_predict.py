@@ -67,6 +67,7 @@ def test_predict_keeps_the_order_given_and_reports_bad_files(cli, small_run, sca
     assert lines[2] == "error: 2 of 5 files could not be read"
 
 
+@pytest.mark.cpu_kernels
 def test_precision_auto_follows_training_and_fp32_is_exact(cli, small_run, scans) -> None:
     from zoo.train.runtime import resolve_precision
 
@@ -86,6 +87,7 @@ def test_precision_auto_follows_training_and_fp32_is_exact(cli, small_run, scans
     assert result.stderr.startswith("error: --precision must be one of")
 
 
+@pytest.mark.cpu_kernels
 def test_batch_size_does_not_change_predictions(cli, small_run, scans) -> None:
     one = json.loads(cli("predict", small_run, scans, "--json", "--batch-size", "1").stdout)
     many = json.loads(cli("predict", small_run, scans, "--json", "--batch-size", "64").stdout)
@@ -181,6 +183,7 @@ def test_fifos_and_dangling_links_are_error_entries_not_hangs(cli, small_run, tm
     assert result.stderr.splitlines()[-1] == "error: 3 of 4 files could not be read"
 
 
+@pytest.mark.cpu_kernels
 def test_prefetched_batches_keep_the_order_and_equal_the_serial_path(small_run, tmp_path) -> None:
     from zoo.tasks.prediction import predict_files
 

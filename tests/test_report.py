@@ -57,7 +57,7 @@ def browse(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProces
 
 def test_the_report_renders_in_headless_chromium(cli, evaluated_run, tmp_path) -> None:
     run = tmp_path / "run"
-    shutil.copytree(evaluated_run, run)  # evaluated with --top-losses 8 --cam --tta
+    shutil.copytree(evaluated_run, run)  # evaluated with --top-losses 8 --cam --tta-mode flip
     (run / "README.md").write_text(CARD)
     assert cli("report", run).stdout.strip() == f"wrote {run / 'report.html'}"
     page = run / "report.html"

@@ -63,6 +63,7 @@ def test_a_vit_gets_the_image_size(vit_run: Path) -> None:
     assert zoo.load(vit_run).net.patch_embed.img_size == (32, 32)
 
 
+@pytest.mark.cpu_kernels
 def test_a_zoo_run_is_a_timm_folder_with_the_same_logits(vit_run: Path) -> None:
     model = timm.create_model(f"local-dir:{vit_run}", pretrained=True).eval()
     assert model.pretrained_cfg["label_names"] == ("cats", "dogs", "owls") or list(
@@ -92,6 +93,7 @@ def timm_folder(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.cpu_kernels
 def test_zoo_load_reads_a_folder_timm_saved(timm_folder: Path) -> None:
     loaded = zoo.load(timm_folder)
     assert loaded.info.arch == "timm:test_resnet"
@@ -180,6 +182,7 @@ def test_folders_zoo_cannot_use_are_refused_in_one_line(cli, tmp_path: Path) -> 
         zoo.load(unknown)
 
 
+@pytest.mark.cpu_kernels
 def test_resume_with_timm_components_ends_with_the_same_weights(
     cli, folder: Path, tmp_path: Path
 ) -> None:

@@ -75,6 +75,7 @@ def test_train_writes_a_complete_run(cli, tmp_path: Path) -> None:
     assert summary["epochs_completed"] == 2 and summary["memory"]["peak_rss_mb"] > 0
 
 
+@pytest.mark.cpu_kernels
 def test_load_gives_the_logits_of_the_end_of_training(tmp_path: Path) -> None:
     trainer = Trainer(fast_config(tmp_path / "run", epochs=2))
     trainer.fit()
@@ -96,6 +97,7 @@ def test_load_gives_the_logits_of_the_end_of_training(tmp_path: Path) -> None:
         assert torch.equal(best(x), expected)
 
 
+@pytest.mark.cpu_kernels
 def test_same_seed_gives_bit_identical_weights(tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b", "c"):
@@ -113,6 +115,7 @@ def test_same_seed_gives_bit_identical_weights(tmp_path: Path) -> None:
     assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
 
+@pytest.mark.cpu_kernels
 def test_resume_continues_to_the_same_weights(cli, tmp_path: Path) -> None:
     # Extending --epochs on resume: a schedule whose curve does not depend on the total
     # (cosine would keep its original length; the SIGKILL test covers unchanged epochs).
@@ -282,6 +285,7 @@ def test_early_stopping(tmp_path: Path) -> None:
         fast_config(tmp_path / "run", epochs=20, lr=1e-9, patience=2, monitor="val_accuracy")
     ).fit()
     assert result.stopped == "early_stopping" and len(result.history) == 3
+    assert result.summary["stopped_by"] == "zoo:early_stopping"
 
 
 class NaNAfterOneEpoch:

@@ -68,7 +68,10 @@ def evaluate(
         help="The layer --cam maps (default: the network's last convolutional stage).",
     ),
     tta: bool = options.tta("Also evaluate with test-time augmentation, and report both."),
-    tta_mode: str | None = options.tta_mode(),
+    tta_mode: str | None = options.tta_mode(
+        "auto (the default: the views the run trained with, hflip and zoom), flip, crops "
+        "or flip+crops; implies --tta."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Evaluate a model: accuracy, top-5, per-class precision, recall and F1, macro and
@@ -89,7 +92,7 @@ def evaluate(
         top_losses=top_losses,
         cam=cam,
         cam_layer=cam_layer,
-        tta=tta_mode or ("flip" if tta else None),
+        tta=tta_mode or ("auto" if tta else None),
     )
     outputs = evaluate(path, options, out)
     report = outputs.report

@@ -59,8 +59,9 @@ def _lr_find(
     from zoo.train.lrfind import lr_find
 
     cfg = options.train_config(options.layered(ctx, config, values, OPTIONS), config)
+    out = _plot_target(out) if plot else out
     found = lr_find(cfg, steps=steps, start_lr=start_lr, end_lr=end_lr, reporter=_Notes())
-    notes = []
+    notes = [found.warning] if found.warning else []
     if plot:
         notes += _plot(found, out)
     if json_output:
@@ -83,17 +84,28 @@ def _lr_find(
 
 
 def _plot(found: Any, out: Path) -> list[str]:
-    from zoo.models.atomic import write_output
+    from zoo.files.atomic import write_output
     from zoo.tasks import plots
 
     if not plots.available():
         return ["note: matplotlib is not installed, so no plot: pip install 'zoo[plots]'"]
     if not found.lrs:
         return []
-    if out.is_dir():
-        out = out / "lr_find.png"
     write_output(out, plots.lr_find_png(found.lrs, found.losses, found.suggested_lr), "--out")
     return [f"wrote {out}"]
+
+
+def _plot_target(out: Path) -> Path:
+    """Where the plot goes (``--out DIR``: ``DIR/lr_find.png``), refused before the sweep when
+    a file is there that zoo did not draw: a user's file is never replaced."""
+    from zoo.errors import ZooError
+    from zoo.tasks.plots import drawn_by_zoo
+
+    if out.is_dir():
+        out = out / "lr_find.png"
+    if (out.exists() or out.is_symlink()) and (out.is_symlink() or not drawn_by_zoo(out)):
+        raise ZooError(f"{out} exists and zoo did not draw it; choose another file with --out")
+    return out
 
 
 class _Notes(Reporter):

@@ -81,13 +81,8 @@ def tta(help: str) -> Any:
     return typer.Option(False, "--tta", help=help)
 
 
-def tta_mode() -> Any:
-    return typer.Option(
-        None,
-        "--tta-mode",
-        metavar="MODE",
-        help="flip (default), crops or flip+crops; implies --tta.",
-    )
+def tta_mode(help: str = "flip (default), crops or flip+crops; implies --tta.") -> Any:
+    return typer.Option(None, "--tta-mode", metavar="MODE", help=help)
 
 
 def _help(name: str) -> str:

@@ -38,8 +38,16 @@ def push(
     """Upload a run to the Hugging Face Hub: weights, config.json, the model card (README.md),
     plots and metrics, in one commit; timm and zoo.load("hf-hub:ORG/NAME") then load it. The
     token is huggingface_hub's (hf auth login, or HF_TOKEN)."""
+    from zoo.errors import ZooError
     from zoo.models import push as publish
+    from zoo.train.rundir import writer
 
+    holder = writer(Path(run))
+    if holder is not None:  # its weights and card are about to change
+        raise ZooError(
+            f"{run} is being written by another zoo process ({holder}); push it once that "
+            "process has ended"
+        )
     plan = publish.plan(
         Path(run), repo, revision=revision, with_state=with_state, license_id=license_id
     )

@@ -43,7 +43,7 @@ def report(
     table, top losses with class activation maps, calibration and the model card, in one file
     that opens from disk without a network."""
     from zoo.errors import ZooError
-    from zoo.models.atomic import write_output
+    from zoo.files.atomic import write_output
     from zoo.models.loading import weights_path
     from zoo.models.weights import read_header
     from zoo.tasks import eval_outputs
@@ -54,6 +54,8 @@ def report(
     target = Path(out) if out is not None else run_dir / "report.html"
     if target.is_dir():
         raise ZooError(f"--out {target} is a directory; give the HTML file's path")
+    if (target.exists() or target.is_symlink()) and not reporting.written_by_zoo(target):
+        raise ZooError(f"{target} exists and zoo did not write it; choose another file with --out")
     source = Path(eval_dir) if eval_dir is not None else run_dir
     console = stdout()
     given = data is not None or split is not None

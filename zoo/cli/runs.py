@@ -131,7 +131,7 @@ def compare(
     """Overlay the runs' curves of one metric in a PNG, and show the settings that differ."""
     from zoo.errors import ZooError, did_you_mean
     from zoo.files import records
-    from zoo.models.atomic import write_output
+    from zoo.files.atomic import write_output
     from zoo.tasks import plots
     from zoo.tasks import runs as reading
 

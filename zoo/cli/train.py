@@ -61,17 +61,16 @@ def _rank() -> int:
 
 def _launch(cfg: TrainConfig) -> int:
     """``--nproc N``: run this training in N processes on this machine through
-    torch.distributed.run (torchrun), which gives each its rank and watches them all.
+    torch.distributed.run (torchrun), which gives each its rank and watches them all
+    (``zoo.train.launch``).
 
     Bad input is refused here, before any process starts. Returns the exit code of the first
-    process that failed (each has already printed its error), 130 when interrupted.
+    process that failed (each has said why), 130 when interrupted; a process killed by a
+    signal is one error line (exit code 1) naming it.
     """
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
-
     from zoo.data.source import check_processes as data_processes
     from zoo.train.config import dump_toml, validate
+    from zoo.train.launch import run_processes
     from zoo.train.parts import check_processes, init_weights, resolve_components
     from zoo.train.rundir import check_out, default_out
     from zoo.train.runtime import Dist, resolve_device
@@ -88,21 +87,8 @@ def _launch(cfg: TrainConfig) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
         config.write_text(dump_toml(cfg.to_dict()))
-        args = ["--standalone", f"--nproc-per-node={cfg.nproc}", "-m", "zoo", "train"]
-        # torchrun would give each process one thread; share this machine's cores instead.
-        preset = "OMP_NUM_THREADS" in os.environ
-        os.environ.setdefault("OMP_NUM_THREADS", str(_threads(cfg.nproc)))
-        try:
-            run(parse_args([*args, "--config", str(config)]))
-        except ChildFailedError as exc:
-            code = exc.get_first_failure()[1].exitcode
-            return 128 - code if code < 0 else code  # killed by a signal: 128 + its number
-        except SignalException:
-            return 130
-        finally:
-            if not preset:
-                os.environ.pop("OMP_NUM_THREADS", None)
-    return 0
+        out = Path(cfg.resume or cfg.out)  # type: ignore[arg-type]
+        return run_processes(config, cfg.nproc, out, _threads(cfg.nproc))
 
 
 def _threads(nproc: int) -> int:

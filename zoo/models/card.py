@@ -12,6 +12,9 @@ A ``README.md`` that zoo did not write (it lacks ``MARKER``) is never replaced.
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +66,7 @@ def is_zoos(path: Path) -> bool:
 
 def write(run: Path, repo_id: str | None = None) -> Path | None:
     """Write ``run/README.md`` atomically; None when a README.md of someone else's is there."""
-    from zoo.models.atomic import atomic_write
+    from zoo.files.atomic import atomic_write
 
     path = Path(run) / FILE
     if not is_zoos(path):
@@ -90,9 +93,9 @@ def render(run: Path, repo_id: str | None = None, license_id: str | None = None)
     evaluation = _json(run / "eval.json")
     timm_name = info.arch.removeprefix("timm:") if info.arch.startswith("timm:") else None
     base, inherited = _base_model(config)
-    license_id = license_id or inherited
-    dataset = _dataset_name(str(config.get("data", "")))
-    name = repo_id.rpartition("/")[2] if repo_id else run.resolve().name
+    license_id = _plain(license_id or inherited) if (license_id or inherited) else None
+    dataset = _plain(_dataset_name(str(config.get("data", ""))))
+    name = _plain(repo_id.rpartition("/")[2] if repo_id else run.resolve().name)
 
     record, which = _validation_record(history, summary)
     results = [
@@ -109,7 +112,7 @@ def render(run: Path, repo_id: str | None = None, license_id: str | None = None)
         for key, metric, label in _VAL_METRICS
         if record is not None and isinstance(record.get(key), (int, float))
     ]
-    if evaluation:
+    if evaluation and _eval_epoch(evaluation) == info.epoch:  # a stale one is not the model's
         results += _eval_results(evaluation)
     data = ModelCardData(
         library_name="timm" if timm_name else "zoo",
@@ -138,6 +141,37 @@ def validate(text: str, *, zoos: bool = True) -> None:
         raise ZooError(f"the model card is not valid: {exc}") from None
     if zoos and not card.data.to_dict().get("library_name"):
         raise ZooError("the model card is not valid: it names no library_name")
+    if zoos:
+        _check_body(card.text)
+
+
+# The sections of zoo's card, in order, after its title.
+_SECTIONS = ["Classes", "Training", "Results", "How to use"]
+
+
+def _check_body(text: str) -> None:
+    """Refuse a zoo card whose Markdown is not the card zoo renders: raw HTML (but zoo's
+    marker comment), headings other than its title and sections, or rules. Every
+    user-controlled string is escaped when rendered, so such a card means text from the run
+    (a class name, a folder name) broke out of its place."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    inline = [child for t in tokens for child in (t.children or [])]
+    html = [t.content.strip() for t in [*tokens, *inline] if t.type.startswith("html_")]
+    if any(not (h.startswith(MARKER) and h.endswith("-->") and h.count("-->") == 1) for h in html):
+        raise ZooError("the model card is not valid: it holds raw HTML")
+    headings = [
+        (tokens[i].tag, tokens[i + 1].content)
+        for i, t in enumerate(tokens)
+        if t.type == "heading_open"
+    ]
+    if [tag for tag, _ in headings] != ["h1"] + ["h2"] * len(_SECTIONS) or [
+        content for _, content in headings[1:]
+    ] != _SECTIONS:
+        raise ZooError("the model card is not valid: its headings are not those zoo writes")
+    if any(t.type == "hr" for t in tokens):
+        raise ZooError("the model card is not valid: it holds a horizontal rule")
 
 
 def _body(
@@ -154,18 +188,18 @@ def _body(
 ) -> str:
     timm_name = info.arch.removeprefix("timm:") if info.arch.startswith("timm:") else None
     channels, (height, width) = info.in_chans, info.image_size
-    origin = f", fine-tuned from [{base}](https://huggingface.co/{base})" if base else ""
+    origin = f", fine-tuned from [{_text(base)}](https://huggingface.co/{base})" if base else ""
     lines = [
         f"{MARKER}; `zoo eval` and `zoo push` rewrite it. -->",
         "",
-        f"# {name}",
+        f"# {_text(name)}",
         "",
-        f"An image classifier trained with zoo: `{info.arch}`{origin}, {info.num_classes} "
+        f"An image classifier trained with zoo: {_code(info.arch)}{origin}, {info.num_classes} "
         f"classes, {channels}x{height}x{width} input.",
         "",
         "## Classes",
         "",
-        ", ".join(f"`{c}`" for c in info.classes[:_MAX_CLASSES])
+        ", ".join(_code(str(c)) for c in info.classes[:_MAX_CLASSES])
         + (f" and {len(info.classes) - _MAX_CLASSES} more" if len(info.classes) > 100 else ""),
         "",
         "## Training",
@@ -182,11 +216,11 @@ def _body(
         if key == "epochs":
             value = f"{len(history)} of {value}" if history else value
         shown = ", ".join(map(str, value)) if isinstance(value, list) else value
-        lines.append(f"| {key.replace('_', ' ')} | `{shown}` |")
+        lines.append(f"| {key.replace('_', ' ')} | {_cell(_code(str(shown)))} |")
     lines += ["", "## Results", ""]
     if record is not None:
         lines += [
-            f"On the validation split, {which} (epoch {record.get('epoch')}):",
+            f"On the validation split, {which} (epoch {_number(record.get('epoch'))}):",
             "",
             "| metric | value |",
             "| --- | --- |",
@@ -199,16 +233,17 @@ def _body(
         lines += ["No epoch has validation results.", ""]
     if evaluation:
         lines += [
-            f"`zoo eval` on {_dataset_name(str(evaluation.get('data', '')))} "
-            f"({evaluation.get('split')} split, {evaluation.get('count')} images):",
+            f"`zoo eval` on {_text(_dataset_name(str(evaluation.get('data', ''))))} "
+            f"({_text(str(evaluation.get('split')))} split, {_number(evaluation.get('count'))} "
+            f"images) {_eval_label(evaluation, info.epoch)}:",
             "",
             "| metric | value |",
             "| --- | --- |",
-            f"| accuracy | {evaluation.get('accuracy', 0):.4f} |",
-            f"| top-{evaluation.get('top_k', 5)} accuracy | "
-            f"{evaluation.get('top5_accuracy', 0):.4f} |",
-            f"| macro F1 | {evaluation.get('macro', {}).get('f1', 0):.4f} |",
-            f"| loss | {evaluation.get('loss', 0):.4f} |",
+            f"| accuracy | {_value(evaluation.get('accuracy'))} |",
+            f"| top-{_number(evaluation.get('top_k', 5))} accuracy | "
+            f"{_value(evaluation.get('top_k_accuracy', evaluation.get('top5_accuracy')))} |",
+            f"| macro F1 | {_value((evaluation.get('macro') or {}).get('f1'))} |",
+            f"| loss | {_value(evaluation.get('loss'))} |",
             "",
         ]
     source = f"hf-hub:{repo_id}" if repo_id else str(run)
@@ -220,11 +255,11 @@ def _body(
         "```python",
         "import zoo",
         "",
-        f'model = zoo.load("{source}")  # eval mode, with its class names',
+        f"model = zoo.load({_python(source)})  # eval mode, with its class names",
         "print(model.predict(images, top_k=3))  # uint8 [B, C, H, W] images, any size",
         "```",
         "",
-        f"or `zoo predict {source} photos/`.",
+        f"or {_code(f'zoo predict {shlex.quote(source)} photos/')}.",
         "",
     ]
     if timm_name:
@@ -235,7 +270,7 @@ def _body(
             "```python",
             "import timm",
             "",
-            f'net = timm.create_model("{timm_source}", pretrained=True).eval()',
+            f"net = timm.create_model({_python(timm_source)}, pretrained=True).eval()",
             "```",
             "",
         ]
@@ -247,6 +282,64 @@ def _body(
         "",
     ]
     return "\n".join(lines)
+
+
+def _eval_epoch(report: dict[str, Any]) -> int | None:
+    epoch = report.get("epoch")
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+
+
+def _eval_label(report: dict[str, Any], current: int | None) -> str:
+    """Which weights an ``eval.json`` judged: those of the card (its epoch), or older ones
+    (training or ``--resume`` went on since): then said, and left out of the model-index."""
+    epoch = _eval_epoch(report)
+    if epoch is not None and epoch == current:
+        return f"of epoch {epoch}"
+    when = f"of epoch {epoch}" if epoch is not None else "of an unknown epoch"
+    return f"{when}, not of these weights (epoch {current}): run `zoo eval` again for theirs"
+
+
+def _number(value: Any) -> str:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else "?"
+
+
+def _value(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "?"
+
+
+# Characters that would end a line or hide text: shown as escapes (\n, \u202e).
+_UNPRINTABLE = re.compile(r"[^\S ]|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _plain(text: str) -> str:
+    """``text`` on one line: line breaks, tabs and other invisible characters as escapes."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))
+
+
+def _text(text: str) -> str:
+    """``text`` as Markdown that renders it literally: on one line, every ASCII punctuation
+    character backslash-escaped (so no emphasis, link, HTML, entity or heading)."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", _plain(text))
+
+
+def _code(text: str) -> str:
+    """``text`` as an inline code span, which Markdown renders literally (HTML included): on
+    one line, fenced by more backticks than it holds in a row."""
+    text = _plain(text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _cell(markdown: str) -> str:
+    """Markdown inside a table cell: a pipe ends the cell even inside a code span, unless
+    escaped."""
+    return markdown.replace("|", "\\|")
+
+
+def _python(text: str) -> str:
+    """``text`` as a Python string literal on one line (a JSON string is one)."""
+    return json.dumps(text)
 
 
 def _validation_record(
@@ -261,15 +354,15 @@ def _validation_record(
     epoch = best.get("epoch")
     for r in with_val:
         if r.get("epoch") == epoch and str(best.get("metric", "")).startswith("val_"):
-            return r, f"at the best epoch by {best['metric']}"
+            return r, f"at the best epoch by {_text(str(best['metric']))}"
     return with_val[-1], "at the last epoch"
 
 
 def _eval_results(report: dict[str, Any]) -> list[Any]:
     from huggingface_hub import EvalResult
 
-    dataset = _dataset_name(str(report.get("data", "")))
-    split = str(report.get("split", "val"))
+    dataset = _plain(_dataset_name(str(report.get("data", ""))))
+    split = _plain(str(report.get("split", "val")))
     values = [
         ("accuracy", report.get("accuracy"), "zoo eval accuracy"),
         ("accuracy", report.get("top5_accuracy"), f"zoo eval top-{report.get('top_k', 5)}"),

@@ -121,7 +121,7 @@ def export(
     or torch.jit) on a batch of another size and its logits compared with PyTorch's before it
     is written (atomically). Non-finite logits, PyTorch's or the file's, fail the export:
     nothing is written (a NaN difference would pass any comparison)."""
-    from zoo.models.atomic import write_output
+    from zoo.files.atomic import write_output
 
     require(fmt)
     if input_kind not in INPUTS:

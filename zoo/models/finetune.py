@@ -68,6 +68,40 @@ def source_normalization(source: str | Path, in_chans: int) -> tuple[tuple[float
     return hfconfig.normalization(config, in_chans) if config is not None else None
 
 
+def architecture_warning(path: Path, wanted: str, shown: str, option: str = "--init") -> str | None:
+    """One line for after the weights at ``path`` were loaded, when they say they were trained
+    as another architecture than ``wanted`` (a qualified name), by zoo's metadata or a
+    timm/Hugging Face ``config.json``, or as one that no installed plugin provides; None when
+    they agree or say nothing. Not an
+    error: the architecture is the one ``--arch`` names, and its tensors are checked strictly
+    (``zoo predict``, which has no ``--arch``, refuses what it cannot build)."""
+    from zoo.models import hfconfig
+    from zoo.plugins.build import get_registry
+
+    info = read_header(path).info
+    config = hfconfig.read(path.parent) if info is None else None
+    if info is None and config is None:
+        return None
+    where = f"{shown}'s {hfconfig.CONFIG}" if info is None else f"{shown}'s metadata"
+    try:
+        if info is not None:
+            named = get_registry().resolve("architecture", info.arch).qualified
+        else:
+            named = hfconfig.architecture(config, path.parent)  # type: ignore[arg-type]
+    except ZooError:
+        named = info.arch if info is not None else str(config["architecture"])  # type: ignore[index]
+        return (
+            f"warning: {option}: {where} names architecture {named!r}, which no installed "
+            f"plugin provides; its tensors fit {wanted} (--arch) and are loaded"
+        )
+    if named == wanted:
+        return None
+    return (
+        f"warning: {option}: {where} names {named}, not {wanted} (--arch); its tensors fit it "
+        "and are loaded"
+    )
+
+
 def classifier_keys(net: nn.Module) -> set[str]:
     """State-dict keys of the final classifier(s), by timm's conventions: ``get_classifier()``
     (one module, or several for models with two heads) and ``pretrained_cfg["classifier"]``."""

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, shown
+from zoo.files.atomic import atomic_write
 from zoo.files.reading import read_text, why
-from zoo.models.atomic import atomic_write
 from zoo.models.weights import ModelInfo
 
 CONFIG = "config.json"
@@ -118,7 +118,7 @@ def model_info(config: dict[str, Any], source: Path) -> ModelInfo:
     )
     zoo_part = config.get("zoo") if isinstance(config.get("zoo"), dict) else {}
     return ModelInfo(
-        arch=_architecture(config["architecture"], zoo_part.get("arch"), source),
+        arch=architecture(config, source),
         arch_params={k: v for k, v in model_args.items() if k not in _PROVIDED_ARGS},
         num_classes=num_classes,
         in_chans=in_chans,
@@ -142,11 +142,14 @@ def normalization(config: dict[str, Any], in_chans: int) -> tuple[tuple[float, .
     )
 
 
-def _architecture(name: str, qualified: str | None, source: Path) -> str:
+def architecture(config: dict[str, Any], source: Path) -> str:
     """The installed component a config's architecture names: zoo's own qualified name when the
-    folder is a zoo run, else timm's registry name, provided by the ``timm`` plugin (zoo-timm)."""
+    folder is a zoo run, else timm's registry name, provided by the ``timm`` plugin (zoo-timm).
+    ZooError (naming ``source``) when no installed plugin provides it."""
     from zoo.plugins.build import get_registry
 
+    zoo_part = config.get("zoo") if isinstance(config.get("zoo"), dict) else {}
+    name, qualified = config["architecture"], zoo_part.get("arch")
     registry = get_registry()
     candidates = [qualified] if qualified else [f"timm:{name}", name]
     for ref in candidates:

@@ -125,6 +125,9 @@ def explain(exc: BaseException, ref: HubRef) -> str | None:
         return f"{repo} has no revision {shown(ref.revision)} on the Hugging Face Hub"
     if isinstance(exc, LocalEntryNotFoundError):
         cache = constants.HF_HUB_CACHE
+        pickled = _cached_pickle(ref)
+        if pickled is not None:
+            return _refused(ref, f"holds only {pickled} in the Hugging Face cache ({cache})")
         if constants.is_offline_mode():
             return (
                 f"{ref} is not in the Hugging Face cache ({cache}) and HF_HUB_OFFLINE is set: "
@@ -149,6 +152,21 @@ def explain(exc: BaseException, ref: HubRef) -> str | None:
     return None
 
 
+def _cached_pickle(ref: HubRef) -> str | None:
+    """The pickle weights file that the cache holds for ``ref`` (where it has no
+    model.safetensors), as the local-folder path names it; None when it holds none."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in PICKLES:
+        try:
+            found = try_to_load_from_cache(ref.repo_id, name, revision=ref.revision)
+        except Exception:  # a cache it cannot read only makes the message less specific
+            return None
+        if isinstance(found, str):
+            return name
+    return None
+
+
 def _no_safetensors(ref: HubRef) -> str:
     """Why a repository without ``model.safetensors`` is refused, naming the pickle file it has
     instead when it has one (checked without downloading it)."""
@@ -162,9 +180,14 @@ def _no_safetensors(ref: HubRef) -> str:
                 break
         except Exception:  # a failed check only makes the message less specific
             break
-    held = f"holds only {found}, a pickle file" if found else "has no model.safetensors"
+    return _refused(ref, f"holds only {found}" if found else "has no model.safetensors")
+
+
+def _refused(ref: HubRef, held: str) -> str:
+    """Why a repository without safetensors weights cannot be used, with what it ``held``."""
+    pickle = ", a pickle file" if held.startswith("holds only") else ""
     return (
-        f"{ref} {held}: zoo loads safetensors weights only and never unpickles; pick a "
+        f"{ref} {held}{pickle}: zoo loads safetensors weights only and never unpickles; pick a "
         "repository with model.safetensors (timm's have one)"
     )
 

@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_bytes
 
 from zoo.errors import ZooError
-from zoo.models.atomic import atomic_write
+from zoo.files.atomic import atomic_write
 
 FORMAT = "zoo.weights.v1"
 _INFO_KEY = "zoo.model"

@@ -65,7 +65,7 @@ def read(key: str, part: str = "registry") -> dict[str, Any] | None:
 
 def write(key: str, data: dict[str, Any], part: str = "registry") -> None:
     """Store a part atomically; a read-only cache directory only costs speed."""
-    from zoo.models.atomic import atomic_write
+    from zoo.files.atomic import atomic_write
 
     with contextlib.suppress(OSError):  # e.g. a file where the cache directory should be
         atomic_write(registry_path(part), json.dumps({**data, "key": key}).encode())

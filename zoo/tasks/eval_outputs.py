@@ -8,13 +8,15 @@ embeds only the pictures of the evaluation it shows, never a stale one left by a
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.models.atomic import write_failed, write_output
+from zoo.files.atomic import write_failed, write_output
 
 # Top-loss images run through Grad-CAM this many at a time.
 _CAM_BATCH = 32
@@ -52,20 +54,16 @@ class Outputs:
 def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs:
     """Evaluate the model at ``path`` (a run or weights file) and write ``eval.json`` and the
     pictures to ``out`` (default: the weights' folder)."""
-    import torch
-
-    from zoo.data.splits import default_workers, split_paths
-    from zoo.files import records
     from zoo.models import hub
-    from zoo.models.loading import load, weights_path
-    from zoo.tasks import cam, evaluation, insights, plots, tta
-    from zoo.train.runtime import check_precision, resolve_device
+    from zoo.models.loading import weights_path
+    from zoo.tasks import cam, tta
+    from zoo.train.runtime import check_precision
 
     check_precision(options.precision)
     if options.top_losses < 0:
         raise ZooError(f"--top-losses must be 0 or more, got {options.top_losses}")
     if options.tta is not None:
-        tta.check_mode(options.tta)
+        tta.check_mode(options.tta, auto=True)
     if options.cam_layer is not None and not options.cam:
         raise ZooError("--cam-layer chooses the layer of --cam; add --cam")
     if options.cam:
@@ -81,8 +79,25 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     target = Path(out) if out is not None else run_dir
     if target.exists() and not target.is_dir():
         raise ZooError(f"--out {target} is a file, not a directory")
+    check_target(target, "--out" if out is not None else "the weights' folder")
+    with _run_lock(target):
+        return _evaluate(path, options, file, target)
+
+
+def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outputs:
+    """``evaluate`` once the place to write is settled (and locked when it is a run)."""
+    import torch
+
+    from zoo.data.splits import default_workers, split_paths
+    from zoo.files import records
+    from zoo.models.loading import load
+    from zoo.tasks import cam, evaluation, insights, plots, tta
+    from zoo.train.runtime import resolve_device
+
+    run_dir = file.parent
     device = resolve_device(options.device)
     model = load(path, device=str(device), precision=options.precision)
+    mode = None if options.tta is None else tta.resolve_mode(options.tta, model.info.config, path)
     amp_dtype = model.amp_dtype
     info = model.info
     layer = None
@@ -96,9 +111,9 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     report = evaluation.report(result, file, samples=options.samples)
     outputs = Outputs(report)
     report["calibration"] = insights.calibration(result.logits, result.targets)
-    if options.tta is not None:
-        augmented = evaluation.run(model, chosen, workers=workers, tta=options.tta, **settings)
-        report["tta"] = tta_summary(augmented, options.tta)
+    if mode is not None:
+        augmented = evaluation.run(model, chosen, workers=workers, tta=mode, **settings)
+        report["tta"] = tta_summary(augmented, mode)
 
     indices = insights.top_losses(result.logits, result.targets, options.top_losses)
     aligned = len(result.targets) == len(chosen.split)
@@ -157,6 +172,69 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     if target == run_dir:
         outputs.written += _card(run_dir, outputs.notes)
     return outputs
+
+
+# What ``zoo eval`` writes: the report and every picture it may draw.
+WRITES = (
+    "eval.json",
+    "confusion_matrix.png",
+    "training_curves.png",
+    "calibration.png",
+    "top_losses.png",
+)
+
+
+def check_target(target: Path, option: str) -> None:
+    """Refuse, before anything is evaluated, a folder where ``zoo eval`` would replace a file
+    it did not write: outside a zoo run, ``eval.json`` and the pictures are replaced only when
+    an earlier ``zoo eval`` wrote them."""
+    from zoo.tasks.plots import drawn_by_zoo
+    from zoo.train import rundir
+
+    if not target.is_dir() or rundir.started_run(target):
+        return
+    for name in WRITES:
+        path = target / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        ours = _eval_json_by_zoo(path) if name == "eval.json" else drawn_by_zoo(path)
+        if not ours or path.is_symlink():
+            raise ZooError(
+                f"{option} {target} holds {name}, which zoo eval did not write; write the "
+                "evaluation elsewhere with --out DIR (a new or empty folder)"
+            )
+
+
+def _eval_json_by_zoo(path: Path) -> bool:
+    """Whether ``path`` is an ``eval.json`` that zoo eval wrote (a JSON object with its keys)."""
+    if not path.is_file():
+        return False
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"model", "arch", "per_class", "confusion_matrix"} <= set(
+        report
+    )
+
+
+@contextlib.contextmanager
+def _run_lock(target: Path) -> Iterator[None]:
+    """Hold a zoo run's lock while its evaluation is written into it: a run that a process
+    is still training is refused (its weights and card are about to change)."""
+    from zoo.train import rundir
+
+    if not rundir.started_run(target):
+        yield
+        return
+    try:
+        lock = rundir.RunLock.acquire(target, what=f"zoo eval: the run {target}")
+    except rundir.Unwritable as exc:
+        raise ZooError(f"{exc}; choose another place with --out DIR", exit_code=1) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _card(run_dir: Path, notes: list[str]) -> list[Path]:

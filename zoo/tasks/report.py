@@ -38,6 +38,22 @@ SECTIONS = (
 _PACKAGES = ("zoo", "torch", "torchvision", "timm", "numpy", "grad-cam")
 
 
+# What the page's head says of its maker (templates/report.html): zoo replaces its own pages only.
+GENERATOR = '<meta name="generator" content="zoo '
+
+
+def written_by_zoo(path: Path) -> bool:
+    """Whether ``path`` is a report page zoo wrote (its head names zoo as its generator); a
+    link or a special file is never opened."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as f:
+            return GENERATOR.encode() in f.read(4096)
+    except OSError:
+        return False
+
+
 @dataclass
 class RunFiles:
     """What a report reads from a run and its evaluation."""

@@ -192,27 +192,10 @@ def find(roots: list[Path]) -> list[tuple[Path, Path]]:
 
 
 def lock_held(run: Path) -> bool:
-    """Whether a live process holds the run's lock: probed with a non-blocking shared
-    ``flock``, released at once. No lock file (zoo versions before it): no evidence."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        return False
-    try:
-        fd = os.open(run / LOCK, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO: no wait
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    """Whether a live process holds the run's lock (``zoo.train.rundir.writer``)."""
+    from zoo.train.rundir import writer
+
+    return writer(run) is not None
 
 
 def run_name(run: Path, root: Path | None = None) -> str:

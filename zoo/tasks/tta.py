@@ -9,9 +9,17 @@ Views run one after another, so memory stays that of one batch.
   on left and right, such as photos of objects, but not digits or text.
 - ``crops``: the image and its four corner crops covering 7/8 of each side, resized back (5 views).
 - ``flip+crops``: both, and the mirror images of the crops (10 views).
+
+``auto`` (what ``--tta`` alone asks for) takes the views the run trained with, as fastai's TTA
+augments with the training transforms: mirror images when it trained with ``hflip``, crops
+when with ``zoom`` (or ``affine`` with a zoom), both when with both. A view the model never saw
+in training can only hurt it (a mirrored digit is another glyph). Weights that do not say how
+they were trained (a timm folder, a Hub model) get ``flip``, which ImageNet training uses.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,16 +28,57 @@ from torch import nn
 from zoo.errors import ZooError, did_you_mean, shown
 
 MODES = ("flip", "crops", "flip+crops")
+AUTO = "auto"
 CROP = 7 / 8
 
 
-def check_mode(mode: str) -> str:
-    """The mode, or a one-line error naming the valid ones."""
-    if mode not in MODES:
+def check_mode(mode: str, *, auto: bool = False) -> str:
+    """The mode (``auto`` too where ``auto``), or a one-line error naming the valid ones."""
+    valid = (AUTO, *MODES) if auto else MODES
+    if mode not in valid:
         raise ZooError(
-            f"unknown TTA mode {shown(mode)}{did_you_mean(mode, MODES)}; choose {'|'.join(MODES)}"
+            f"unknown TTA mode {shown(mode)}{did_you_mean(mode, valid)}; choose {'|'.join(valid)}"
         )
     return mode
+
+
+def resolve_mode(mode: str, config: dict[str, Any] | None, source: str) -> str:
+    """The views of ``mode``; for ``auto``, those the run trained with (``config``: the run's
+    saved settings, None for weights that do not say), or a one-line error when it trained
+    with none of them."""
+    if mode != AUTO:
+        return check_mode(mode)
+    if not config or "aug" not in config:
+        return "flip"
+    flips, crops = trained_views(config.get("aug") or [])
+    if flips or crops:
+        return "+".join(name for name, used in (("flip", flips), ("crops", crops)) if used)
+    raise ZooError(
+        f"--tta: {source} trained without flips (hflip) or zooms (zoom), so every view of "
+        "test-time augmentation is one it never learned; choose views with --tta-mode "
+        f"{'|'.join(MODES)}"
+    )
+
+
+def trained_views(augs: list[str]) -> tuple[bool, bool]:
+    """Whether training augmentations ``augs`` (spec strings) mirrored images, and whether they
+    zoomed them: what makes flip and crop views ones the model has learned."""
+    from zoo.plugins.build import get_registry
+    from zoo.plugins.specs import parse_spec
+
+    registry, flips, crops = get_registry(), False, False
+    for text in augs:
+        try:
+            spec = parse_spec(str(text), kind="augmentation")
+            name = registry.resolve("augmentation", spec.ref).qualified
+        except ZooError:  # a plugin no longer installed: its augmentation says nothing
+            continue
+        flips |= name == "zoo:hflip" and spec.params.get("p", 0.5) != 0
+        zoom = spec.params.get("amount", 0.1) if name == "zoo:zoom" else None
+        if name == "zoo:affine":
+            zoom = spec.params.get("zoom", 0.0)
+        crops |= zoom is not None and zoom != 0
+    return flips, crops
 
 
 def view_count(mode: str) -> int:

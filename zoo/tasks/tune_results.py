@@ -61,7 +61,7 @@ def best_trial(study: Any) -> Any | None:
 def write_best(study: Any, tune: Tune) -> Path | None:
     """``DIR/best.toml``: the best trial's settings, a ready ``zoo train --config`` file."""
     from zoo import __version__
-    from zoo.models.atomic import write_output
+    from zoo.files.atomic import write_output
 
     best = best_trial(study)
     if best is None or "config" not in best.user_attrs:
@@ -82,7 +82,7 @@ def write_plots(study: Any, tune: Tune) -> tuple[list[Path], list[str]]:
     module on the Agg canvas); what could not be drawn is said, not raised."""
     import optuna
 
-    from zoo.models.atomic import atomic_write
+    from zoo.files.atomic import atomic_write
     from zoo.tasks import plots
 
     if not plots.available():

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.models import atomic, hfconfig, weights
+from zoo.files import atomic
+from zoo.models import hfconfig, weights
 from zoo.train import rundir
 from zoo.train.events import Attached, Callback, Run
 
@@ -23,12 +24,12 @@ Capture = Callable[[], tuple[dict[str, Any], dict[str, Any]]]
 
 
 def own_callbacks(capture: Capture, keep: int) -> list[Attached]:
-    """zoo's own writing, in order: the epoch's weights and state, the metrics files, and the
-    model card when the run ends."""
+    """zoo's own writing of each epoch, in order: its weights and state, the metrics files.
+    (The model card is written when the run ends, before the callbacks' ``on_fit_end``:
+    ``write_card``.)"""
     return [
         Attached("", "", Checkpoint(capture, keep)),
         Attached("", "", MetricsFiles()),
-        Attached("", "", ModelCardFile()),
     ]
 
 
@@ -127,23 +128,22 @@ def _names(out: Path, paths: list[Path]) -> str:
     return ", ".join(str(p.relative_to(out)) for p in paths) or "no file"
 
 
-class ModelCardFile(Callback):
+def write_card(run: Run) -> None:
     """``README.md``, the run's model card in the Hub's format (``zoo.models.card``), written
-    when the run ends (``zoo eval`` and ``zoo push`` refresh it)."""
+    when the run is complete, with ``summary.json``, before any callback's ``on_fit_end`` (a
+    tracker logs it as an artifact there); ``zoo eval`` and ``zoo push`` refresh it."""
+    from zoo.models import card
 
-    def on_fit_end(self, run: Run, summary: dict[str, Any]) -> None:
-        from zoo.models import card
-
-        try:
-            written = card.write(run.out)
-        except OSError as exc:
-            raise ZooError(
-                f"cannot write the model card {run.out / card.FILE}: {os_reason(exc)}; the "
-                "run itself is saved (`zoo eval` writes the card again)",
-                exit_code=1,
-            ) from None
-        if written is None:
-            run.note(f"{run.out / card.FILE} was not written by zoo: left as it is")
+    try:
+        written = card.write(run.out)
+    except OSError as exc:
+        raise ZooError(
+            f"cannot write the model card {run.out / card.FILE}: {os_reason(exc)}; the "
+            "run itself is saved (`zoo eval` writes the card again)",
+            exit_code=1,
+        ) from None
+    if written is None:
+        run.note(f"{run.out / card.FILE} was not written by zoo: left as it is")
 
 
 class MetricsFiles(Callback):

@@ -8,7 +8,8 @@ The trainer raises three events, on rank 0 only, with Ctrl-C and SIGTERM held:
 - ``on_epoch_end(run, record)`` after every epoch, with its metrics, *before* the epoch is
   saved: what a callback changes in its state, and a reason to stop that it returns, are saved
   with that epoch, so a resumed run ends bit-identical to an uninterrupted one;
-- ``on_fit_end(run, summary)`` when the run is complete (all epochs, or stopped by a callback).
+- ``on_fit_end(run, summary)`` when the run is complete (all epochs, or stopped by a callback),
+  with ``summary.json`` and the model card ``README.md`` written.
 
 zoo's own checkpoint writing and metrics files run last on the same mechanism
 (``zoo.train.checkpointing``); early stopping and TensorBoard are built-in callbacks
@@ -166,6 +167,7 @@ class Events:
 
     def __init__(self, attached: list[Attached]) -> None:
         self.attached = attached
+        self.stopped_by: str | None = None  # the callback whose reason to stop ended the run
 
     def fit_start(self, run: Run) -> None:
         for a in self.attached:
@@ -177,7 +179,7 @@ class Events:
         for a in self.attached:
             said = _call(a, "on_epoch_end", run, record)
             if said and reason is None:
-                reason = str(said)
+                reason, self.stopped_by = str(said), a.key.partition("#")[0]
         return reason
 
     def fit_end(self, run: Run, summary: dict[str, Any]) -> None:

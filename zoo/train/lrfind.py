@@ -34,6 +34,7 @@ class LRFinding:
     losses: list[float]
     suggested_lr: float | None
     stopped: str | None  # "diverged", "non-finite loss", or None (all steps ran)
+    warning: str | None = None  # why the suggestion is not to be trusted (``caveat``)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class LRFinding:
             "lrs": self.lrs,
             "losses": self.losses,
             "stopped": self.stopped,
+            "warning": self.warning,
         }
 
 
@@ -75,6 +77,7 @@ def lr_find(
         callback=[],
         patience=None,
         tensorboard=False,
+        monitor="train_loss",  # the sweep monitors nothing: no note about validation data
     )
     trainer = Trainer(cfg, reporter or Reporter())
     trainer.setup(claim=False)  # zoo train's own set-up; nothing is written
@@ -121,7 +124,7 @@ def lr_find(
         if smoothed > _DIVERGED * best:
             stopped = "diverged"
             break
-    return LRFinding(lrs, losses, suggestion(lrs, losses), stopped)
+    return LRFinding(lrs, losses, suggestion(lrs, losses), stopped, caveat(lrs, losses))
 
 
 def _batches(trainer: Any) -> Iterator[tuple[Any, Any]]:
@@ -135,11 +138,29 @@ def _batches(trainer: Any) -> Iterator[tuple[Any, Any]]:
         epoch += 1
 
 
-def suggestion(lrs: list[float], losses: list[float]) -> float | None:
-    """A tenth of the rate of the lowest smoothed loss, leaving out the first tenth of the
-    sweep (where the smoothing has seen few batches); None for a sweep of under 5 steps."""
+def _lowest(losses: list[float]) -> int | None:
+    """The step of the lowest smoothed loss, leaving out the first tenth of the sweep (where
+    the smoothing has seen few batches); None for a sweep of under 5 steps."""
     if len(losses) < 5:
         return None
-    skip = len(losses) // 10
-    best = min(range(skip, len(losses)), key=losses.__getitem__)
-    return lrs[best] / 10
+    return min(range(len(losses) // 10, len(losses)), key=losses.__getitem__)
+
+
+def suggestion(lrs: list[float], losses: list[float]) -> float | None:
+    """A tenth of the rate of the lowest smoothed loss; None for a sweep of under 5 steps."""
+    best = _lowest(losses)
+    return None if best is None else lrs[best] / 10
+
+
+def caveat(lrs: list[float], losses: list[float]) -> str | None:
+    """Why the suggestion is not to be trusted, if it is not: the loss was lowest at the first
+    rate considered, so it only rose over the sweep (steps too coarse, or a start too high),
+    and the suggestion is the start of the sweep, not a rate the loss fell at."""
+    best = _lowest(losses)
+    if best is None or best != len(losses) // 10:
+        return None
+    return (
+        f"warning: the loss was lowest at the first rate considered ({lrs[best]:.2e}) and only "
+        "rose after it, so the suggestion is the start of the sweep, not a rate the loss fell "
+        "at; sweep in finer steps (more --steps) or from a lower --start-lr"
+    )

@@ -117,6 +117,7 @@ class InitWeights:
     path: Path
     source: str
     option: str
+    warning: str | None = None  # the weights name another architecture (architecture_warning)
 
     @property
     def label(self) -> str | None:
@@ -128,7 +129,7 @@ def init_weights(cfg: TrainConfig, arch: Resolved) -> InitWeights | None:
     """What the run starts from, a Hub repository downloaded here (once per machine), so that
     a missing or refused download stops the run before anything is written; None without
     ``--init``/``--pretrained``, or when resuming from a saved epoch."""
-    from zoo.models.finetune import init_file, pretrained_source
+    from zoo.models.finetune import architecture_warning, init_file, pretrained_source
     from zoo.train import rundir
 
     if cfg.resume and (Path(cfg.resume) / rundir.LAST).is_file():
@@ -145,7 +146,10 @@ def init_weights(cfg: TrainConfig, arch: Resolved) -> InitWeights | None:
         source, option = cfg.init, "--init"
     else:
         return None
-    return InitWeights(init_file(source, option), source, option)
+    path = init_file(source, option)
+    shown = source if source.startswith("hf-hub:") else str(path)
+    warning = architecture_warning(path, arch.component.qualified, shown, option)
+    return InitWeights(path, source, option, warning)
 
 
 def param_groups(
@@ -395,6 +399,8 @@ def build_network(
         from zoo.models.finetune import initialize
 
         note(initialize(net, init.path, num_classes, data.in_chans, init.option, init.label))
+        if init.warning:  # the tensors fit: the weights' own name for them was another
+            note(init.warning)
     channels_last = use_channels_last(cfg.channels_last, device, net, cfg.precision)
     net = net.to(device)
     if channels_last:

@@ -122,7 +122,16 @@ class RichReporter(Reporter):
         self.console.print(text, highlight=False)
 
     def finish(self, summary: dict[str, Any]) -> None:
+        from rich.markup import escape
+
         self._stop_bar()
+        if summary.get("stopped"):  # a callback's reason, and which callback gave it
+            by = f" ({summary['stopped_by']})" if summary.get("stopped_by") else ""
+            self.console.print(
+                f"stopped after epoch {summary['epochs_completed']}: "
+                f"{escape(str(summary['stopped']))}{escape(by)}",
+                highlight=False,
+            )
         best = summary.get("best") or {}
         parts = [
             f"[bold]done[/] {summary['epochs_completed']} "

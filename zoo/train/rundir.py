@@ -22,25 +22,30 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import errno
 import io
 import json
 import os
 import shutil
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.models.atomic import atomic_write
+from zoo.files.atomic import atomic_write
 from zoo.train.config import dump_toml
 
-# What makes a directory hold a previous run: a completed epoch's files (or any checkpoint). A
-# directory with only a ``config.toml`` (and leftovers) holds a run that never completed an
-# epoch (killed, or stopped by a NaN loss or a full disk in its first epoch): nothing in it is
-# worth keeping, so a new run may reuse it.
+# What makes a directory a zoo run: the ``config.toml`` that every run writes first, whose first
+# line is ``zoo_version = "..."``. A zoo run holds a previous run (what a new one must not replace
+# without ``--overwrite``) once an epoch completed: its weights, metrics or a checkpoint. A run
+# that never completed an epoch (killed, or stopped by a NaN loss or a full disk in its first
+# epoch) holds nothing worth keeping, so a new run may reuse its directory.
 RUN_MARKERS = ("model.safetensors", "metrics.jsonl")
+# Every name zoo writes in a run directory (``zoo train``, ``zoo eval``, ``zoo report``): what
+# ``--overwrite`` clears, and what may never be a symbolic link there.
 RUN_OUTPUTS = (
     *RUN_MARKERS,
     "checkpoints",
@@ -53,7 +58,10 @@ RUN_OUTPUTS = (
     "tensorboard",
     "confusion_matrix.png",
     "training_curves.png",
+    "calibration.png",
+    "top_losses.png",
     "eval.json",
+    "report.html",
     "README.md",
 )
 RECORD = "run.json"
@@ -72,8 +80,8 @@ def default_out(arch_name: str) -> Path:
 
 
 def holds_run(path: Path) -> bool:
-    """Whether ``path`` holds what a new run must not replace without ``--overwrite``: a
-    completed epoch, or a ``config.toml`` that is not one zoo wrote."""
+    """Whether ``path`` holds what a new run must not replace without ``--overwrite``: the
+    files of a completed epoch, or a ``config.toml`` that zoo did not write."""
     if not path.is_dir():
         return False
     return completed_epoch(path) or ((path / "config.toml").exists() and not started_run(path))
@@ -87,7 +95,8 @@ def completed_epoch(path: Path) -> bool:
 
 
 def started_run(path: Path) -> bool:
-    """A run killed before its first checkpoint: only zoo's ``config.toml`` is there."""
+    """Whether ``path`` is a zoo run: it holds the ``config.toml`` zoo wrote (a run killed
+    before its first checkpoint has nothing else)."""
     config = path / "config.toml"
     try:
         return config.is_file() and config.read_text().startswith("zoo_version = ")
@@ -95,20 +104,61 @@ def started_run(path: Path) -> bool:
         return False
 
 
+def foreign_names(path: Path) -> list[str]:
+    """What a directory that is not a zoo run holds, but for what zoo itself leaves in a
+    directory it gave up (the lock file, temporary files of zoo's names): sorted."""
+    try:
+        names = sorted(p.name for p in path.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    leftovers = {LOCK} | {n for n in names if _temporary(n)}
+    return [n for n in names if n not in leftovers]
+
+
+def _temporary(name: str) -> bool:
+    """A temporary file of an atomic write of one of zoo's names (``.NAME.XXXX.tmp``)."""
+    return name.endswith(".tmp") and any(name.startswith(f".{n}.") for n in RUN_OUTPUTS)
+
+
 def check_out(path: Path, overwrite: bool) -> None:
-    """Refuse to write into a previous run unless asked to replace it."""
+    """Refuse to write into a previous run, or into a folder of someone else's files, unless
+    asked to replace what is there."""
     if path.exists() and not path.is_dir():
         raise ZooError(f"--out {path} is a file, not a directory")
-    if holds_run(path) and not overwrite and not completed_epoch(path):
+    if path.is_dir():
+        check_links(path)
+    if overwrite:
+        return
+    if holds_run(path) and not completed_epoch(path):
         raise ZooError(
             f"--out {path} holds a config.toml that zoo did not write, not a run; add "
             "--overwrite to replace it or choose another directory"
         )
-    if holds_run(path) and not overwrite:
+    if holds_run(path):
         raise ZooError(
             f"--out {path} holds a previous run; add --overwrite to replace it or "
             f"use --resume {path} to continue it"
         )
+    foreign = [] if started_run(path) else foreign_names(path)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if foreign[3:] else "")
+        raise ZooError(
+            f"--out {path} is not empty and is not a zoo run (it holds {shown}); choose another "
+            "directory, or add --overwrite to write the run there (zoo's file names in it are "
+            "replaced)"
+        )
+
+
+def check_links(path: Path) -> None:
+    """Refuse a run directory in which a name zoo writes is a symbolic link: zoo never writes
+    through a link there (a planted ``.zoo.lock`` link would have the lock overwrite its
+    target). The run directory itself may be a link."""
+    for name in (LOCK, *RUN_OUTPUTS):
+        if (path / name).is_symlink():
+            raise ZooError(
+                f"{path / name} is a symbolic link; zoo never writes through links in a run "
+                "directory: remove it (its target is left as it is)"
+            )
 
 
 def claim(path: Path, *, resume: bool, overwrite: bool) -> RunLock:
@@ -201,32 +251,39 @@ class RunLock:
         self.path, self.fd, self.created = path, fd, created
 
     @classmethod
-    def acquire(cls, path: Path, *, resume: bool = False) -> RunLock:
-        """Lock ``path`` (created if missing), or refuse in one line naming the holder."""
+    def acquire(cls, path: Path, *, resume: bool = False, what: str | None = None) -> RunLock:
+        """Lock ``path`` (created if missing), or refuse in one line naming the holder; ``what``
+        starts that line (default: ``--out PATH``, or ``--resume PATH: the run``)."""
         if path.exists() and not path.is_dir():
             raise ZooError(f"--out {path} is a file, not a directory")
         created = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ZooError(f"cannot write the run directory {path}: {exc.strerror}") from None
+            raise Unwritable(f"cannot write the run directory {path}: {exc.strerror}") from None
         try:
             import fcntl
         except ImportError:  # pragma: no cover - no flock on Windows: runs are not locked
             return cls(path, None, created)
+        check_links(path)
         lock = path / LOCK
         while True:
             try:
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = _open_lock(lock)
+            except FileNotFoundError:  # removed by its holder between two opens: again
+                continue
+            except ZooError:
+                cls(path, None, created).release()
+                raise
             except OSError as exc:  # a read-only run directory
                 cls(path, None, created).release()
-                raise ZooError(f"cannot write the run directory {path}: {exc.strerror}") from None
+                raise Unwritable(f"cannot write the run directory {path}: {exc.strerror}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _holder(fd)
                 os.close(fd)
-                what = f"--resume {path}: the run" if resume else f"--out {path}"
+                what = what or (f"--resume {path}: the run" if resume else f"--out {path}")
                 raise ZooError(
                     f"{what} is being written by another zoo process ({holder}); wait for it "
                     "to end, or choose another directory"
@@ -236,7 +293,7 @@ class RunLock:
                 return cls(path, None, created)
             # The holder we waited on may have removed the file meanwhile: lock the one there.
             try:
-                same = os.path.samestat(os.fstat(fd), os.stat(lock))
+                same = os.path.samestat(os.fstat(fd), os.stat(lock, follow_symlinks=False))
             except FileNotFoundError:
                 same = False
             if same:
@@ -262,6 +319,60 @@ class RunLock:
             with contextlib.suppress(OSError):  # only when empty: a run that wrote nothing
                 self.path.rmdir()
             self.created = False
+
+
+def _open_lock(lock: Path) -> int:
+    """The lock file's descriptor: created new (``O_EXCL``), or the one there, never through a
+    symbolic link (``O_NOFOLLOW``), and only a regular file with no other hard link (its
+    content is replaced by the holder's name)."""
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        try:
+            return os.open(lock, flags | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            fd = os.open(lock, flags | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            check_links(lock.parent)  # names the link
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "has other hard links" if stat.S_ISREG(st.st_mode) else "is not a regular file"
+        raise ZooError(
+            f"{lock} {what}; zoo never writes through links in a run directory: remove it"
+        )
+    return fd
+
+
+class Unwritable(ZooError):
+    """The run directory cannot be written (read-only, no permission): nothing was locked."""
+
+
+def writer(path: Path) -> str | None:
+    """Who is writing the run in ``path`` (as its lock file says), or None when no process
+    holds its lock: probed with a non-blocking shared ``flock``, released at once. No lock
+    file (zoo versions before it), or one that cannot be probed: no evidence, None."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path / LOCK, flags)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    except OSError:
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _holder(fd: int) -> str:

@@ -71,6 +71,7 @@ def summary(trainer: Trainer, started: float, stopped: str | None) -> dict[str, 
     return {
         "epochs_completed": len(trainer.history),
         "stopped": stopped,
+        "stopped_by": trainer.events.stopped_by if stopped else None,
         "best": {"metric": best.metric, "value": best.value, "epoch": best.epoch},
         "wall_seconds": round(time.perf_counter() - started, 3),
         **throughput(trainer.history),

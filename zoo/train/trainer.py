@@ -29,7 +29,7 @@ from zoo.errors import ZooError
 from zoo.models.inference import Normalizer
 from zoo.models.weights import ModelInfo
 from zoo.train import rundir, state, summary
-from zoo.train.checkpointing import os_reason, own_callbacks
+from zoo.train.checkpointing import os_reason, own_callbacks, write_card
 from zoo.train.config import TrainConfig, normalize, validate
 from zoo.train.eval_loop import evaluate
 from zoo.train.events import Attached, Best, Callback, CallbackError, Events, Run
@@ -262,6 +262,12 @@ class Trainer:
                     reason = os_reason(exc)
                     raise ZooError(f"cannot write the run directory {self.out}: {reason}") from None
         self.reporter.start(summary.header(self))
+        freeze, epochs = self.cfg.freeze_epochs, self.cfg.epochs
+        if 0 < epochs <= freeze:
+            self.reporter.note(
+                f"warning: --freeze-epochs {freeze} covers all {epochs} epochs: only the "
+                "classifier trains, the backbone never does"
+            )
         try:
             with together(self.dist), signals_deferred():
                 if main:
@@ -271,6 +277,7 @@ class Trainer:
             with together(self.dist), signals_deferred():
                 if main:
                     rundir.write_summary(self.out, result)
+                    write_card(run)  # before the callbacks' on_fit_end: theirs to log
                     self.events.fit_end(run, result)
         except BaseException as exc:
             if main:

@@ -62,15 +62,32 @@ def resolve_uri(explicit: str | None) -> str:
     return uri
 
 
-def one_line(exc: BaseException, limit: int = 240) -> str:
-    """An error as one short line. MLflow wraps the error that says what happened (refused
-    connection, a database error) in messages of several lines: the innermost one is used."""
+def store_error(uri: str, exc: BaseException) -> str:
+    """Why the tracking store cannot be used, in one line: unreachable (a connection that
+    failed), or refused by MLflow itself, whose explanation is passed on whole (its file store
+    is in maintenance mode and says how to opt in with ``MLFLOW_ALLOW_FILE_STORE``)."""
+    inner = innermost(exc)
+    if isinstance(inner, OSError) or "Connection" in type(inner).__name__:
+        return f"callback mlflow: cannot reach the tracking store {uri}: {one_line(exc)}"
+    return f"callback mlflow: cannot use the tracking store {uri}: {one_line(exc, limit=None)}"
+
+
+def innermost(exc: BaseException) -> BaseException:
+    """The error at the bottom of a chain of causes (what MLflow wrapped)."""
     inner = exc
     for _ in range(10):
         cause = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
         if cause is None:
             break
         inner = cause
+    return inner
+
+
+def one_line(exc: BaseException, limit: int | None = 240) -> str:
+    """An error as one line, at most ``limit`` characters. MLflow wraps the error that says
+    what happened (refused connection, a database error) in messages of several lines: the
+    innermost one is used."""
+    inner = innermost(exc)
     lines = [
         line.strip()
         for line in str(inner).splitlines()
@@ -80,7 +97,7 @@ def one_line(exc: BaseException, limit: int = 240) -> str:
     if inner is not exc:
         text = f"{type(inner).__name__}: {text}".rstrip(": ")
     text = text or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 # What SQLAlchemy adds around a database's own message.
@@ -161,9 +178,7 @@ class MlflowCallback(Callback):
                 client = mlflow.MlflowClient(tracking_uri=self.uri)
                 client.get_experiment_by_name(self.experiment)
         except Exception as exc:
-            raise ZooError(
-                f"callback mlflow: cannot reach the tracking store {self.uri}: {one_line(exc)}"
-            ) from None
+            raise ZooError(store_error(self.uri, exc)) from None
         self.client = client
 
     def on_fit_start(self, run: Run) -> None:
