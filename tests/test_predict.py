@@ -68,7 +68,7 @@ def test_predict_keeps_the_order_given_and_reports_bad_files(cli, small_run, sca
 
 
 def test_precision_auto_follows_training_and_fp32_is_exact(cli, small_run, scans) -> None:
-    from zoo.train.runtime import resolve_precision
+    from zoo.device.precision import resolve_precision
 
     files = [scans / "b" / "a.png", scans / "b" / "deep" / "z.png", scans / "c.jpg"]
     exact = json.loads(cli("predict", small_run, *files, "--json", "--precision", "fp32").stdout)

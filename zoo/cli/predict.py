@@ -70,10 +70,10 @@ def predict(
     """Predict the classes of images with a trained model. Files that are not readable images
     are reported and the others predicted (exit code 1 if any failed)."""
     from zoo.data.splits import default_workers
+    from zoo.device.precision import check_precision
     from zoo.errors import ZooError
     from zoo.models.loading import load
     from zoo.tasks.prediction import collect_files, predict_files
-    from zoo.train.runtime import check_precision
 
     if json_output and csv_output:
         raise ZooError("choose one of --json and --csv")

@@ -120,10 +120,11 @@ def _launch(cfg: TrainConfig) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from zoo.device.placement import resolve_device
     from zoo.train.config import dump_toml, validate
     from zoo.train.parts import check_processes, init_weights, resolve_components
     from zoo.train.rundir import check_out, default_out
-    from zoo.train.runtime import Dist, resolve_device
+    from zoo.train.runtime import Dist
 
     validate(cfg)
     check_processes(cfg, cfg.nproc, resolve_device(cfg.device, Dist(0, 0, cfg.nproc, cfg.nproc)))

@@ -53,7 +53,7 @@ class LoadedModel(nn.Module):
         return self.info.image_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from zoo.train.runtime import autocast
+        from zoo.device.precision import autocast
 
         with autocast(x.device, self.amp_dtype):
             return self.net(x)

@@ -85,9 +85,11 @@ def load(path: str | Path, *, device: str = "cpu", precision: str = "fp32") -> L
     follows it."""
     import torch
 
+    from zoo.device.defaults import use_channels_last
+    from zoo.device.placement import resolve_device
+    from zoo.device.precision import resolve_precision
     from zoo.models.inference import LoadedModel
     from zoo.models.weights import load_tensors, read_header
-    from zoo.train.runtime import resolve_device, resolve_precision, use_channels_last
 
     file = weights_path(path)
     header = read_header(file)

@@ -54,10 +54,11 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     import torch
 
     from zoo.data.splits import default_workers
+    from zoo.device.placement import resolve_device
+    from zoo.device.precision import check_precision
     from zoo.models import hub
     from zoo.models.loading import load, weights_path
     from zoo.tasks import cam, evaluation, insights, plots, tta
-    from zoo.train.runtime import check_precision, resolve_device
 
     check_precision(options.precision)
     if options.top_losses < 0:
