@@ -73,14 +73,18 @@ class LoadedModel(nn.Module):
         return Normalizer(self.mean, self.std, device, self.channels_last)(x)
 
     @torch.inference_mode()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits of raw uint8 (0-255) or float (0-1) ``[B, C, H, W]`` images: what
+        ``zoo predict``, ``zoo serve`` and this API's ``predict`` compute, in float32."""
+        return self(self.preprocess(images)).float()
+
     def predict(self, images: torch.Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """The top-k ``(class name, probability)`` pairs for each image."""
-        probs = self(self.preprocess(images)).float().softmax(dim=1)
-        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-        return [
-            [(self.classes[i], round(p, 6)) for p, i in zip(vs, ix, strict=True)]
-            for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)
-        ]
+        """The top-k ``(class name, probability)`` pairs for each image (the answers of the
+        run's task, as ``zoo predict`` gives them)."""
+        from zoo.tasks.prediction import output_for
+
+        output = output_for(self.info, top_k)
+        return output.answers(output.activate(self.logits(images)))
 
     def extra_repr(self) -> str:
         info: Any = self.info
