@@ -1,4 +1,10 @@
-"""A trained model packaged for inference: the network plus what it expects as input."""
+"""A trained model packaged for inference: the network plus what it expects as input.
+
+This is the one inference path of ``zoo predict``, ``zoo eval`` and ``zoo serve``: raw images
+become model input through ``LoadedModel.preprocess`` (the ``normalizer``, in the memory format
+the forward pass wants), and ``LoadedModel.forward`` runs the network through its engine (the
+eager network under the model's precision, or what ``zoo.models.engines.prepare`` chose and
+compiled for this CPU)."""
 
 from __future__ import annotations
 
@@ -39,8 +45,12 @@ class LoadedModel(nn.Module):
         super().__init__()
         self.net = net
         self.info = info
-        self.channels_last = False  # zoo.load sets it where zoo's defaults say so
+        self.channels_last = False  # the memory format the forward pass takes
+        self.net_channels_last = False  # the network's own: zoo.load follows zoo's defaults
         self.amp_dtype = torch.float32  # zoo.load's precision: what forward autocasts to
+        self.engine: Any = None  # a compiled engine (zoo.models.engines); None: the network
+        self.source: Any = None  # the weights file it was loaded from (engines' cache key)
+        self.hub = False  # whether that file is a Hub download (its cache is not ours)
         self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
 
@@ -52,7 +62,16 @@ class LoadedModel(nn.Module):
     def image_size(self) -> tuple[int, int]:
         return self.info.image_size
 
+    @property
+    def normalizer(self) -> Normalizer:
+        """uint8 or [0, 1] images -> the network's input, in the format its engine takes."""
+        return Normalizer(self.mean, self.std, self.mean.device, self.channels_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of normalized input: through the compiled engine when one is in use (in
+        inference only), else the network under the model's precision."""
+        if self.engine is not None and not torch.is_grad_enabled():
+            return self.engine(x)
         from zoo.device.precision import autocast
 
         with autocast(x.device, self.amp_dtype):
@@ -70,7 +89,7 @@ class LoadedModel(nn.Module):
             x = F.interpolate(
                 x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False
             )
-        return Normalizer(self.mean, self.std, device, self.channels_last)(x)
+        return self.normalizer(x)
 
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:

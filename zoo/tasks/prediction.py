@@ -181,14 +181,18 @@ def _decode(path: Path, size: tuple[int, int], channels: int) -> tuple[Any, str 
         return None, f"not a readable image ({type(exc).__name__}: {exc})"
 
 
-def _predict_tta(model: Any, images: Any, output: Output, mode: str) -> list[Prediction]:
-    """Averaged and plain answers of a batch (paths filled in by the caller)."""
+def answer_images(model: Any, output: Output, images: torch.Tensor) -> list[Prediction]:
+    """The answers for a batch of decoded uint8 ``[B, C, H, W]`` images (paths left to the
+    caller): ``zoo predict``'s and ``zoo serve``'s forward pass. With the output's ``tta``, the
+    answers average over the augmented views and ``plain`` holds those of the image alone."""
     import torch
 
+    if output.tta is None:
+        return [Prediction(None, a) for a in output.answers(output.activate(model.logits(images)))]
     from zoo.tasks.tta import TTA
 
     with torch.inference_mode():
-        plain, averaged = TTA(model, mode).probabilities(model.preprocess(images))
+        plain, averaged = TTA(model, output.tta).probabilities(model.preprocess(images))
     pairs = zip(output.answers(averaged), output.answers(plain), strict=True)
     return [Prediction(None, answer, plain=p) for answer, p in pairs]
 
@@ -258,15 +262,7 @@ def _predict_batch(
     import torch
 
     good = [pixels for pixels, error in decoded if error is None]
-    tta = getattr(output, "tta", None)
-    if not good:
-        found: list[Prediction] = []
-    elif tta is None:
-        images = torch.from_numpy(np.stack(good))
-        answers = output.answers(output.activate(model.logits(images)))
-        found = [Prediction(None, answer) for answer in answers]
-    else:
-        found = _predict_tta(model, torch.from_numpy(np.stack(good)), output, tta)
+    found = answer_images(model, output, torch.from_numpy(np.stack(good))) if good else []
     results = iter(found)
     for path, (_, error) in zip(chunk, decoded, strict=True):
         if error:
