@@ -43,6 +43,13 @@ def evaluate(
         metavar="PRECISION",
         help="auto (as zoo train chooses: what its validation ran in) | fp32 | bf16 | fp16.",
     ),
+    engine: str = typer.Option(
+        "auto",
+        "--engine",
+        metavar="ENGINE",
+        help="auto (the fastest measured on this CPU, cached beside the weights) | eager | "
+        "torchscript | onnxruntime.",
+    ),
     workers: int | None = typer.Option(
         None, "--workers", min=0, metavar="N", help="Data loading workers (default: up to 8)."
     ),
@@ -97,6 +104,7 @@ def evaluate(
         batch_size=batch_size,
         device=device,
         precision=precision,
+        engine=engine,
         workers=workers,
         plots=plots,
         samples=samples,

@@ -53,6 +53,13 @@ def predict(
         metavar="PRECISION",
         help="auto (as zoo train chooses for the device and network) | fp32 | bf16 | fp16.",
     ),
+    engine: str = typer.Option(
+        "auto",
+        "--engine",
+        metavar="ENGINE",
+        help="auto (the fastest measured on this CPU, cached beside the weights) | eager | "
+        "torchscript | onnxruntime.",
+    ),
     tta: bool = typer.Option(
         False,
         "--tta",
@@ -72,6 +79,7 @@ def predict(
     from zoo.data.splits import default_workers
     from zoo.device.precision import check_precision
     from zoo.errors import ZooError
+    from zoo.models.engines import check_engine, prepare
     from zoo.models.loading import load
     from zoo.tasks.prediction import collect_files, output_for, predict_files
 
@@ -83,8 +91,10 @@ def predict(
 
         check_mode(mode)
     check_precision(precision)
+    check_engine(engine)
     files = collect_files([Path(p) for p in paths])
     model = load(weights, device=device, precision=precision)
+    prepare(model, engine, batch_size=batch_size, images=len(files))
     output = output_for(model.info, top_k, tta=mode)
     results = predict_files(
         model,

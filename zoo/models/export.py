@@ -143,7 +143,7 @@ def export(
         )
     example = _example(info, input_kind, 2, seed=0)
     if fmt == "onnx":
-        data = _onnx_bytes(module, example, input_name, meta, info)
+        data = onnx_bytes(module, example, input_name, meta, info)
     else:
         data = _torchscript_bytes(module, example, meta, info)
     exported = Exported(out, input_name, meta["input_spec"], meta["output_spec"], None)
@@ -170,7 +170,7 @@ def export(
     return exported
 
 
-def _onnx_bytes(
+def onnx_bytes(
     module: nn.Module,
     example: torch.Tensor,
     input_name: str,

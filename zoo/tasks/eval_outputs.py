@@ -30,6 +30,7 @@ class EvalOptions:
     batch_size: int = 256
     device: str = "auto"
     precision: str = "auto"
+    engine: str = "auto"
     workers: int | None = None
     plots: bool = True
     samples: bool = False
@@ -57,10 +58,12 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
     from zoo.device.placement import resolve_device
     from zoo.device.precision import check_precision
     from zoo.models import hub
+    from zoo.models.engines import check_engine, prepare
     from zoo.models.loading import load, weights_path
     from zoo.tasks import cam, evaluation, insights, plots, tta
 
     check_precision(options.precision)
+    check_engine(options.engine)
     if options.top_losses < 0:
         raise ZooError(f"--top-losses must be 0 or more, got {options.top_losses}")
     if options.tta is not None:
@@ -89,10 +92,12 @@ def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs
         sample = torch.zeros(1, info.in_chans, *info.image_size, device=device)
         layer = cam.find_target(model.net, sample, options.cam_layer)
     chosen = evaluation.eval_data(info, options.data, options.split, file)
+    engine = prepare(model, options.engine, batch_size=options.batch_size, images=len(chosen.split))
     workers = default_workers() if options.workers is None else options.workers
     settings = dict(batch_size=options.batch_size, device=device, amp_dtype=amp_dtype)
     result = evaluation.run(model, chosen, workers=workers, **settings)
     report = evaluation.report(result, file, samples=options.samples)
+    report["engine"] = engine.engine
     outputs = Outputs(report)
     report["calibration"] = insights.calibration(result.logits, result.targets)
     if options.tta is not None:
