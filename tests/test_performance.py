@@ -69,6 +69,9 @@ def test_gpu_script_smoke_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert steps["train torchrun 1 process"]["run"]["images_per_second"] > 0
     assert steps["train bf16"]["run"]["images_per_second"] > 0
     assert report["checks"]["overhead_ratios"]
+    serve = steps["serve --arch simplecnn --image-size 8"]["report"]
+    assert serve["zoo serve"]["errors"] == serve["hand endpoint"]["errors"] == 0
+    assert sum(serve["batch_sizes"].values()) > 0 and serve["throughput_ratio"] > 0
 
 
 def vit_like() -> torch.nn.Module:

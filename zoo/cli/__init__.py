@@ -21,6 +21,7 @@ def build_app() -> typer.Typer:
         push,
         report,
         runs,
+        serve,
         train,
         tune,
     )
@@ -46,6 +47,7 @@ def build_app() -> typer.Typer:
     newplugin.register(app)
     benchmark.register(app)
     runs.register(app)
+    serve.register(app)
     return app
 
 

@@ -237,11 +237,18 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
     on the channels-last pixels: PIL's resize result to within one level, several times faster.
     benchmarks/decode.py compares this with torchvision.io, whose decoders are deprecated.
     """
+    with _open_regular(path) as f:
+        return decode_file(f, path, size, channels)
+
+
+def decode_file(f: Any, path: Path | str, size: tuple[int, int], channels: int) -> np.ndarray:
+    """``decode_image`` on an open binary file (``path`` names it in messages): what
+    ``zoo serve`` decodes request bodies with, so that served images get training's pixels."""
     import torch
     import torch.nn.functional as F
     from PIL import Image, ImageOps
 
-    with _open_regular(path) as f, _open_image(f, path) as im:
+    with _open_image(f, path) as im:
         _check_bomb(path, im)
         mode = "L" if channels == 1 else "RGB"
         orientation = _orientation(im)
@@ -263,7 +270,7 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
     return pixels.contiguous().numpy()
 
 
-def _open_image(f: Any, path: Path) -> Any:
+def _open_image(f: Any, path: Path | str) -> Any:
     """``PIL.Image.open`` on an open file, its error naming the file as opening by path would."""
     from PIL import Image, UnidentifiedImageError
 
@@ -273,7 +280,7 @@ def _open_image(f: Any, path: Path) -> Any:
         raise UnidentifiedImageError(f"cannot identify image file {str(path)!r}") from None
 
 
-def _check_bomb(path: Path, im: Any) -> None:
+def _check_bomb(path: Path | str, im: Any) -> None:
     """Warn, naming the file, about an image over PIL's decompression-bomb limit (PIL itself
     refuses those over twice the limit when opening them). PIL's own warning names no file:
     zoo's commands silence it (zoo.cli.common.command)."""
