@@ -412,3 +412,23 @@ def test_the_page_predicts_a_dropped_image_in_chromium(served, scans, tmp_path) 
     target = os.environ.get("ZOO_SCREENSHOTS")  # the docs' picture: ZOO_SCREENSHOTS=docs/img
     if target:
         (Path(target) / "serve-page.png").write_bytes(picture)
+
+
+def test_a_model_that_fails_to_load_is_one_line_exit_1(small_run, tmp_path) -> None:
+    from zoo.models.weights import load_tensors, read_header, save
+
+    info = read_header(small_run / "model.safetensors").info
+    info.arch = "gone:net"  # a plugin uninstalled since: the file is fine, the build fails
+    save(tmp_path / "model.safetensors", load_tensors(small_run / "model.safetensors"), info)
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo", "serve", str(tmp_path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("serving ") and lines[-1].startswith(
+        f"error: loading {tmp_path} failed: no plugin 'gone' provides architectures"
+    )
+    assert "Traceback" not in proc.stderr

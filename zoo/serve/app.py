@@ -131,11 +131,14 @@ class Service:
         self.ready.set()
         self.say(f"ready: {self.choice.describe()}")
 
-    def _exit(self, message: str) -> None:  # the default for worker processes
+    def _exit(self, message: str) -> None:
+        """A ``--workers`` worker whose model failed to load: say why and exit with uvicorn's
+        code for a worker that cannot start (3), on which its supervisor stops every worker
+        rather than starting this one again."""
         import os
 
         self.say(f"error: {message}")
-        os._exit(1)
+        os._exit(3)
 
     def _forward(self, images: list[Any]) -> Any:
         """Probabilities of a list of uint8 ``[C, H, W]`` images (the inference thread's

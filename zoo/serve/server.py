@@ -132,8 +132,11 @@ def _serve_workers(options: ServeOptions, sock: socket.socket) -> None:
     config = _config(
         "zoo.serve.app:from_environment", options, factory=True, workers=options.workers
     )
+    supervisor = Multiprocess(config, sockets=[sock])
     try:
-        Multiprocess(config, sockets=[sock]).run()
+        supervisor.run()
     finally:
         sock.close()
         shutil.rmtree(metrics, ignore_errors=True)
+    if any(worker.exitcode == 3 for worker in supervisor.processes):
+        raise ZooError("a worker could not load the model (its error is above)", exit_code=1)
