@@ -11,7 +11,9 @@ The load: ``--clients`` keep-alive HTTP clients (threads of ``http.client``, eac
 connection, one request at a time) send ``--requests`` POSTs of photo-like JPEGs of
 ``--photo-size`` pixels between them, after ``--warmup`` requests not counted. Per server:
 throughput (requests/s), latency p50 and p99 (ms), errors (non-200 answers and failed
-connections) and, for zoo serve, the histogram of its batch sizes from ``/metrics``. The
+connections), the server process's CPU time per request (all its threads: on a machine shared
+with other work, the figure its load changes least) and, for zoo serve, the histogram of its
+batch sizes from ``/metrics``. The
 servers take turns for ``--rounds`` rounds (A B A B ...); medians over rounds, and the ratios
 zoo / hand of each round's throughput (median) and p99 (median).
 
@@ -144,6 +146,11 @@ class Server:
                 pass
             time.sleep(0.2)
         raise SystemExit("the server was not ready in time")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (all its threads; Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -291,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
                 assert server.port is not None
                 load_test(server.port, bodies, args.clients, args.warmup)
                 batches = batch_histogram(server.port) if name == "zoo serve" else {}
+                cpu = server.cpu_seconds()
                 result = load_test(server.port, bodies, args.clients, args.requests)
+                cpu = server.cpu_seconds() - cpu
+                result["server_cpu_ms_per_request"] = round(1000 * cpu / args.requests, 3)
                 if name == "zoo serve":
                     result["batch_sizes"] = subtract(batch_histogram(server.port), batches)
                     _, info = request(server.port, "GET", "/info")
@@ -321,11 +331,13 @@ def main(argv: list[str] | None = None) -> int:
         m = report[name]
         print(
             f"  {name:>13}: {m['throughput']:.1f} req/s, p50 {m['p50_ms']:.1f} ms, p99 "
-            f"{m['p99_ms']:.1f} ms, errors {m['errors']}"
+            f"{m['p99_ms']:.1f} ms, errors {m['errors']}, server CPU "
+            f"{m['server_cpu_ms_per_request']:.2f} ms per request"
         )
     print(
         f"  throughput ratio {report['throughput_ratio']:.2f} (target >= 1.5), p99 ratio "
-        f"{report['p99_ratio']:.2f} (target <= 1), batch sizes {report['batch_sizes']}"
+        f"{report['p99_ratio']:.2f} (target <= 1), server CPU per request ratio "
+        f"{report['cpu_per_request_ratio']:.2f}, batch sizes {report['batch_sizes']}"
     )
     return 0
 
@@ -336,7 +348,7 @@ def summarize(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     for name, results in rounds.items():
         out[name] = {
             key: statistics.median(r[key] for r in results)
-            for key in ("throughput", "p50_ms", "p99_ms")
+            for key in ("throughput", "p50_ms", "p99_ms", "server_cpu_ms_per_request")
         }
         out[name]["errors"] = sum(r["errors"] for r in results)
     pairs = list(zip(rounds["zoo serve"], rounds["hand endpoint"], strict=True))
@@ -344,6 +356,12 @@ def summarize(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         statistics.median(a["throughput"] / b["throughput"] for a, b in pairs), 3
     )
     out["p99_ratio"] = round(statistics.median(a["p99_ms"] / b["p99_ms"] for a, b in pairs), 3)
+    out["cpu_per_request_ratio"] = round(
+        statistics.median(
+            a["server_cpu_ms_per_request"] / b["server_cpu_ms_per_request"] for a, b in pairs
+        ),
+        3,
+    )
     histogram: dict[str, int] = {}
     for r in rounds["zoo serve"]:
         for k, v in r.get("batch_sizes", {}).items():

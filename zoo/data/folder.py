@@ -241,14 +241,27 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
         return decode_file(f, path, size, channels)
 
 
-def decode_file(f: Any, path: Path | str, size: tuple[int, int], channels: int) -> np.ndarray:
+class ImageTooLarge(ValueError):
+    """An image over the number of pixels its decoder was allowed (found from its header)."""
+
+    def __init__(self, path: Path | str, width: int, height: int, limit: int) -> None:
+        super().__init__(f"{path} is {width}x{height} ({width * height:,} pixels), over {limit:,}")
+        self.width, self.height, self.limit = width, height, limit
+
+
+def decode_file(
+    f: Any, path: Path | str, size: tuple[int, int], channels: int, max_pixels: int = 0
+) -> np.ndarray:
     """``decode_image`` on an open binary file (``path`` names it in messages): what
-    ``zoo serve`` decodes request bodies with, so that served images get training's pixels."""
+    ``zoo serve`` decodes request bodies with, so that served images get training's pixels.
+    ``max_pixels`` (0: no limit) refuses larger images before decoding (``ImageTooLarge``)."""
     import torch
     import torch.nn.functional as F
     from PIL import Image, ImageOps
 
     with _open_image(f, path) as im:
+        if 0 < max_pixels < im.size[0] * im.size[1]:
+            raise ImageTooLarge(path, *im.size, max_pixels)
         _check_bomb(path, im)
         mode = "L" if channels == 1 else "RGB"
         orientation = _orientation(im)

@@ -73,8 +73,14 @@ class Service:
         return self.model.info if self.model is not None else self.info_from_header
 
     async def start(self) -> None:
+        from PIL import Image
+
         from zoo.data.splits import default_workers
         from zoo.serve.batching import Batcher
+
+        # --max-pixels is the limit: PIL's own (a warning above it, an error above twice it)
+        # must not refuse smaller images first.
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, self.options.max_pixels)
 
         threads = self.options.decode_threads or default_workers()
         self.decoding = ThreadPoolExecutor(threads, thread_name_prefix="zoo-decode")
@@ -203,7 +209,7 @@ class Service:
                 for name, data in parts
             )
         )
-        probabilities = await self.batcher.submit(list(pixels))
+        probabilities = await self.batcher.submit(pixels)
         output = output_for(info, top_k or self.options.top_k)
         answers = output.answers(probabilities)
         return [

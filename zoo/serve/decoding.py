@@ -6,7 +6,6 @@ orientation, torch's antialiased resize), so a served image gets the pixels trai
 from __future__ import annotations
 
 import io
-import warnings
 from typing import Any
 
 
@@ -26,36 +25,24 @@ def decode(
 ) -> Any:
     """uint8 ``[C, H, W]`` pixels at ``size``, or a RequestError: 415 for bytes that are not an
     image PIL reads, 413 for an image over ``max_pixels`` (a decompression bomb: a small file
-    that decodes to gigabytes)."""
+    that decodes to gigabytes), refused from its header before anything is decoded."""
     from PIL import Image, UnidentifiedImageError
 
-    from zoo.data.folder import decode_file
+    from zoo.data.folder import ImageTooLarge, decode_file
 
     label = name or "the request body"
     if not data:
         raise RequestError(400, f"{label} is empty: send the image's bytes", name)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
+        return decode_file(io.BytesIO(data), label, size, channels, max_pixels)
+    except ImageTooLarge as exc:
+        pixels = exc.width * exc.height
+        message = f"{label} is {exc.width}x{exc.height} ({pixels:,} pixels), over --max-pixels"
+        raise RequestError(413, f"{message} {exc.limit:,}", name) from None
     except Image.DecompressionBombError:
         raise RequestError(413, f"{label} is too large an image", name) from None
     except UnidentifiedImageError:
         raise RequestError(415, f"{label} is not an image PIL can read", name) from None
-    except Exception as exc:  # PIL raises many types for what it cannot identify
-        raise RequestError(415, f"{label} is not an image ({_first_line(exc)})", name) from None
-    if width * height > max_pixels:
-        raise RequestError(
-            413,
-            f"{label} is {width}x{height} ({width * height:,} pixels), over --max-pixels "
-            f"{max_pixels:,}",
-            name,
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the size was checked above
-            return decode_file(io.BytesIO(data), label, size, channels)
     except Exception as exc:  # a truncated or damaged file: PIL fails while decoding
         message = f"{label} is not a readable image ({_first_line(exc)})"
         raise RequestError(415, message, name) from None
