@@ -7,8 +7,8 @@ the fastest:
 - ``eager``: the PyTorch network in zoo's memory format (``zoo.device.defaults``);
 - ``torchscript``: traced, ``torch.jit.freeze`` and ``torch.jit.optimize_for_inference``
   (convolutions fused with their batch normalization and activation, oneDNN's layouts);
-- ``onnxruntime``: the network exported by zoo's ONNX exporter (``zoo.models.export``) run by
-  ONNX Runtime's CPU provider (``zoo[onnx]``).
+- ``onnxruntime``: the network exported by zoo's ONNX exporter (``zoo.models.export``, its
+  quick path) run by ONNX Runtime's CPU provider (``zoo[onnx]``).
 
 The choice and the exported model are cached per weights and CPU (``zoo.models.engine_cache``),
 so only the first run measures and exports. ``torch.compile`` is not a candidate: compiling
@@ -267,11 +267,9 @@ def _candidates(
 def _export_onnx(model: Any) -> bytes:
     from zoo.models import export
 
-    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ZooError(f"exporting needs {' and '.join(missing)} (pip install 'zoo[onnx]')")
     meta = export.metadata(model.info, "normalized")
-    return export.onnx_bytes(model.net, _probe(model, 2, False), "input", meta, model.info)
+    example = _probe(model, 2, False)
+    return export.onnx_bytes(model.net, example, "input", meta, model.info, quick=True)
 
 
 def _check(model: Any, runner: Any, base_format: bool) -> None:
