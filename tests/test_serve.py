@@ -284,6 +284,35 @@ def test_concurrent_requests_run_as_one_batch(small_run, scans) -> None:
         assert server.stop() == 0, server.text()
 
 
+def test_batches_run_side_by_side_on_forward_threads(small_run, scans) -> None:
+    # Two forward threads, batches of 2 that run only once full: 6 concurrent requests are 3
+    # batches, two of them at a time, and each answer is what one server thread gives alone.
+    args = ("--engine", "eager", "--max-wait-ms", "6e5", "--top-k", "3")
+    single = Served(small_run, *args, "--max-batch", "1", "--forward-threads", "1")
+    try:
+        alone = [call(single.port, "POST", "/predict", d)[1] for d in scans[:6]]
+    finally:
+        assert single.stop() == 0, single.text()
+    server = Served(small_run, *args, "--max-batch", "2", "--forward-threads", "2")
+    try:
+        assert call(server.port, "GET", "/info")[1]["forward_threads"] == 2
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda d: call(server.port, "POST", "/predict", d), scans[:6]))
+        assert [status for status, _ in answers] == [200] * 6
+        for (_, got), want in zip(answers, alone, strict=True):
+            assert [p["class"] for p in got[0]["predictions"]] == [
+                p["class"] for p in want[0]["predictions"]
+            ]
+            assert [p["probability"] for p in got[0]["predictions"]] == pytest.approx(
+                [p["probability"] for p in want[0]["predictions"]], abs=1e-5
+            )
+        sizes = batch_sizes(server.port)
+        assert sizes["count"] == 3 and sizes["sum"] == 6
+    finally:
+        assert server.stop() == 0, server.text()
+    assert "Traceback" not in server.text()
+
+
 def test_sigterm_finishes_the_requests_in_flight_and_exits_0(small_run, scans) -> None:
     server = Served(small_run, "--engine", "eager", "--max-batch", "4", "--max-wait-ms", "6e5")
     with ThreadPoolExecutor(3) as pool:
@@ -333,6 +362,7 @@ def test_a_port_in_use_is_one_line_exit_2(cli, small_run) -> None:
         (["--max-batch", "0"], "--max-batch must be at least 1"),
         (["--precision", "fp8"], "--precision must be one of"),
         (["--engine", "onnx"], "unknown engine 'onnx'; did you mean onnxruntime?"),
+        (["--forward-threads", "0"], "--forward-threads must be at least 1"),
     ],
 )
 def test_bad_options_are_one_line_exit_2(cli, small_run, args, message) -> None:

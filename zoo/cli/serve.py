@@ -50,6 +50,13 @@ def serve(
     decode_threads: int | None = typer.Option(
         None, "--decode-threads", metavar="N", help="Image decoding threads (default: up to 8)."
     ),
+    forward_threads: int | None = typer.Option(
+        None,
+        "--forward-threads",
+        metavar="N",
+        help="Batches run side by side (default: the cores on a CPU, each batch on one; 1 on "
+        "a GPU).",
+    ),
     max_bytes: int = typer.Option(
         20 * 2**20, "--max-bytes", metavar="N", help="Largest request body (413 above)."
     ),
@@ -85,6 +92,7 @@ def serve(
             engine=engine,
             workers=workers,
             decode_threads=decode_threads,
+            forward_threads=forward_threads,
             max_bytes=max_bytes,
             max_pixels=max_pixels,
             top_k=top_k,

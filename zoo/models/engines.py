@@ -10,11 +10,11 @@ the fastest:
 - ``onnxruntime``: the network exported by zoo's ONNX exporter (``zoo.models.export``, its
   quick path) run by ONNX Runtime's CPU provider (``zoo[onnx]``).
 
-The choice and the exported model are cached per weights and CPU (``zoo.models.engine_cache``),
-so only the first run measures and exports. ``torch.compile`` is not a candidate: compiling
-took longer on two cores than predicting a thousand images, and its caches are pickles, which
-zoo never loads (benchmarks/inference.py measures it beside the others). On a GPU, and in bf16
-or fp16, the network runs eagerly, under the model's precision.
+The choice and the exported model are cached per weights, CPU and thread count
+(``zoo.models.engine_cache``), so only the first run measures and exports. ``torch.compile`` is
+not a candidate: compiling took longer on two cores than predicting a thousand images, and its
+caches are pickles, which zoo never loads (benchmarks/inference.py measures it beside the
+others). On a GPU, and in bf16 or fp16, the network runs eagerly, under the model's precision.
 
 ``zoo predict``, ``zoo eval`` and ``zoo serve`` call ``prepare`` after loading; a model without
 an engine (``zoo.load``'s default) runs its network eagerly, as before.
@@ -151,7 +151,10 @@ def prepare(
     entry = None
     if cache and getattr(model, "source", None) is not None:
         try:
-            entry = engine_cache.entry_for(model.source, model.hub, versions())
+            # The fastest engine depends on the threads a forward pass has (zoo serve runs
+            # batches side by side, one thread each), so they are part of the key.
+            keyed = {**versions(), "threads": str(torch.get_num_threads())}
+            entry = engine_cache.entry_for(model.source, model.hub, keyed)
         except OSError:
             entry = None
     found = engine_cache.read(entry) if entry is not None else None

@@ -89,10 +89,26 @@ class Service:
             self.options.max_batch,
             self.options.max_wait_ms / 1000,
             self.metrics.observe_batch,
+            threads=self._forward_threads(),
         )
         self.batcher.start()
         self.loop = asyncio.get_running_loop()
         self.loading = self.loop.run_in_executor(None, self._load)
+
+    def _forward_threads(self) -> int:
+        """Batches run side by side: on a CPU one per core (each forward pass then runs on one
+        thread: engines are measured that way too), on a GPU one at a time."""
+        import torch
+
+        from zoo.data.splits import default_workers
+        from zoo.device.placement import resolve_device
+
+        if resolve_device(self.options.device).type != "cpu":
+            return self.options.forward_threads or 1
+        threads = self.options.forward_threads or default_workers()
+        if threads > 1:
+            torch.set_num_threads(1)
+        return threads
 
     def draining(self) -> None:
         """The server stops taking requests: the batcher runs what waits without waiting for
@@ -176,6 +192,7 @@ class Service:
             "epoch": info.epoch,
             "ready": self.ready.is_set(),
             "max_batch": options.max_batch,
+            "forward_threads": self.batcher.threads if self.batcher is not None else None,
             "max_wait_ms": options.max_wait_ms,
             "max_bytes": options.max_bytes,
             "max_pixels": options.max_pixels,

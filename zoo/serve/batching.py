@@ -2,17 +2,20 @@
 
 Requests hand their decoded images to ``Batcher.submit`` and wait. One task on the event loop
 gathers waiting images into a batch until it holds ``max_batch`` images or the oldest has
-waited ``max_wait`` seconds, and runs it on one inference thread, so the event loop stays free
-to read, decode and answer other requests while the model runs. Images that arrive while a
-batch runs wait for the next one: under load each batch takes what piled up during the last,
-without waiting further, and a lone request waits at most ``max_wait``. When the server
-stops (``drain``), what is waiting runs at once.
+waited ``max_wait`` seconds, and hands it to a forward thread as soon as one is free, so the
+event loop stays free to read, decode and answer other requests while the model runs. Images
+that arrive while every forward thread is busy wait for the next batch: under load each batch
+takes what piled up, without waiting further, and a lone request waits at most ``max_wait``.
+When the server stops (``drain``), what is waiting runs at once.
+
+With several forward threads (``threads``), batches run side by side, each on one core: on a
+CPU this keeps every core busy without the threads of one forward pass waiting for each other
+at every layer, which costs most where other work shares the cores.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,8 +33,8 @@ class _Waiting:
 
 class Batcher:
     """Batches images for ``run``, which takes a list of images and returns one result per
-    image (a sequence), and is called on the inference thread only. ``observe(size,
-    seconds)`` is told each batch's size and forward time (the metrics)."""
+    image (a sequence), called on the forward threads only. ``observe(size, seconds)`` is told
+    each batch's size and forward time (the metrics)."""
 
     def __init__(
         self,
@@ -39,15 +42,19 @@ class Batcher:
         max_batch: int,
         max_wait: float,
         observe: Callable[[int, float], None] | None = None,
+        threads: int = 1,
     ) -> None:
         self.run, self.max_batch, self.max_wait = run, max_batch, max_wait
         self.observe = observe or (lambda size, seconds: None)
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-infer")
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zoo-forward")
         self.waiting: deque[_Waiting] = deque()
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
+        self.running: set[asyncio.Task] = set()
 
     def start(self) -> None:
+        self.free = asyncio.Semaphore(self.threads)
         self.task = asyncio.get_running_loop().create_task(self._loop())
 
     def drain(self) -> None:
@@ -57,16 +64,16 @@ class Batcher:
         self.wake.set()
 
     async def stop(self) -> None:
-        """Stop after the batch running now (requests still waiting are failed: the server
+        """Stop after the batches running now (requests still waiting are failed: the server
         stops them arriving before it stops the batcher)."""
         if self.task is not None:
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            await asyncio.gather(self.task, return_exceptions=True)
+        await asyncio.gather(*self.running, return_exceptions=True)
         for waiting in self.waiting:
             if not waiting.future.done():
                 waiting.future.set_exception(RuntimeError("the server is stopping"))
-        self.thread.shutdown(wait=True)
+        self.pool.shutdown(wait=True)
 
     async def submit(self, images: list[Any]) -> list[Any]:
         """The results for ``images``, in order, once their batch has run."""
@@ -78,6 +85,7 @@ class Batcher:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            await self.free.acquire()  # a forward thread is free
             while not self.waiting:
                 self.wake.clear()
                 await self.wake.wait()
@@ -91,23 +99,30 @@ class Batcher:
                     await asyncio.wait_for(self.wake.wait(), left)
                 except asyncio.TimeoutError:
                     break
-            batch = self._take()
-            images = [image for waiting in batch for image in waiting.images]
-            start = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(self.thread, self.run, images)
-            except Exception as exc:  # a failed forward pass fails its requests, not the server
-                for waiting in batch:
-                    if not waiting.future.done():
-                        waiting.future.set_exception(exc)
-                continue
-            self.observe(len(images), time.perf_counter() - start)
-            at = 0
+            task = loop.create_task(self._forward(self._take()))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    async def _forward(self, batch: list[_Waiting]) -> None:
+        """Run one batch on a forward thread and hand each request its results."""
+        images = [image for waiting in batch for image in waiting.images]
+        start = time.perf_counter()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self.pool, self.run, images)
+        except Exception as exc:  # a failed forward pass fails its requests, not the server
             for waiting in batch:
-                n = len(waiting.images)
-                if not waiting.future.done():  # a client that went away is not waited for
-                    waiting.future.set_result(results[at : at + n])
-                at += n
+                if not waiting.future.done():
+                    waiting.future.set_exception(exc)
+            return
+        finally:
+            self.free.release()
+        self.observe(len(images), time.perf_counter() - start)
+        at = 0
+        for waiting in batch:
+            n = len(waiting.images)
+            if not waiting.future.done():  # a client that went away is not waited for
+                waiting.future.set_result(results[at : at + n])
+            at += n
 
     def _count(self) -> int:
         return sum(len(w.images) for w in self.waiting)

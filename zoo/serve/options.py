@@ -34,6 +34,7 @@ class ServeOptions:
     engine: str = "auto"
     workers: int = 1
     decode_threads: int | None = None  # None: the machine's cores, at most 8
+    forward_threads: int | None = None  # None: the cores on a CPU (at most 8), 1 on a GPU
     max_bytes: int = 20 * 2**20
     max_pixels: int = 40_000_000
     top_k: int = 5
@@ -58,8 +59,12 @@ class ServeOptions:
             raise ZooError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")
         if not 0 <= self.port <= 65535:
             raise ZooError(f"--port must be 0-65535, got {self.port}")
-        if self.decode_threads is not None and self.decode_threads < 1:
-            raise ZooError(f"--decode-threads must be at least 1, got {self.decode_threads}")
+        for name, threads in (
+            ("--decode-threads", self.decode_threads),
+            ("--forward-threads", self.forward_threads),
+        ):
+            if threads is not None and threads < 1:
+                raise ZooError(f"{name} must be at least 1, got {threads}")
         check_precision(self.precision)
         check_engine(self.engine)
         return self
