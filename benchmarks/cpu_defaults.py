@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.rounds, args.steps, args.epochs) < 1:
         parser.error("--rounds, --steps and --epochs must be at least 1")
-    from zoo.train.runtime import cpu_features
+    from zoo.device.cpu import cpu_features
 
     before = load()
     report: dict[str, Any] = {"cpu": sorted(cpu_features())}

@@ -12,7 +12,9 @@ step its own process:
    through loader workers, twice from a fresh decoded cache: decoded by PIL in the workers
    (the default) and by nvJPEG in batches (``folder:decode_device=cuda``);
 4. ``zoo train`` through torchrun with one process (``torch.distributed.run --nproc-per-node 1``);
-5. ``zoo train --precision fp16`` (the gradient scaler's path).
+5. ``zoo train --precision fp16`` (the gradient scaler's path);
+6. ``benchmarks/serve.py``: ``zoo serve`` on the GPU against the hand-written endpoint, 32
+   keep-alive clients, simplecnn at 64 px and resnet18 at 224 px.
 
 It checks the targets (resnet50 224 px bf16 training at least 3,000 img/s; zoo's loop at most
 1.05 x the bare loop) and writes every figure to ``--out``. ``--smoke`` runs the same steps on
@@ -63,6 +65,10 @@ FULL = {
     "decode_device": "cuda",
     "small_train": ["--arch", "resnet18", "--image-size", "64", "--epochs", "2"],
     "half": "fp16",
+    "serve": [
+        ["--arch", "simplecnn", "--image-size", "64", "--requests", "3000", "--rounds", "2"],
+        ["--arch", "resnet18", "--image-size", "224", "--requests", "3000", "--rounds", "2"],
+    ],
 }
 SMOKE = {
     "device": "cpu",
@@ -76,6 +82,12 @@ SMOKE = {
     "decode_device": "cpu",
     "small_train": ["--arch", "simplecnn", "--image-size", "8", "--epochs", "1"],
     "half": "bf16",
+    "serve": [
+        [
+            *("--arch", "simplecnn", "--image-size", "8", "--photo-size", "64"),
+            *("--requests", "24", "--warmup", "4", "--clients", "4", "--rounds", "1"),
+        ]
+    ],
 }
 
 
@@ -206,6 +218,14 @@ def main(argv: list[str] | None = None) -> int:
             s["run"] = summary_of(out)
         steps[f"train {plan['half']}"] = s
 
+        for extra in plan["serve"]:
+            name = f"serve {' '.join(extra[:4])}"
+            cmd = [python, str(HERE / "serve.py"), "--device", device, *extra, "--json"]
+            s = step(name, cmd, env, tmp)
+            if s["exit"] == 0:
+                s["report"] = json_from(s["stdout"])
+            steps[name] = s
+
     for s in steps.values():
         s.pop("stdout", None)
     report["steps"] = steps
@@ -239,6 +259,13 @@ def checks(steps: dict[str, Any], smoke: bool) -> dict[str, Any]:
     out["streamed_run_wall_seconds"] = {
         name: s["wall_s"] for name, s in steps.items() if name.startswith("train streamed")
     }
+    serve = {n: s["report"] for n, s in steps.items() if n.startswith("serve") and "report" in s}
+    out["serve_throughput_ratios"] = {n: r["throughput_ratio"] for n, r in serve.items()}
+    out["serve_errors"] = {n: r["zoo serve"]["errors"] for n, r in serve.items()}
+    if serve and not smoke:
+        out["serve_at_least_1.5x_the_hand_endpoint"] = all(
+            r["throughput_ratio"] >= 1.5 for r in serve.values()
+        )
     return out
 
 

@@ -52,12 +52,15 @@ import torch.nn.functional as F
 import zoo
 from zoo.data.batches import epoch_generator
 from zoo.data.splits import channel_stats
+from zoo.device.defaults import use_channels_last
+from zoo.device.placement import resolve_device
+from zoo.device.precision import resolve_precision
 from zoo.errors import ZooError
 from zoo.models.inference import Normalizer
 from zoo.train.allocator import keep_freed_memory
 from zoo.train.config import TrainConfig
 from zoo.train.progress import RichReporter
-from zoo.train.runtime import epoch_seed, resolve_device, resolve_precision, use_channels_last
+from zoo.train.runtime import epoch_seed
 from zoo.train.trainer import Trainer
 
 LR = 1e-3

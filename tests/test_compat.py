@@ -101,8 +101,9 @@ def test_a_run_written_by_zoo_0_1_loads_evaluates_and_resumes(cli, tmp_path: Pat
 
 
 def test_a_resume_keeps_the_format_and_precision_auto_chose(small_run: Path) -> None:
+    from zoo.device.defaults import use_channels_last
+    from zoo.device.precision import resolve_precision
     from zoo.models.loading import load
-    from zoo.train.runtime import resolve_precision, use_channels_last
     from zoo.train.state import PRECISION_NAMES, kept_runtime
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")

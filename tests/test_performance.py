@@ -69,6 +69,9 @@ def test_gpu_script_smoke_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert steps["train torchrun 1 process"]["run"]["images_per_second"] > 0
     assert steps["train bf16"]["run"]["images_per_second"] > 0
     assert report["checks"]["overhead_ratios"]
+    serve = steps["serve --arch simplecnn --image-size 8"]["report"]
+    assert serve["zoo serve"]["errors"] == serve["hand endpoint"]["errors"] == 0
+    assert sum(serve["batch_sizes"].values()) > 0 and serve["throughput_ratio"] > 0
 
 
 def vit_like() -> torch.nn.Module:
@@ -98,7 +101,7 @@ def vit_like() -> torch.nn.Module:
 def test_cpu_defaults_follow_the_cpu_and_the_network(
     features: set[str], arch: str, channels_last: bool, bf16: bool
 ) -> None:
-    from zoo.train.runtime import cpu_defaults
+    from zoo.device.defaults import cpu_defaults
 
     net = {
         "cnn": lambda: zoo.create_model("simplecnn", num_classes=10, in_chans=3, image_size=16),
@@ -113,7 +116,9 @@ def test_cpu_defaults_follow_the_cpu_and_the_network(
 
 
 def test_auto_settings_on_this_cpu_follow_the_rule_and_flags_override_them() -> None:
-    from zoo.train.runtime import cpu_defaults, cpu_features, resolve_precision, use_channels_last
+    from zoo.device.cpu import cpu_features
+    from zoo.device.defaults import cpu_defaults, use_channels_last
+    from zoo.device.precision import resolve_precision
 
     cpu = torch.device("cpu")
     for net in (vit_like(), zoo.create_model("simplecnn", num_classes=3, in_chans=1, image_size=8)):

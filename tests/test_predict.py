@@ -69,7 +69,7 @@ def test_predict_keeps_the_order_given_and_reports_bad_files(cli, small_run, sca
 
 @pytest.mark.cpu_kernels
 def test_precision_auto_follows_training_and_fp32_is_exact(cli, small_run, scans) -> None:
-    from zoo.train.runtime import resolve_precision
+    from zoo.device.precision import resolve_precision
 
     files = [scans / "b" / "a.png", scans / "b" / "deep" / "z.png", scans / "c.jpg"]
     exact = json.loads(cli("predict", small_run, *files, "--json", "--precision", "fp32").stdout)
@@ -185,7 +185,7 @@ def test_fifos_and_dangling_links_are_error_entries_not_hangs(cli, small_run, tm
 
 @pytest.mark.cpu_kernels
 def test_prefetched_batches_keep_the_order_and_equal_the_serial_path(small_run, tmp_path) -> None:
-    from zoo.tasks.prediction import predict_files
+    from zoo.tasks.prediction import output_for, predict_files
 
     pixels, _ = digits_arrays()
     files = []
@@ -194,8 +194,69 @@ def test_prefetched_batches_keep_the_order_and_equal_the_serial_path(small_run, 
         Image.fromarray(pixels[i, 0]).save(files[-1])
     files.insert(5, tmp_path / "missing.png")
     model = zoo.load(small_run)
-    streamed = list(predict_files(model, files, top_k=3, batch_size=4, workers=3))
-    serial = list(predict_files(model, files, top_k=3, batch_size=4, workers=1))  # no pool
+    output = output_for(model.info, top_k=3)
+    streamed = list(predict_files(model, files, output=output, batch_size=4, workers=3))
+    serial = list(predict_files(model, files, output=output, batch_size=4, workers=1))  # no pool
     assert [p.path for p in streamed] == files == [p.path for p in serial]
-    assert [p.top for p in streamed] == [p.top for p in serial]
+    assert [p.answer for p in streamed] == [p.answer for p in serial]
     assert [p.error is not None for p in streamed] == [f.name == "missing.png" for f in files]
+
+
+class Thresholds:
+    """A second task's output, as a multi-label run would give it: the labels over a
+    threshold and every class's probability."""
+
+    task = "toy-multi-label"
+
+    def __init__(self, classes: list[str], top_k: int = 5, tta: str | None = None) -> None:
+        self.classes, self.tta = classes, tta
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().sigmoid()
+
+    def answers(self, probabilities: torch.Tensor) -> list[dict[str, float]]:
+        return [dict(zip(self.classes, row, strict=True)) for row in probabilities.tolist()]
+
+    def record(self, prediction) -> dict:
+        scores = prediction.answer or {}
+        labels = [c for c, p in scores.items() if p > 0.5]
+        return {"path": str(prediction.path), "labels": labels, "probabilities": scores}
+
+    def csv_header(self) -> list[str]:
+        return ["path", *self.classes]
+
+    def csv_row(self, prediction) -> list[str]:
+        return [str(prediction.path), *(str(v) for v in (prediction.answer or {}).values())]
+
+    def table_columns(self) -> list[tuple[str, str]]:
+        return [("file", "left"), ("labels", "left")]
+
+    def table_row(self, prediction) -> list[str]:
+        return [str(prediction.path), " ".join(self.record(prediction)["labels"])]
+
+
+def test_the_output_is_the_runs_tasks(cli, small_run, scans, tmp_path, monkeypatch) -> None:
+    from zoo.models.weights import load_tensors, read_header, save
+    from zoo.tasks import prediction
+
+    header = read_header(small_run / "model.safetensors")
+    header.info.config["task"] = "toy-multi-label"
+    weights = tmp_path / "toy.safetensors"
+    save(weights, load_tensors(small_run / "model.safetensors"), header.info)
+    image = scans / "b" / "a.png"
+    result = cli("predict", weights, image, "--json", code=2)
+    assert result.stderr.startswith("error: this zoo cannot predict with a 'toy-multi-label'")
+
+    monkeypatch.setitem(prediction.OUTPUTS, "toy-multi-label", Thresholds)
+    (entry,) = json.loads(cli("predict", weights, image, "--json").stdout)
+    logits = zoo.load(weights, precision="auto").logits(
+        torch.from_numpy(decode_image(image, (8, 8), 1))[None]
+    )
+    expected = dict(zip(header.info.classes, logits.sigmoid()[0].tolist(), strict=True))
+    assert entry == {
+        "path": str(image),
+        "labels": [c for c, p in expected.items() if p > 0.5],
+        "probabilities": expected,
+    }
+    rows = list(csv.reader(io.StringIO(cli("predict", weights, image, "--csv").stdout)))
+    assert rows[0] == ["path", *header.info.classes] and len(rows) == 2

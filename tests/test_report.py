@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
+from browser import chromium
 from PIL import Image
 
 SECTIONS = (
@@ -25,16 +25,6 @@ SECTIONS = (
     "model-card",
 )
 CARD = "# Digits model\n\nTrained for one epoch. <script>alert('not run')</script>\n"
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.skip(
-            "no chromium to render the report: install Debian's chromium package "
-            "(apt-get install chromium; .ci/run installs it when apt is there)"
-        )
-    return found
 
 
 def browse(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

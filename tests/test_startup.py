@@ -43,6 +43,8 @@ except SystemExit:
     pass
 heavy = ("many_nets", "timm", "datasets", "webdataset", "pyarrow", "pandas")
 plugins = any(name in sys.modules for name in heavy)  # plugins, and the data sources' libraries
+serving = [m for m in ("fastapi", "uvicorn", "prometheus_client", "starlette") if m in sys.modules]
+print("SERVE", serving)
 print("TORCH", "torch" in sys.modules, "PLUGIN", plugins)
 """
 
@@ -78,7 +80,7 @@ def test_a_large_plugin_is_listed_from_the_cache(site: Path, tmp_path: Path) -> 
     cache = tmp_path / "cache"
     first = zoo(["list", "--json"], site, cache)
     assert "IMPORTED" in first.stderr  # the first run loads every plugin to build the cache
-    rows = json.loads(first.stdout.rsplit("TORCH", 1)[0])
+    rows = json.loads(first.stdout.rsplit("SERVE", 1)[0])
     assert sum(r["source"] == "many-nets==1.0" for r in rows) == 1400
     for args in (
         ["--help"],
@@ -91,16 +93,20 @@ def test_a_large_plugin_is_listed_from_the_cache(site: Path, tmp_path: Path) -> 
         result = zoo(args, site, cache)
         assert result.returncode == 0, result.stderr
         assert result.stdout.rstrip().endswith("TORCH False PLUGIN False"), (args, result.stderr)
+        assert "SERVE []" in result.stdout, args  # zoo serve's libraries: only when it serves
         assert "IMPORTED" not in result.stderr
     table = zoo(["list"], site, cache).stdout
     assert "net0999" in table and "1,400" in table
     pretrained = zoo(["list", "--pretrained", "--json", "--filter", "net*"], site, cache).stdout
-    rows = json.loads(pretrained.rsplit("TORCH", 1)[0])
+    rows = json.loads(pretrained.rsplit("SERVE", 1)[0])
     assert len(rows) == 700 and rows[0]["name"] == "net0001.in1k"
     assert rows[0]["hub_id"] == "acme/net0001.in1k" and rows[0]["source"] == "many-nets==1.0"
     benchmark_help = zoo(["benchmark", "--help"], site, cache)
     assert "--channels-last" in benchmark_help.stdout
     assert benchmark_help.stdout.rstrip().endswith("TORCH False PLUGIN False")
+    serve_help = zoo(["serve", "--help"], site, cache)
+    assert "--max-batch" in serve_help.stdout and "SERVE []" in serve_help.stdout
+    assert serve_help.stdout.rstrip().endswith("TORCH False PLUGIN False")
 
 
 def test_a_new_version_of_a_distribution_rebuilds_the_cache(site: Path, tmp_path: Path) -> None:

@@ -63,12 +63,17 @@ def list_components(kind: str | None = None, pattern: str | None = None) -> list
     return get_registry().components(normalize_kind(kind) if kind else None, pattern)
 
 
-def load(path: str | Path, *, device: str = "cpu", precision: str = "fp32") -> Any:
+def load(
+    path: str | Path, *, device: str = "cpu", precision: str = "fp32", engine: str = "eager"
+) -> Any:
     """Load a run directory, a weights file, a timm/Hugging Face folder (``config.json`` +
     ``model.safetensors``) or a Hub repository (``hf-hub:ORG/NAME[@REVISION]``, downloaded into
     the Hugging Face cache): the model in eval mode, ready for inference, with its class names,
     image size and normalization (a ``zoo.models.inference.LoadedModel``). ``precision``
-    (fp32, bf16, fp16, or auto: as ``zoo train`` chooses) is what its forward pass runs in."""
+    (fp32, bf16, fp16, or auto: as ``zoo train`` chooses) is what its forward pass runs in.
+    ``engine`` runs the network in inference: ``eager`` (PyTorch), ``auto`` (the fastest on
+    this CPU, measured once and cached beside the weights, as ``zoo predict`` does),
+    ``torchscript`` or ``onnxruntime``."""
     from zoo.models.loading import load as load_model
 
-    return load_model(path, device=device, precision=precision)
+    return load_model(path, device=device, precision=precision, engine=engine)

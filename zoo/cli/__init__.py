@@ -21,6 +21,7 @@ def build_app() -> typer.Typer:
         push,
         report,
         runs,
+        serve,
         shard,
         train,
         tune,
@@ -50,6 +51,7 @@ def build_app() -> typer.Typer:
     benchmark.register(app)
     runs.register(app)
     shard.register(app)
+    serve.register(app)
     return app
 
 

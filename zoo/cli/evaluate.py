@@ -38,6 +38,7 @@ def evaluate(
     ),
     device: str = options.device(),
     precision: str = options.precision("as zoo train chooses: what its validation ran in"),
+    engine: str = options.engine(),
     workers: int | None = options.workers(),
     out: str | None = typer.Option(
         None,
@@ -86,6 +87,7 @@ def evaluate(
         batch_size=batch_size,
         device=device,
         precision=precision,
+        engine=engine,
         workers=workers,
         plots=plots,
         samples=samples,

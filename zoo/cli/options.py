@@ -77,6 +77,17 @@ def workers() -> Any:
     )
 
 
+def engine() -> Any:
+    """``--engine`` of the commands that run a trained model (zoo.models.engines)."""
+    return typer.Option(
+        "auto",
+        "--engine",
+        metavar="ENGINE",
+        help="auto (the fastest measured on this CPU, cached beside the weights) | eager | "
+        "torchscript | onnxruntime.",
+    )
+
+
 def tta(help: str) -> Any:
     return typer.Option(False, "--tta", help=help)
 

@@ -47,6 +47,7 @@ def predict(
     device: str = options.device(),
     workers: int | None = options.workers(),
     precision: str = options.precision("as zoo train chooses for the device and network"),
+    engine: str = options.engine(),
     tta: bool = options.tta(
         "Average the probabilities over augmented views (test-time augmentation)."
     ),
@@ -57,10 +58,11 @@ def predict(
     """Predict the classes of images with a trained model. Files that are not readable images
     are reported and the others predicted (exit code 1 if any failed)."""
     from zoo.data.splits import default_workers
+    from zoo.device.precision import check_precision
     from zoo.errors import ZooError
+    from zoo.models.engines import check_engine, prepare
     from zoo.models.loading import load
-    from zoo.tasks.prediction import collect_files, predict_files
-    from zoo.train.runtime import check_precision
+    from zoo.tasks.prediction import collect_files, output_for, predict_files
 
     if json_output and csv_output:
         raise ZooError("choose one of --json and --csv")
@@ -70,25 +72,21 @@ def predict(
 
         check_mode(mode)
     check_precision(precision)
+    check_engine(engine)
     files = collect_files([Path(p) for p in paths])
     model = load(weights, device=device, precision=precision)
-    k = min(top_k, len(model.classes))
+    prepare(model, engine, batch_size=batch_size, images=len(files))
+    output = output_for(model.info, top_k, tta=mode)
     results = predict_files(
         model,
         files,
-        top_k=k,
+        output=output,
         batch_size=batch_size,
         workers=default_workers() if workers is None else workers,
-        tta=mode,
     )
     if csv_output:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(
-            ["path"]
-            + [f"{name}_{i}" for i in range(1, k + 1) for name in ("class", "probability")]
-            + (["class_without_tta", "probability_without_tta"] if mode else [])
-            + ["error"]
-        )
+        writer.writerow(output.csv_header())
     collected = []
     failed = 0
     for result in results:
@@ -96,58 +94,25 @@ def predict(
             failed += 1
             print(f"warning: {result.path}: {result.error}", file=sys.stderr)
         if csv_output:
-            cells = [c for pair in result.top for c in pair] or [""] * (2 * k)
-            if mode:
-                cells += list(result.plain[0]) if result.plain else ["", ""]
-            writer.writerow([str(result.path), *cells, result.error or ""])
+            writer.writerow(output.csv_row(result))
             sys.stdout.flush()
         else:
             collected.append(result)
     if json_output:
-        print_json(
-            [
-                {
-                    "path": str(r.path),
-                    "predictions": [{"class": c, "probability": p} for c, p in r.top],
-                    **(
-                        {
-                            "tta": mode,
-                            "without_tta": [
-                                {"class": c, "probability": p} for c, p in r.plain or []
-                            ],
-                        }
-                        if mode
-                        else {}
-                    ),
-                    "error": r.error,
-                }
-                for r in collected
-            ]
-        )
+        print_json([output.record(r) for r in collected])
     elif not csv_output:
-        _print_table(collected, mode)
+        _print_table(collected, output)
     if failed:
         raise ZooError(f"{failed} of {len(files)} files could not be read", exit_code=1)
 
 
-def _print_table(results: list[Any], tta: str | None = None) -> None:
+def _print_table(results: list[Any], output: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("file", overflow="fold")
-    table.add_column("class", overflow="fold")
-    table.add_column("probability", justify="right", no_wrap=True)
-    table.add_column("next", overflow="fold")
-    if tta:
-        table.add_column("without tta", overflow="fold")
+    for name, justify in output.table_columns():
+        table.add_column(name, justify=justify, overflow="fold")
     for r in results:
-        if r.error:
-            cells = [escape(str(r.path)), "[red]unreadable[/]", "", escape(r.error)]
-            table.add_row(*cells, *([""] if tta else []))
-            continue
-        (best, p), rest = r.top[0], r.top[1:]
-        others = ", ".join(f"{escape(c)} {q:.4f}" for c, q in rest)
-        plain = [f"{escape(r.plain[0][0])} {r.plain[0][1]:.4f}"] if tta and r.plain else []
-        table.add_row(escape(str(r.path)), escape(best), f"{p:.4f}", others, *plain)
+        table.add_row(*(escape(c) for c in output.table_row(r)), style="red" if r.error else None)
     stdout().print(table)

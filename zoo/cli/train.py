@@ -69,11 +69,12 @@ def _launch(cfg: TrainConfig) -> int:
     signal is one error line (exit code 1) naming it.
     """
     from zoo.data.source import check_processes as data_processes
+    from zoo.device.placement import resolve_device
     from zoo.train.config import dump_toml, validate
     from zoo.train.launch import run_processes
     from zoo.train.parts import check_processes, init_weights, resolve_components
     from zoo.train.rundir import check_out, default_out
-    from zoo.train.runtime import Dist, resolve_device
+    from zoo.train.runtime import Dist
 
     validate(cfg)
     check_processes(cfg, cfg.nproc, resolve_device(cfg.device, Dist(0, 0, cfg.nproc, cfg.nproc)))

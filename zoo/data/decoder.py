@@ -35,8 +35,20 @@ def _orientation(im: Any, header_only: bool = False) -> int:
         return 1
 
 
+class ImageTooLarge(ValueError):
+    """An image over the number of pixels its decoder was allowed (found from its header)."""
+
+    def __init__(self, path: Path | str, width: int, height: int, limit: int) -> None:
+        super().__init__(f"{path} is {width}x{height} ({width * height:,} pixels), over {limit:,}")
+        self.width, self.height, self.limit = width, height, limit
+
+
 def decode_image(
-    path: Path | bytes, size: tuple[int, int], channels: int, name: str | None = None
+    path: Path | bytes,
+    size: tuple[int, int],
+    channels: int,
+    name: str | None = None,
+    max_pixels: int = 0,
 ) -> np.ndarray:
     """Decode one image file (or an encoded image's bytes, ``name`` naming it in messages) to
     uint8 ``[C, H, W]`` at ``size`` (aspect ratio squashed, as Keras' ``target_size`` does),
@@ -47,6 +59,8 @@ def decode_image(
     is at least twice the target), and torch's uint8 kernel does the antialiased bilinear resize
     on the channels-last pixels: PIL's resize result to within one level, several times faster.
     benchmarks/decode.py compares this with torchvision.io, whose decoders are deprecated.
+    ``max_pixels`` (0: no limit) refuses a larger image from its header, before decoding
+    (``ImageTooLarge``): ``zoo serve`` decodes request bodies so.
     """
     import torch
     import torch.nn.functional as F
@@ -58,6 +72,8 @@ def decode_image(
         io.BytesIO(path) if encoded else open_regular(path) as f,  # type: ignore[arg-type]
         _open_image(f, label) as im,
     ):
+        if 0 < max_pixels < im.size[0] * im.size[1]:
+            raise ImageTooLarge(label, *im.size, max_pixels)
         _check_bomb(label, im)
         mode = "L" if channels == 1 else "RGB"
         orientation = _orientation(im)

@@ -1,4 +1,10 @@
-"""A trained model packaged for inference: the network plus what it expects as input."""
+"""A trained model packaged for inference: the network plus what it expects as input.
+
+This is the one inference path of ``zoo predict``, ``zoo eval`` and ``zoo serve``: raw images
+become model input through ``LoadedModel.preprocess`` (the ``normalizer``, in the memory format
+the forward pass wants), and ``LoadedModel.forward`` runs the network through its engine (the
+eager network under the model's precision, or what ``zoo.models.engines.prepare`` chose and
+compiled for this CPU)."""
 
 from __future__ import annotations
 
@@ -39,8 +45,12 @@ class LoadedModel(nn.Module):
         super().__init__()
         self.net = net
         self.info = info
-        self.channels_last = False  # zoo.load sets it where zoo's defaults say so
+        self.channels_last = False  # the memory format the forward pass takes
+        self.net_channels_last = False  # the network's own: zoo.load follows zoo's defaults
         self.amp_dtype = torch.float32  # zoo.load's precision: what forward autocasts to
+        self.engine: Any = None  # a compiled engine (zoo.models.engines); None: the network
+        self.source: Any = None  # the weights file it was loaded from (engines' cache key)
+        self.hub = False  # whether that file is a Hub download (its cache is not ours)
         self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
 
@@ -52,8 +62,17 @@ class LoadedModel(nn.Module):
     def image_size(self) -> tuple[int, int]:
         return self.info.image_size
 
+    @property
+    def normalizer(self) -> Normalizer:
+        """uint8 or [0, 1] images -> the network's input, in the format its engine takes."""
+        return Normalizer(self.mean, self.std, self.mean.device, self.channels_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from zoo.train.runtime import autocast
+        """Logits of normalized input: through the compiled engine when one is in use (in
+        inference only), else the network under the model's precision."""
+        if self.engine is not None and not torch.is_grad_enabled():
+            return self.engine(x)
+        from zoo.device.precision import autocast
 
         with autocast(x.device, self.amp_dtype):
             return self.net(x)
@@ -70,17 +89,21 @@ class LoadedModel(nn.Module):
             x = F.interpolate(
                 x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False
             )
-        return Normalizer(self.mean, self.std, device, self.channels_last)(x)
+        return self.normalizer(x)
 
     @torch.inference_mode()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits of raw uint8 (0-255) or float (0-1) ``[B, C, H, W]`` images: what
+        ``zoo predict``, ``zoo serve`` and this API's ``predict`` compute, in float32."""
+        return self(self.preprocess(images)).float()
+
     def predict(self, images: torch.Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """The top-k ``(class name, probability)`` pairs for each image."""
-        probs = self(self.preprocess(images)).float().softmax(dim=1)
-        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-        return [
-            [(self.classes[i], round(p, 6)) for p, i in zip(vs, ix, strict=True)]
-            for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)
-        ]
+        """The top-k ``(class name, probability)`` pairs for each image (the answers of the
+        run's task, as ``zoo predict`` gives them)."""
+        from zoo.tasks.prediction import output_for
+
+        output = output_for(self.info, top_k)
+        return output.answers(output.activate(self.logits(images)))
 
     def extra_repr(self) -> str:
         info: Any = self.info

@@ -76,19 +76,28 @@ def check_state(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Pa
         raise ZooError(f"{source} does not match the architecture: {'; '.join(problems)}")
 
 
-def load(path: str | Path, *, device: str = "cpu", precision: str = "fp32") -> LoadedModel:
+def load(
+    path: str | Path, *, device: str = "cpu", precision: str = "fp32", engine: str = "eager"
+) -> LoadedModel:
     """Load a run directory, a weights file, a timm/Hugging Face folder (``config.json`` +
     ``model.safetensors``) or a Hub repository (``hf-hub:ORG/NAME[@REVISION]``): the model in
     eval mode, ready for inference, with its class names, image size and normalization (a
     ``zoo.models.inference.LoadedModel``). ``precision``: what its forward pass autocasts to
     (``auto``: as ``zoo train`` chooses for this device and network); the memory format
-    follows it."""
+    follows it. ``engine``: what runs the network for inference (``zoo.models.engines``:
+    ``auto`` measures, or reuses what was measured, on this CPU; the default runs it
+    eagerly)."""
     import torch
 
+    from zoo.device.defaults import use_channels_last
+    from zoo.device.placement import resolve_device
+    from zoo.device.precision import resolve_precision
+    from zoo.models import hub
+    from zoo.models.engines import check_engine
     from zoo.models.inference import LoadedModel
     from zoo.models.weights import load_tensors, read_header
-    from zoo.train.runtime import resolve_device, resolve_precision, use_channels_last
 
+    check_engine(engine)
     file = weights_path(path)
     header = read_header(file)
     info = header.info
@@ -103,7 +112,12 @@ def load(path: str | Path, *, device: str = "cpu", precision: str = "fp32") -> L
     model.amp_dtype = resolve_precision(precision, target, net)
     if use_channels_last(None, target, net, precision):  # zoo's default, as in training
         model.net.to(memory_format=torch.channels_last)
-        model.channels_last = True
+        model.channels_last = model.net_channels_last = True
+    model.source, model.hub = file, hub.is_hub_ref(path)
+    if engine != "eager":
+        from zoo.models.engines import prepare
+
+        prepare(model, engine)
     return model
 
 

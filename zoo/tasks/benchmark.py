@@ -30,8 +30,8 @@ class BenchConfig:
     in_chans: int = 3
     num_classes: int = 1000
     device: str = "auto"
-    amp: bool | None = None  # None: zoo's default (zoo.train.runtime.resolve_precision)
-    channels_last: bool | None = None  # None: zoo's default (runtime.use_channels_last)
+    amp: bool | None = None  # None: zoo's default (zoo.device.precision.resolve_precision)
+    channels_last: bool | None = None  # None: zoo's default (device.defaults.use_channels_last)
     compile: bool = False
     compile_mode: str = "default"  # "reduce-overhead" replays CUDA graphs
     warmup: int = 3
@@ -61,8 +61,10 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     import torch
     from torch import nn
 
+    from zoo.device.defaults import use_channels_last
+    from zoo.device.placement import resolve_device
+    from zoo.device.precision import autocast, resolve_precision
     from zoo.plugins.components import resolve
-    from zoo.train.runtime import autocast, resolve_device, resolve_precision, use_channels_last
 
     resolved = resolve("architecture", cfg.arch)
     default = getattr(resolved.factory, "default_image_size", None)

@@ -33,6 +33,7 @@ class EvalOptions:
     batch_size: int = 256
     device: str = "auto"
     precision: str = "auto"
+    engine: str = "auto"
     workers: int | None = None
     plots: bool = True
     samples: bool = False
@@ -54,12 +55,14 @@ class Outputs:
 def evaluate(path: str, options: EvalOptions, out: str | None = None) -> Outputs:
     """Evaluate the model at ``path`` (a run or weights file) and write ``eval.json`` and the
     pictures to ``out`` (default: the weights' folder)."""
+    from zoo.device.precision import check_precision
     from zoo.models import hub
+    from zoo.models.engines import check_engine
     from zoo.models.loading import weights_path
     from zoo.tasks import cam, tta
-    from zoo.train.runtime import check_precision
 
     check_precision(options.precision)
+    check_engine(options.engine)
     if options.top_losses < 0:
         raise ZooError(f"--top-losses must be 0 or more, got {options.top_losses}")
     if options.tta is not None:
@@ -89,10 +92,11 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
     import torch
 
     from zoo.data.splits import default_workers, split_paths
+    from zoo.device.placement import resolve_device
     from zoo.files import records
+    from zoo.models.engines import prepare
     from zoo.models.loading import load
     from zoo.tasks import cam, evaluation, insights, plots, tta
-    from zoo.train.runtime import resolve_device
 
     run_dir = file.parent
     device = resolve_device(options.device)
@@ -105,10 +109,12 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
         sample = torch.zeros(1, info.in_chans, *info.image_size, device=device)
         layer = cam.find_target(model.net, sample, options.cam_layer)
     chosen = evaluation.eval_data(info, options.data, options.split, file)
+    engine = prepare(model, options.engine, batch_size=options.batch_size, images=len(chosen.split))
     workers = default_workers() if options.workers is None else options.workers
     settings = dict(batch_size=options.batch_size, device=device, amp_dtype=amp_dtype)
     result = evaluation.run(model, chosen, workers=workers, **settings)
     report = evaluation.report(result, file, samples=options.samples)
+    report["engine"] = engine.engine
     outputs = Outputs(report)
     report["calibration"] = insights.calibration(result.logits, result.targets)
     if mode is not None:

@@ -129,7 +129,6 @@ def run(
     """Run ``model`` (a ``zoo.models.inference.LoadedModel``) over the split; with ``tta``
     (a ``zoo.tasks.tta`` mode), on each image's augmented views, averaging probabilities."""
     from zoo.data.batches import make_batches
-    from zoo.models.inference import Normalizer
     from zoo.tasks.tta import TTA
     from zoo.train.eval_loop import evaluate
 
@@ -137,10 +136,9 @@ def run(
     # A stream is judged in its own order, in this process, so that its items keep their index.
     workers = 0 if is_stream(data.split) else workers
     batches = make_batches(data.split, batch_size, device, train=False, workers=workers, seed=0)
-    normalize = Normalizer(info.mean, info.std, device, getattr(model, "channels_last", False))
     net = model if tta is None else TTA(model, tta)
     result = evaluate(
-        net, batches, normalize, info.num_classes, device, amp_dtype, keep_logits=True
+        net, batches, model.normalizer, info.num_classes, device, amp_dtype, keep_logits=True
     )
     if result.logits is None or result.targets is None:
         raise ZooError(f"no readable images in the {data.split_name} split of {data.data}")

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from zoo.device.precision import PRECISIONS
 from zoo.errors import ZooError, did_you_mean, shown
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:

@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
+from zoo.device.precision import autocast
 from zoo.models.inference import Normalizer
 from zoo.train.metrics import confusion_matrix
-from zoo.train.runtime import Dist, autocast
+from zoo.train.runtime import Dist
 
 
 @dataclass

@@ -58,7 +58,7 @@ def lr_find(
     parameter groups keep their relative rates, as with ``--layer-decay``)."""
     import torch
 
-    from zoo.train.runtime import autocast
+    from zoo.device.precision import autocast
     from zoo.train.trainer import Trainer
 
     if steps < 5:

@@ -387,7 +387,7 @@ def build_network(
     import torch
     from torch import nn
 
-    from zoo.train.runtime import use_channels_last
+    from zoo.device.defaults import use_channels_last
 
     num_classes = len(data.classes)
     net = resolved.build(

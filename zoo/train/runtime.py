@@ -1,8 +1,8 @@
-"""Where and how a run executes: device, precision, processes, seeds, memory readings."""
+"""How a training run executes beside its device (``zoo.device``): its processes (torchrun's
+environment, the process group), thread count, seeds and memory readings."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import random
@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from zoo.errors import ZooError, shown
-from zoo.train.config import PRECISIONS
 
 
 @dataclass
@@ -70,7 +69,7 @@ def init_distributed(device_text: str) -> Dist:
             f"WORLD_SIZE={world}, LOCAL_WORLD_SIZE={local_world}"
         )
     if not dist.is_initialized():
-        # Without a GPU, --device cuda fails in resolve_device with a clear message.
+        # Without a GPU, --device cuda fails in zoo.device.placement.resolve_device.
         cuda = torch.cuda.is_available() and device_text.strip().lower() in ("auto", "cuda")
         if cuda and local_rank < torch.cuda.device_count():  # else resolve_device refuses
             torch.cuda.set_device(local_rank)
@@ -99,158 +98,6 @@ def leave_distributed(dist: Dist | None) -> None:
     if dist is None or not dist.enabled or not torch.distributed.is_initialized():
         return
     torch.distributed.destroy_process_group()
-
-
-def resolve_device(text: str, dist: Dist | None = None) -> torch.device:
-    """``auto`` takes the GPU when there is one (each local rank its own)."""
-    local = dist.local_rank if dist else 0
-    text = text.strip().lower()
-    if text in ("auto", "cuda") and dist is not None and torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        if dist.local_world > count:
-            raise ZooError(
-                f"{dist.local_world} processes on this machine but {count} CUDA GPU(s): NCCL "
-                "needs a GPU per process; lower --nproc (torchrun: --nproc-per-node)"
-            )
-    if text == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local)
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ZooError("--device mps: Apple's Metal backend is not available here")
-        return torch.device("mps")
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
-            raise ZooError(
-                f"--device {text}: no CUDA GPU is available (torch "
-                f"{torch.__version__}, {build}); use --device cpu"
-            )
-        if text != "cuda" and dist is not None and dist.enabled:
-            raise ZooError(
-                f"--device {text} names one GPU for every process; use --device cuda (each "
-                "process takes the GPU of its local rank)"
-            )
-        index = local if text == "cuda" else int(text.partition(":")[2] or 0)
-        count = torch.cuda.device_count()
-        if not 0 <= index < count:
-            raise ZooError(f"--device {text}: only {count} CUDA device(s) (0-{count - 1})")
-        return torch.device("cuda", index)
-    raise ZooError(f"unknown device {shown(text)}: use auto, cpu, cuda, cuda:N or mps")
-
-
-def check_precision(text: str) -> str:
-    """A ``--precision`` value, refused in one line when it is not one of ``PRECISIONS``."""
-    if text not in PRECISIONS:
-        raise ZooError(f"--precision must be one of {', '.join(PRECISIONS)}, got {shown(text)}")
-    return text
-
-
-def resolve_precision(
-    text: str, device: torch.device, net: torch.nn.Module | None = None
-) -> torch.dtype:
-    """The autocast dtype. ``auto``: bf16 on CUDA; on the CPU, what ``cpu_defaults`` says for
-    ``net`` on this CPU (fp32 while the network is not known yet)."""
-    check_precision(text)
-    if text == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16
-        if device.type == "cpu" and net is not None and cpu_defaults(cpu_features(), net).bf16:
-            return torch.bfloat16
-        return torch.float32
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[text]
-    if dtype == torch.float16 and device.type == "cpu":
-        raise ZooError("--precision fp16 needs a GPU; use bf16 on the CPU")
-    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ZooError("--precision bf16: this GPU has no bf16 support; use fp16")
-    return dtype
-
-
-def use_channels_last(
-    setting: bool | None, device: torch.device, net: torch.nn.Module, precision: str = "auto"
-) -> bool:
-    """The memory format: as set, else channels-last for networks with convolutions on CUDA,
-    and on the CPU where ``cpu_defaults`` says so for the precision the network runs in
-    (``precision`` as given; ``auto`` follows ``cpu_defaults`` too)."""
-    if setting is not None:
-        return setting
-    convs = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
-    if device.type == "cuda":
-        return convs
-    if device.type != "cpu" or not convs:
-        return False
-    if resolve_precision(precision, device, net) == torch.bfloat16:
-        return True  # bf16 convolutions ran fastest channels-last for every network measured
-    return cpu_defaults(cpu_features(), net).channels_last
-
-
-@dataclass(frozen=True)
-class CpuDefaults:
-    channels_last: bool  # in fp32
-    bf16: bool
-
-
-def cpu_defaults(features: frozenset[str], net: torch.nn.Module) -> CpuDefaults:
-    """zoo's defaults for ``net`` on a CPU with ``features`` (``cpu_features()``), from
-    ``benchmarks/cpu_defaults.py`` (the figures are in docs/performance.md):
-
-    - bf16 autocast where the CPU multiplies bf16 matrices in hardware (AMX-BF16,
-      ``amxbf16``) and the network has no convolution with overlapping windows (transformers
-      and MLPs; a ViT's patch embedding does not count): a ViT trained 1.14 and inferred 2.2
-      times as fast. Convolutional networks ran faster still in bf16 with channels-last, but
-      bf16 training of a small ResNet diverged where fp32 did not: they stay in fp32 unless
-      ``--precision bf16`` asks (and then run channels-last).
-    - channels-last in fp32 for networks with convolutions and no batch normalization, where
-      the CPU has AVX-512 (``avx512f``): simplecnn trained 1.36 and inferred 2.5 times as
-      fast; resnet18, with batch normalization, ran 15% slower in training and 30% slower in
-      inference, so it stays contiguous.
-    - Anywhere else (AVX2 only, Arm, not detected): fp32 and the contiguous format.
-    """
-    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
-    overlapping = any(
-        any(s < k for s, k in zip(_pair(m.stride), _pair(m.kernel_size), strict=True))
-        for m in convs
-    )
-    norms = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
-    return CpuDefaults(
-        channels_last=bool(convs) and not norms and "avx512f" in features,
-        bf16="amxbf16" in features and not overlapping,
-    )
-
-
-def _pair(value: int | tuple[int, ...]) -> tuple[int, ...]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
-def cpu_features() -> frozenset[str]:
-    """This CPU's instruction-set extensions, lower-case without underscores (``avx2``,
-    ``avx512f``, ``avx512bf16``, ``amxbf16``, ...): torch's own detection where it has one
-    (``torch.cpu.get_capabilities``, torch >= 2.8), else the flags of /proc/cpuinfo."""
-    get = getattr(torch.cpu, "get_capabilities", None)
-    if get is not None:
-        try:
-            return frozenset(k.replace("_", "").lower() for k, v in get().items() if v is True)
-        except Exception:  # a torch build without the query
-            pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(x.replace("_", "") for x in line.partition(":")[2].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def set_threads(threads: int | None) -> None:

@@ -25,6 +25,8 @@ from zoo import __version__
 from zoo.data.augment import compose
 from zoo.data.batches import make_batches
 from zoo.data.splits import default_workers
+from zoo.device.placement import resolve_device
+from zoo.device.precision import autocast, resolve_precision
 from zoo.errors import ZooError
 from zoo.models.inference import Normalizer
 from zoo.models.weights import ModelInfo
@@ -52,13 +54,10 @@ from zoo.train.progress import Reporter
 from zoo.train.ranks import Secondary, broadcast_buffers, broadcast_text, together
 from zoo.train.runtime import (
     Dist,
-    autocast,
     current_rss_mb,
     epoch_seed,
     init_distributed,
     leave_distributed,
-    resolve_device,
-    resolve_precision,
     seed_everything,
     set_threads,
 )
