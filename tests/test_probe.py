@@ -87,8 +87,8 @@ def test_probe_ranks_both_and_a_second_probe_reads_the_feature_cache(
     assert csv_lines[0].startswith("rank,name,status,accuracy") and len(csv_lines) == 3
     assert (out / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     features = Path(os.environ["ZOO_CACHE_DIR"]) / "features"
-    cached = _tree(features)
-    assert len(cached) == 2
+    cached = _tree(features)  # each one's features, and the scores fitted on them
+    assert sorted(Path(name).suffix for name in cached) == [".json"] * 2 + [".safetensors"] * 2
     assert _tree(offline) == hub_before  # nothing written into the Hugging Face cache
 
     second = cli("probe", "--data", folder, "--arch", RESNET, "--arch", EFFNET, "--json",

@@ -1,13 +1,18 @@
 """The feature cache: each backbone's features of one dataset, as safetensors files under zoo's
 cache folder (``$ZOO_CACHE_DIR/features``, default ``~/.cache/zoo/features``).
 
-A file is keyed by the weights' digest, the data's digest (``zoo.probing.data``), the probe size
-and everything else that changes the numbers (channels, normalization, precision, device kind,
-the extraction method), so a second probe, or one with more candidates or another ``--out``,
-reuses what an earlier one extracted. The cache is zoo's own: nothing is ever written into the
-Hugging Face cache, whose files stay as huggingface_hub wrote them. Files are written atomically
-(a reader sees a whole file or none); one that cannot be read is extracted again, and a cache
-folder that cannot be written only costs the extraction next time.
+A features file is keyed by the architecture, the weights' digest, the data's digest
+(``zoo.probing.data``), the probe size and everything else that changes the numbers (channels,
+precision, device kind, the extraction method), so a second probe, or one with more candidates
+or another ``--out``, reuses what an earlier one extracted. Beside it, ``NAME.FIT.json`` holds
+the scores of the logistic regression and the kNN fitted on those features (``FIT``: a digest of
+the fit's settings, ``zoo.probing.linear.fit_settings``): they are a function of the features
+and those settings alone, so a second probe of the same candidates fits nothing either.
+
+The cache is zoo's own: nothing is ever written into the Hugging Face cache, whose files stay as
+huggingface_hub wrote them. Files are written atomically (a reader sees a whole file or none);
+one that cannot be read is made again, and a cache folder that cannot be written only costs the
+work next time.
 """
 
 from __future__ import annotations
@@ -109,3 +114,28 @@ def save(name: str, extracted: Extracted, about: dict[str, Any]) -> Path | None:
         )
         return None
     return path
+
+
+def scores_path(name: str, fit: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(fit, sort_keys=True).encode()).hexdigest()[:16]
+    return folder() / f"{name}.{digest}.json"
+
+
+def load_scores(name: str, fit: dict[str, Any]) -> dict[str, Any] | None:
+    """The scores fitted on the features ``name`` with the settings ``fit``, or None."""
+    try:
+        data = json.loads(scores_path(name, fit).read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("scores") if isinstance(data, dict) and data.get("fit") == fit else None
+
+
+def save_scores(name: str, fit: dict[str, Any], scores: dict[str, Any]) -> None:
+    """Store the scores atomically; a cache folder that cannot be written only costs a fit."""
+    import contextlib
+
+    from zoo.models.atomic import atomic_write
+
+    with contextlib.suppress(OSError):
+        data = {"fit": fit, "scores": scores}
+        atomic_write(scores_path(name, fit), json.dumps(data).encode())

@@ -154,7 +154,9 @@ def extract_features(
 
     ``images_per_second`` counts the images after the first batch over the time after it
     (that batch pays for one-time set-up: oneDNN primitives, cuDNN autotuning), synchronised
-    with the device at both ends; ``progress`` gets the images of every batch."""
+    with the device at both ends. Data too small for two more full batches is timed instead
+    on ``TIMED_STEPS`` full batches of random pixels at the same shape, after one untimed
+    (as ``zoo benchmark`` times a network). ``progress`` gets the images of every batch."""
     import time
 
     import torch
@@ -163,15 +165,10 @@ def extract_features(
     from zoo.train.runtime import autocast
 
     device = backbone.device
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     outputs: list[list[torch.Tensor]] = [[], []]
     labels: list[list[torch.Tensor]] = [[], []]
     started = time.perf_counter()
-    timed_from, timed_images = None, 0
+    timed_from, timed_images, shape = None, 0, None
     with torch.inference_mode():
         for i, split in enumerate((train, val)):
             batches = make_batches(split, batch_size, device, train=False, workers=workers, seed=0)
@@ -183,20 +180,53 @@ def extract_features(
                 outputs[i].append(out.float())
                 labels[i].append(yb)
                 if timed_from is None:
-                    sync()
-                    timed_from = time.perf_counter()
+                    _sync(device)
+                    timed_from, shape = time.perf_counter(), tuple(xb.shape[1:])
                 else:
                     timed_images += xb.shape[0]
                 if progress is not None:
                     progress(int(xb.shape[0]))
-    sync()
-    ended = time.perf_counter()
-    if not outputs[0] or not outputs[1]:
-        raise ZooError(f"no readable images in the {'train' if not outputs[0] else 'val'} split")
-    first = outputs[0][0].shape[0]
-    if timed_images == 0:  # one batch in all: time it whole
-        timed_images, timed_from = first, started
-    rate = timed_images / max(ended - (timed_from or started), 1e-9)
+        _sync(device)
+        ended = time.perf_counter()
+        if not outputs[0] or not outputs[1]:
+            missing = "train" if not outputs[0] else "val"
+            raise ZooError(f"no readable images in the {missing} split")
+        if timed_images >= 2 * batch_size:
+            rate = timed_images / max(ended - (timed_from or started), 1e-9)
+        else:
+            rate = steady_rate(backbone, batch_size, shape or (1, 1, 1))
     train_x, val_x = (torch.cat(o).cpu() for o in outputs)
     train_y, val_y = (torch.cat(y).cpu().long() for y in labels)
     return Extracted(train_x, train_y, val_x, val_y, rate, ended - started)
+
+
+# Full batches timed when the data is too small to time the extraction itself.
+TIMED_STEPS = 3
+
+
+def steady_rate(backbone: Backbone, batch_size: int, shape: tuple[int, ...]) -> float:
+    """Images per second of the backbone on full batches of random uint8 pixels of ``shape``
+    (``[C, H, W]``), after one untimed batch."""
+    import time
+
+    import torch
+
+    from zoo.train.runtime import autocast
+
+    device = backbone.device
+    pixels = torch.randint(0, 256, (batch_size, *shape), dtype=torch.uint8, device=device)
+    with autocast(device, backbone.amp_dtype):
+        backbone.features(backbone.normalize(pixels))
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(TIMED_STEPS):
+            backbone.features(backbone.normalize(pixels))
+        _sync(device)
+    return TIMED_STEPS * batch_size / max(time.perf_counter() - t0, 1e-9)
+
+
+def _sync(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

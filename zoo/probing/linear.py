@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
     from zoo.probing.features import Extracted
 
+# Bumped when the fit changes in a way the constants below do not show.
+FIT_FORMAT = 1
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 HELD_OUT = 0.2  # of the training split, to choose C on
 MAX_ITER = 500  # L-BFGS iterations per fit at most
@@ -51,6 +53,35 @@ class Scores:
     knn_accuracy: float
     C: float
     held_out: dict[float, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "held_out": [[c, a] for c, a in self.held_out.items()]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Scores:
+        held_out = {float(c): float(a) for c, a in data.get("held_out", [])}
+        return cls(
+            float(data["accuracy"]),
+            float(data["f1"]),
+            float(data["knn_accuracy"]),
+            float(data["C"]),
+            held_out,
+        )
+
+
+def fit_settings(seed: int, num_classes: int) -> dict[str, Any]:
+    """Everything besides the features that decides the scores: the key of their cache."""
+    return {
+        "format": FIT_FORMAT,
+        "C": list(C_GRID),
+        "held_out": HELD_OUT,
+        "max_iter": MAX_ITER,
+        "tolerance": TOLERANCE,
+        "history": HISTORY,
+        "k": KNN_K,
+        "seed": seed,
+        "classes": num_classes,
+    }
 
 
 def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
@@ -78,11 +109,13 @@ def fit_logistic(
 
     n, d = x.shape
     penalty = 1.0 / (C * n)
+    # Weights held as [K, D]: x @ w.T and g.T @ x are the fast layouts for these products
+    # (three times faster than x.T @ g on the CPU, where x.T is a strided view).
     if start is None:
-        w = torch.zeros(d, num_classes, device=x.device, dtype=x.dtype)
+        w = torch.zeros(num_classes, d, device=x.device, dtype=x.dtype)
         b = torch.zeros(num_classes, device=x.device, dtype=x.dtype)
     else:
-        w, b = (t.clone() for t in start)
+        w, b = start[0].T.contiguous(), start[1].clone()
     onehot = torch.zeros(n, num_classes, device=x.device, dtype=x.dtype)
     onehot[torch.arange(n, device=x.device), y] = 1.0
     optimizer = torch.optim.LBFGS(
@@ -97,15 +130,15 @@ def fit_logistic(
 
     def closure() -> torch.Tensor:
         # The loss and its gradient by hand: no autograd graph for a problem this small.
-        log_p = (x @ w + b).log_softmax(dim=1)
+        log_p = torch.addmm(b, x, w.T).log_softmax(dim=1)
         loss = -(log_p * onehot).sum() / n + 0.5 * penalty * w.square().sum()
         g = (log_p.exp() - onehot) / n
-        w.grad = torch.addmm(w, x.T, g, beta=penalty)
+        w.grad = torch.addmm(w, g.T, x, beta=penalty)
         b.grad = g.sum(dim=0)
         return loss
 
     optimizer.step(closure)
-    return w, b
+    return w.T, b
 
 
 def knn_predict(

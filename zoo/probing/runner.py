@@ -195,10 +195,8 @@ def probe_one(
         sizes(candidate, splits.in_chans)  # its cost for the data's channels
         row.update(params=candidate.params, gmacs=_round(candidate.gmacs, 4))
         reporter.start(index, total, candidate, len(splits.train) + len(splits.val))
-        extracted, cached = features_of(candidate, data, settings, device, reporter.advance)
-        from zoo.probing.linear import score
-
-        scores = score(extracted, len(splits.classes), settings.seed, device)
+        extracted, cached, name = features_of(candidate, data, settings, device, reporter.advance)
+        scores = scores_of(extracted, name, len(splits.classes), settings.seed, device)
     except ZooError as exc:
         row["reason"] = str(exc)
     except Exception as exc:  # the network or the library failed: the probe goes on
@@ -222,11 +220,29 @@ def probe_one(
     return row
 
 
+def scores_of(extracted: Any, name: str, num_classes: int, seed: int, device: Any) -> Any:
+    """The scores of the features cached as ``name``: from the cache, else fitted (and
+    cached)."""
+    from zoo.probing import cache
+    from zoo.probing.linear import Scores, fit_settings, score
+
+    fit = fit_settings(seed, num_classes)
+    known = cache.load_scores(name, fit)
+    if known is not None:
+        try:
+            return Scores.from_json(known)
+        except (KeyError, TypeError, ValueError):
+            pass  # damaged: fitted again
+    scores = score(extracted, num_classes, seed, device)
+    cache.save_scores(name, fit, scores.to_json())
+    return scores
+
+
 def features_of(
     candidate: Candidate, data: ProbeData, settings: ProbeSettings, device: Any, progress: Any
-) -> tuple[Any, bool]:
+) -> tuple[Any, bool, str]:
     """The candidate's features from the cache, else extracted (and cached); whether they
-    came from the cache."""
+    came from the cache, and their name there."""
     from zoo.models.finetune import pretrained_source
     from zoo.models.loading import weights_path
     from zoo.probing import cache
@@ -249,7 +265,7 @@ def features_of(
     found = cache.load(name)
     if found is not None:
         progress(len(splits.train) + len(splits.val))
-        return found, True
+        return found, True, name
     backbone = load_backbone(candidate, weights_file, splits.in_chans, device, settings.precision)
     workers = settings.workers if settings.workers is not None else _workers()
     extracted = extract_features(
@@ -262,7 +278,7 @@ def features_of(
     )
     about = {"weights": candidate.weights.qualified, "data": settings.data, "size": list(size)}
     cache.save(name, extracted, about)
-    return extracted, False
+    return extracted, False, name
 
 
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
