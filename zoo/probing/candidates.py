@@ -114,21 +114,53 @@ def measure(weights: Pretrained, size: tuple[int, int], in_chans: int) -> tuple[
 
 
 class Sizes:
-    """``measure`` once per architecture, size and channel count (tags share their network)."""
+    """``measure`` once per architecture, size, channel count and classifier (tags share their
+    network), remembered in zoo's cache folder (``probe-sizes-ENV.json``) under the registry
+    cache's key, which changes whenever the installed plugins or libraries may change: a later
+    probe orders and filters its candidates without building their networks, or importing the
+    library that provides them."""
+
+    PART = "probe-sizes"
 
     def __init__(self) -> None:
-        self._known: dict[tuple[Any, ...], tuple[int, float] | None] = {}
+        from zoo.plugins import cache
+        from zoo.plugins.build import get_registry
+
+        self._key = get_registry().key
+        saved = cache.read(self._key, part=self.PART) if self._key else None
+        self._known: dict[str, list[Any] | None] = dict((saved or {}).get("sizes", {}))
+        self._new = False
 
     def __call__(self, candidate: Candidate, in_chans: int) -> None:
-        key = (candidate.weights.component.qualified, candidate.image_size, in_chans)
+        import json
+
+        weights = candidate.weights
+        key = json.dumps(
+            [
+                weights.component.qualified,
+                list(candidate.image_size),
+                in_chans,
+                head_classes(weights),
+            ]
+        )
         if key not in self._known:
             try:
-                self._known[key] = measure(candidate.weights, candidate.image_size, in_chans)
+                self._known[key] = list(measure(weights, candidate.image_size, in_chans))
             except Exception:  # a network that cannot be built on meta: cost unknown
                 self._known[key] = None
+            self._new = True
         found = self._known[key]
         if found is not None:
-            candidate.params, candidate.gmacs = found
+            candidate.params, candidate.gmacs = int(found[0]), float(found[1])
+
+    def save(self) -> None:
+        """Write what was measured since the last save (a cache folder that cannot be written
+        only costs measuring again)."""
+        from zoo.plugins import cache
+
+        if self._new and self._key:
+            cache.write(self._key, {"sizes": self._known}, part=self.PART)
+            self._new = False
 
 
 def select(
@@ -140,6 +172,7 @@ def select(
     candidates = [Candidate(w, probe_size(w, settings.image_size)) for w in matched]
     for c in candidates:
         sizes(c, in_chans)
+    sizes.save()
     left_out = []
     too_big = {id(c) for c in candidates if _over(c.params, settings.max_params)}
     too_costly = {

@@ -141,6 +141,7 @@ def run(
             row["reason"] = f"not started: the --budget of {spent} ran out"
         else:
             row = probe_one(candidate, data, settings, device, sizes, reporter, index, total)
+            sizes.save()
             probed += 1
         rows.append(row)
         reporter.finished(row)
