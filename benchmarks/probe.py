@@ -14,11 +14,14 @@ values), written into a scratch Hugging Face cache as huggingface_hub lays one o
 2. Cache, whole processes: ``zoo probe --data DATA --arch ...`` with the feature cache emptied
    (the first probe), then the same command again (the second: features and scores from the
    cache), then once more with only the scores removed (features from the cache, fits redone),
-   for ``--rounds`` rounds. Ratios: second / first and refit / first, medians of the rounds'.
+   for ``--rounds`` rounds, after one warm-up probe (not counted: it fills zoo's registry cache
+   and a folder's decoded images, which a user's first probe may or may not find). Ratios:
+   second / first and refit / first, medians of the rounds'. ``--folder N`` probes N photo-like
+   500x375 JPEGs in 10 classes instead of ``--data``.
 
     python benchmarks/probe.py
     python benchmarks/probe.py --arch resnet18.a1_in1k --arch mobilenetv3_small_050.lamb_in1k \\
-        --data digits --rounds 3 --json
+        --folder 2000 --rounds 3 --json
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import load, run, zoo_command
+from common import load, photo_folder, run, zoo_command
 
 
 def hub_cache(folder: Path, names: list[str]) -> None:
@@ -121,7 +124,9 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "ratio": round(
                     statistics.median(e / b for e, b in zip(extracted, benched, strict=True)), 3
                 ),
-                "rounds": [[round(b, 1), round(e, 1)] for b, e in zip(benched, extracted)],
+                "rounds": [
+                    [round(b, 1), round(e, 1)] for b, e in zip(benched, extracted, strict=True)
+                ],
                 "features": int(extracted_first.train.shape[1]),
                 "fit_s": round(fit_s, 2),
                 "fit_images": args.images,
@@ -140,6 +145,9 @@ def second_probe(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     if args.image_size:
         base += ["--image-size", str(args.image_size)]
     walls: dict[str, list[float]] = {"first": [], "second": [], "refit": []}
+    warm = run(zoo_command(*base, "--out", str(scratch / "probe-warm-up")))
+    if warm.code != 0:
+        raise SystemExit(f"zoo probe failed:\n{warm.output[-4000:]}")
     load_before = load()
     for round_ in range(args.rounds):
         for what in ("first", "second", "refit"):
@@ -156,7 +164,8 @@ def second_probe(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         print(json.dumps({k: [round(v, 2) for v in w] for k, w in walls.items()}), flush=True)
 
     def ratio(a: str) -> float:
-        return round(statistics.median(x / f for x, f in zip(walls[a], walls["first"])), 3)
+        pairs = zip(walls[a], walls["first"], strict=True)
+        return round(statistics.median(x / f for x, f in pairs), 3)
 
     return {
         "command": "zoo " + " ".join(base),
@@ -176,6 +185,7 @@ def main() -> None:
         "--arch", action="append", help="pretrained weights NAME.TAG (repeat; default: two)"
     )
     parser.add_argument("--data", default="digits", help="the second-probe part's --data")
+    parser.add_argument("--folder", type=int, default=None, help="N photo-like JPEGs as --data")
     parser.add_argument("--image-size", type=int, default=None, help="default: the weights'")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--images", type=int, default=640, help="images extracted per round")
@@ -195,6 +205,8 @@ def main() -> None:
             ZOO_CACHE_DIR=str(scratch / "zoo-cache"),
         )
         hub_cache(scratch / "hf", args.arch)
+        if args.folder:
+            args.data = str(photo_folder(scratch / "photos", args.folder, classes=10))
         report: dict[str, Any] = {}
         if not args.skip_throughput:
             report["throughput"] = throughput(args)
