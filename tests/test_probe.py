@@ -286,3 +286,19 @@ def test_a_zoo_architecture_gives_its_classifiers_input(
     )
     expected = timm_net.forward_head(timm_net.forward_features(x), pre_logits=True)
     assert torch.equal(penultimate(timm_net, "test_resnet")(x), expected)
+
+
+def test_a_streamed_folder_gives_the_features_of_one_held_in_memory(
+    offline: Path, folder: Path
+) -> None:
+    """--data goes through the dataset's own path: a folder too large for its memory budget
+    streams through loader workers; the same folder held in memory is the same pixels, so
+    its features (and scores) come from the cache the streamed probe filled."""
+    streamed = zoo.probe(
+        f"folder:root={folder},max_memory_mb=0.001", EFFNET, image_size=16, batch_size=16,
+        workers=1,
+    )  # fmt: skip
+    held = zoo.probe(str(folder), EFFNET, image_size=16, batch_size=16)
+    assert (streamed[0]["status"], streamed[0]["cached"], held[0]["cached"]) == ("ok", False, True)
+    keys = ("accuracy", "f1", "knn_accuracy", "C", "train_images", "val_images")
+    assert [{k: r[k] for k in keys} for r in streamed] == [{k: r[k] for k in keys} for r in held]

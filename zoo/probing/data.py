@@ -4,7 +4,8 @@ it), built once per probe size, and the digest that keys its features in the cac
 
 The digest is taken of what the backbone will see: every image (uint8, at the probe size) and
 label of both splits, in order, and the class names. Any change to a file, to the split, or to
-how a dataset decodes gives other features a new key, whatever the source of the data is.
+how a dataset decodes gives other features a new key; the same pixels give the same key whether
+the data is held in memory or streamed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 # Bumped when what the digest covers changes.
 DIGEST_FORMAT = 1
+CHUNK = 256  # images hashed at a time
 
 
 class ProbeData:
@@ -65,33 +67,38 @@ class ProbeData:
 
     def digest(self, size: tuple[int, int]) -> str:
         if size not in self._digests:
-            self._digests[size] = data_digest(self.at(size))
+            workers = self.settings.workers
+            self._digests[size] = data_digest(self.at(size), workers)
         return self._digests[size]
 
 
-def data_digest(splits: DataSplits) -> str:
+def data_digest(splits: DataSplits, workers: int | None = None) -> str:
     """A digest of the images and labels of both splits, in order, and the class names."""
     h = hashlib.sha256(json.dumps([DIGEST_FORMAT, list(splits.classes)]).encode())
     for part in (splits.train, splits.val):
         h.update(f"\0split {len(part)}\0".encode())
-        _update(h, part)
+        _update(h, part, workers)
     return h.hexdigest()
 
 
-def _update(h: Any, split: Any) -> None:
+def _update(h: Any, split: Any, workers: int | None) -> None:
     import numpy as np
+    import torch
 
-    from zoo.data.splits import ImageTensors
+    from zoo.data.batches import make_batches
+    from zoo.data.splits import ImageTensors, default_workers
 
     if isinstance(split, ImageTensors):
-        h.update(np.ascontiguousarray(split.images.numpy()).data)
-        h.update(split.labels.numpy().astype("<i8").tobytes())
-        return
-    for i in range(len(split)):  # streamed: read as the backbone will read it
-        item = split[i]
-        if item is None:
-            h.update(b"\0unreadable\0")
-            continue
-        image, label = item
-        h.update(np.ascontiguousarray(np.asarray(image)).data)
-        h.update(int(label).to_bytes(8, "little", signed=True))
+        chunks: Any = (
+            (split.images[i : i + CHUNK], split.labels[i : i + CHUNK])
+            for i in range(0, len(split), CHUNK)
+        )
+    else:
+        # Streamed: read as the backbone will read it, through the same loader workers (which
+        # also decode a folder's images into its cache, for the extraction that follows).
+        workers = default_workers() if workers is None else workers
+        cpu = torch.device("cpu")
+        chunks = make_batches(split, CHUNK, cpu, train=False, workers=workers, seed=0).epoch(0)
+    for images, labels in chunks:  # the same bytes, held or streamed
+        h.update(np.ascontiguousarray(images.numpy()).data)
+        h.update(labels.numpy().astype("<i8").tobytes())

@@ -108,15 +108,14 @@ def report(result: ProbeResult, out: Path | None) -> dict[str, Any]:
 
 
 class Record:
-    """Writes ``probe.json`` after every candidate, atomically (``record(rows, finished)``)."""
+    """Writes ``probe.json`` after every candidate, atomically (``record(rows)``); the
+    finished probe's report replaces it (``write``)."""
 
     def __init__(self, out: Path, settings: ProbeSettings) -> None:
         self.path = out / RECORD
         self.settings = settings
 
-    def __call__(self, rows: list[dict[str, Any]], finished: bool) -> None:
-        if finished:
-            return  # the full report is written by write(), with the ranking
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
         from zoo import __version__
 
         data = {

@@ -3,9 +3,9 @@ scored, and recorded before the next starts.
 
 A candidate that fails (weights not in the cache offline, a network error, a network that
 cannot take the input) becomes a row with a one-line reason, and the probe goes on. With a
-``--budget`` (counted from this process's start), no candidate after its first starts once the
-time is spent; those left are rows that say so.
-``probe.json`` in the output folder is rewritten after every candidate, so an interrupted probe
+``--budget`` (counted from the first candidate's start), no candidate after this process's
+first starts once the time is spent; those left are rows that say so. ``probe.json`` in the
+output folder is rewritten after every candidate, so an interrupted probe
 continues with ``--resume``: the candidates it scored are kept, the others run.
 """
 
@@ -105,9 +105,8 @@ def run(
     begin: Any = None,
 ) -> ProbeResult:
     """Probe every selected candidate. ``begin()`` is called once the settings, the data and
-    the candidates are known to be good, before the first candidate; ``record(rows,
-    finished)`` after each one (and at the end); ``done`` holds rows of an earlier,
-    interrupted probe to keep."""
+    the candidates are known to be good, before the first candidate; ``record(rows)`` after
+    each one; ``done`` holds rows of an earlier, interrupted probe to keep."""
     from zoo.probing.candidates import Sizes, match, probe_size, select
     from zoo.probing.data import ProbeData
     from zoo.train.runtime import resolve_device
@@ -146,12 +145,9 @@ def run(
         rows.append(row)
         reporter.finished(row)
         if record is not None:
-            record(rows, False)
+            record(rows)
     ranked = rank(rows)
-    result = ProbeResult(settings, ranked, best_row(ranked, settings.min_img_s), selection.left_out)
-    if record is not None:
-        record(ranked, True)
-    return result
+    return ProbeResult(settings, ranked, best_row(ranked, settings.min_img_s), selection.left_out)
 
 
 def new_row(candidate: Candidate, status: str) -> dict[str, Any]:
@@ -174,6 +170,7 @@ def new_row(candidate: Candidate, status: str) -> dict[str, Any]:
         "train_images": None,
         "val_images": None,
         "cached": False,
+        "resumed": False,
         "seconds": None,
     }
 
