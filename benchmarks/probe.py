@@ -18,10 +18,16 @@ values), written into a scratch Hugging Face cache as huggingface_hub lays one o
    and a folder's decoded images, which a user's first probe may or may not find). Ratios:
    second / first and refit / first, medians of the rounds'. ``--folder N`` probes N photo-like
    500x375 JPEGs in 10 classes instead of ``--data``.
+3. The fit (``--fit``), in this process: on each ``--arch``'s features of the embedded digits at
+   32 px (1,438 training images), ``zoo.probing.linear.score`` (torch's L-BFGS) against the
+   same search with scikit-learn (``LogisticRegression`` and ``KNeighborsClassifier``: the
+   same held-out split, the same C grid, tolerance and iteration limit, warm starts), CPU
+   seconds of each and both accuracies.
 
     python benchmarks/probe.py
     python benchmarks/probe.py --arch resnet18.a1_in1k --arch mobilenetv3_small_050.lamb_in1k \\
         --folder 2000 --rounds 3 --json
+    python benchmarks/probe.py --fit --skip-throughput --skip-cache
 """
 
 from __future__ import annotations
@@ -179,6 +185,88 @@ def second_probe(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     }
 
 
+def scikit_learn_score(extracted: Any, num_classes: int, seed: int) -> dict[str, float]:
+    """``zoo.probing.linear.score``'s search, done by scikit-learn."""
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    from zoo.data.splits import stratified_split
+    from zoo.probing import linear
+
+    x, y = extracted.train.numpy(), extracted.train_labels.numpy()
+    vx, vy = extracted.val.numpy(), extracted.val_labels.numpy()
+    fit_idx, held_idx = stratified_split(y.tolist(), linear.HELD_OUT, seed)
+    scaler = StandardScaler().fit(x[fit_idx])
+    fx, hx = scaler.transform(x[fit_idx]), scaler.transform(x[held_idx])
+    model = LogisticRegression(max_iter=linear.MAX_ITER, tol=linear.TOLERANCE, warm_start=True)
+    best, chosen = (-1.0, 0.0), linear.C_GRID[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for c in linear.C_GRID:
+            model.set_params(C=c).fit(fx, y[fit_idx])
+            held = (model.score(hx, y[held_idx]), -log_loss(y[held_idx], model.predict_proba(hx)))
+            if held > best:
+                best, chosen = held, c
+        scaler = StandardScaler().fit(x)
+        final = LogisticRegression(C=chosen, max_iter=linear.MAX_ITER, tol=linear.TOLERANCE)
+        final.fit(scaler.transform(x), y)
+    knn = KNeighborsClassifier(n_neighbors=min(linear.KNN_K, len(x)), metric="cosine").fit(x, y)
+    return {
+        "accuracy": float(final.score(scaler.transform(vx), vy)),
+        "knn_accuracy": float(knn.score(vx, vy)),
+        "C": chosen,
+        "classes": int(np.unique(y).size),
+    }
+
+
+def fit_compare(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import torch
+    from safetensors.torch import load_file
+
+    import zoo
+    from zoo.probing import cache
+    from zoo.probing.features import Extracted
+    from zoo.probing.linear import score
+
+    rows = []
+    for name in args.arch:
+        before = set(cache.folder().glob("*.safetensors"))
+        zoo.probe("digits", name, image_size=32, batch_size=args.batch_size)
+        (file,) = set(cache.folder().glob("*.safetensors")) - before
+        t = load_file(str(file))
+        extracted = Extracted(t["train"], t["train_labels"], t["val"], t["val_labels"], 0.0, 0.0)
+        c0 = time.process_time()
+        ours = score(extracted, 10, 0)
+        ours_cpu = time.process_time() - c0
+        c0 = time.process_time()
+        theirs = scikit_learn_score(extracted, 10, 0)
+        theirs_cpu = time.process_time() - c0
+        rows.append(
+            {
+                "arch": name,
+                "features": list(t["train"].shape),
+                "torch_cpu_s": round(ours_cpu, 2),
+                "sklearn_cpu_s": round(theirs_cpu, 2),
+                "torch_accuracy": round(ours.accuracy, 4),
+                "sklearn_accuracy": round(theirs["accuracy"], 4),
+                "torch_C": ours.C,
+                "sklearn_C": theirs["C"],
+                "torch_knn": round(ours.knn_accuracy, 4),
+                "sklearn_knn": round(theirs["knn_accuracy"], 4),
+                "threads": torch.get_num_threads(),
+                "load": load(),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -194,6 +282,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-cache", action="store_true")
+    parser.add_argument("--fit", action="store_true", help="also compare the fit with sklearn")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     args.arch = args.arch or ["resnet18.a1_in1k", "mobilenetv3_small_050.lamb_in1k"]
@@ -212,6 +301,8 @@ def main() -> None:
             report["throughput"] = throughput(args)
         if not args.skip_cache:
             report["cache"] = second_probe(args, scratch)
+        if args.fit:
+            report["fit"] = fit_compare(args)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -221,6 +312,13 @@ def main() -> None:
             f"{row['precision']}: zoo benchmark {row['benchmark_img_s']:,.1f} img/s, "
             f"extraction {row['extract_img_s']:,.1f} img/s, ratio {row['ratio']:.3f}; "
             f"fit {row['fit_s']:.2f}s on {row['features']} features (load {row['load']})"
+        )
+    for row in report.get("fit", []):
+        print(
+            f"fit on {row['arch']}'s features {row['features']}: torch {row['torch_cpu_s']:.2f} "
+            f"CPU s (accuracy {row['torch_accuracy']}, C {row['torch_C']:g}), scikit-learn "
+            f"{row['sklearn_cpu_s']:.2f} CPU s (accuracy {row['sklearn_accuracy']}, C "
+            f"{row['sklearn_C']:g}) (load {row['load']})"
         )
     if "cache" in report:
         c = report["cache"]

@@ -164,6 +164,13 @@ def test_failures_are_rows_with_a_reason_and_bad_input_is_one_line(
     assert missing["reason"].startswith("hf-hub:timm/test_convnext.r160_in1k is not in the")
     assert "HF_HUB_OFFLINE is set" in missing["reason"] and "\n" not in missing["reason"]
     assert rows["test_vit.r160_in1k"]["status"] == "failed"
+    # When no candidate could be scored, the table still says why, and the command fails.
+    result = cli("probe", "--data", folder, "--arch", "test_convnext.r160_in1k", "--out",
+                 tmp_path / "none", *SMALL, code=1)  # fmt: skip
+    assert "failed: hf-hub:timm/test_convnext.r160_in1k is not in the" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: no candidate could be probed; the table says why"
+    )
 
     for args, message in [
         (["--arch", "resnet18.a1_in1kk"], "error: --arch resnet18.a1_in1kk: architecture "

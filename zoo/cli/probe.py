@@ -100,6 +100,7 @@ def probe(
     the train and validation splits (cached), a logistic regression and a cosine kNN on them;
     ranked by validation accuracy, with macro F1, images/s here, parameters and GMACs. Ends
     with the zoo train command that fine-tunes the best."""
+    from zoo.cli.train import _given as given_option
     from zoo.probing.outputs import read_record
     from zoo.probing.runner import probe as run_probe
     from zoo.probing.settings import settings as make_settings
@@ -110,7 +111,7 @@ def probe(
         given = sorted(
             "--" + name.replace("_", "-").replace("-output", "")
             for name in ctx.params
-            if name not in _RESUMABLE and _given(ctx, name)
+            if name not in _RESUMABLE and given_option(ctx, name)
         )
         if given:
             raise ZooError(
@@ -150,7 +151,7 @@ def probe(
     lines.append(f"wrote {', '.join(str(p) for p in written)}")
     scored = [r for r in result.rows if r["status"] == "ok"]
     if not scored:
-        lines.append("error: no candidate could be probed; the table says why")
+        pass  # said below, as the error it is
     elif result.best is None:
         fastest = max(scored, key=lambda r: r["images_per_second"] or 0.0)
         lines.append(
@@ -171,15 +172,9 @@ def probe(
         for line in lines:
             console.print(line, markup=False)
     if not scored:
-        raise typer.Exit(1)
+        raise ZooError("no candidate could be probed; the table says why", exit_code=1)
     if train and result.best is not None:
         _train(train_values(cfg, result.best), json_output)
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    from zoo.cli.train import _given as given
-
-    return given(ctx, name)
 
 
 def _train(values: dict[str, Any], json_output: bool) -> None:
