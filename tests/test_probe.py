@@ -309,3 +309,26 @@ def test_a_streamed_folder_gives_the_features_of_one_held_in_memory(
     assert (streamed[0]["status"], streamed[0]["cached"], held[0]["cached"]) == ("ok", False, True)
     keys = ("accuracy", "f1", "knn_accuracy", "C", "train_images", "val_images")
     assert [{k: r[k] for k in keys} for r in streamed] == [{k: r[k] for k in keys} for r in held]
+
+
+def test_a_damaged_or_unwritable_feature_cache_only_costs_the_extraction(
+    offline: Path,
+    folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (first,) = zoo.probe(str(folder), EFFNET, image_size=16, batch_size=16)
+    (file,) = (Path(os.environ["ZOO_CACHE_DIR"]) / "features").glob("*.safetensors")
+    file.write_bytes(file.read_bytes()[:100])  # cut short, as by a full disk elsewhere
+    (again,) = zoo.probe(str(folder), EFFNET, image_size=16, batch_size=16)
+    assert (again["status"], again["cached"], again["accuracy"]) == ("ok", False, first["accuracy"])
+    assert len(load_file(str(file))["train"]) == 48  # written whole again
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(blocker / "cache"))
+    capsys.readouterr()
+    (row,) = zoo.probe(str(folder), EFFNET, image_size=16, batch_size=16)
+    assert (row["status"], row["accuracy"]) == ("ok", first["accuracy"])
+    warned = [line for line in capsys.readouterr().err.splitlines() if "feature cache" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: cannot write the feature cache")
