@@ -20,7 +20,7 @@ class ProbeSettings:
     """A probe's settings (every value normalised: sizes as ``(h, w)``, the budget in
     seconds, parameter counts as integers)."""
 
-    data: str  # as given: the dataset name[:k=v] or path, repeated in the zoo train command
+    data: str  # a dataset name[:k=v] or a path, made absolute (as the zoo train command shows)
     archs: tuple[str, ...]  # names and globs over pretrained weights
     image_size: tuple[int, int] | None = None  # None: each weights' own input size
     max_models: int = 20
@@ -84,7 +84,7 @@ def settings(
         if not ok:
             raise ZooError(message)
     return ProbeSettings(
-        data=str(data),
+        data=absolute_data(str(data)),
         archs=tuple(dict.fromkeys(names)),
         image_size=parse_image_size(image_size),
         max_models=int(max_models),
@@ -99,6 +99,22 @@ def settings(
         seed=int(seed),
         val_split=float(val_split),
     )
+
+
+def absolute_data(text: str) -> str:
+    """``--data`` with its paths made absolute (an image folder's, a dataset's ``root=``), as
+    ``zoo train`` resolves it, so that ``--resume`` from elsewhere reads the same data; a
+    folder stays a path, as the user typed it, rather than ``folder:root=...``."""
+    from zoo.plugins.specs import parse_spec
+    from zoo.train.config import data_spec
+
+    spec_text = data_spec(text.strip())
+    if spec_text == text.strip():
+        return spec_text
+    spec = parse_spec(spec_text, kind="dataset")
+    if spec.name == "folder" and not text.strip().startswith(("folder:", "zoo:folder")):
+        return str(spec.params["root"])
+    return spec_text
 
 
 def parse_duration(text: float | str) -> float:
