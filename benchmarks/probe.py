@@ -5,7 +5,8 @@ Offline: the weights are timm's networks with random weights (speed does not dep
 values), written into a scratch Hugging Face cache as huggingface_hub lays one out.
 
 1. Throughput, in this process, for each ``--arch``: ``zoo.tasks.benchmark.run`` (what
-   ``zoo benchmark --no-train`` runs: warm-up steps, then timed steps on one synthetic batch)
+   ``zoo benchmark --no-train`` runs: ``--warmup`` steps, then ``--steps`` timed steps on one
+   synthetic batch)
    and ``zoo.probing.features.extract_features`` over ``--images`` in-memory images (what
    ``zoo probe`` runs on a dataset held in memory), in turn for ``--rounds`` rounds, same batch
    size, input size and precision. Ratio: extraction / benchmark, median of the rounds' ratios.
@@ -96,7 +97,7 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
             image_size=size,
             num_classes=head_classes(weights),
             device=args.device,
-            warmup=3,
+            warmup=args.warmup,
             steps=args.steps,
             train=False,
         )
@@ -278,6 +279,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--images", type=int, default=640, help="images extracted per round")
     parser.add_argument("--steps", type=int, default=10, help="zoo benchmark's timed steps")
+    parser.add_argument("--warmup", type=int, default=1, help="zoo benchmark's warm-up steps")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-throughput", action="store_true")
