@@ -1,7 +1,8 @@
 """zoo: a plugin-based model zoo and training framework for image classification.
 
 ``import zoo`` is cheap: it imports pluggy, not torch. Plugins use ``zoo.hookimpl``; the Python
-API (``create_model``, ``build``, ``list_components``, ``load``) imports torch when first called.
+API (``create_model``, ``build``, ``list_components``, ``load``, ``probe``) imports torch when
+first called.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from zoo.plugins.hookspecs import hookimpl, hookspec
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from zoo.api import build, create_model, list_components, load
+    from zoo.api import build, create_model, list_components, load, probe
     from zoo.data.splits import DataSplits, ImageTensors
 
 _LAZY = {
@@ -22,6 +23,7 @@ _LAZY = {
     "create_model": "zoo.api",
     "list_components": "zoo.api",
     "load": "zoo.api",
+    "probe": "zoo.api",
     "DataSplits": "zoo.data.splits",
     "ImageTensors": "zoo.data.splits",
 }
@@ -37,6 +39,7 @@ __all__ = [
     "hookspec",
     "list_components",
     "load",
+    "probe",
 ]
 
 

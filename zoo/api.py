@@ -1,4 +1,4 @@
-"""The Python API beside the CLI: ``create_model``, ``list_components``, ``load``."""
+"""The Python API beside the CLI: ``create_model``, ``list_components``, ``load``, ``probe``."""
 
 from __future__ import annotations
 
@@ -29,22 +29,16 @@ def create_model(
     to ``in_chans``. ``image_size`` defaults to the size the weights were trained at (else the
     architecture's own default, else 224).
     """
-    from zoo.plugins.build import get_registry
-    from zoo.plugins.components import resolve
+    from zoo.models.finetune import create_network
 
-    resolved = resolve("architecture", name, **params)
-    weights = get_registry().find_pretrained(resolved.spec.ref) if pretrained else None
-    if image_size is None:
-        size = weights.config.get("input_size") if weights is not None else None
-        default = getattr(resolved.factory, "default_image_size", None)
-        image_size = tuple(size[1:]) if size else tuple(default) if default else 224
-    net = resolved.build(num_classes=num_classes, in_chans=in_chans, image_size=image_size)
-    if weights is not None:
-        from zoo.models.finetune import initialize, pretrained_source
-
-        source = pretrained_source(weights)
-        initialize(net, source, num_classes, in_chans, f"pretrained {weights.name}", source)
-    return net
+    return create_network(
+        name,
+        pretrained=pretrained,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        image_size=image_size,
+        **params,
+    )
 
 
 def build(kind: str, spec: str, **keywords: Any) -> Any:
@@ -77,3 +71,36 @@ def load(
     from zoo.models.loading import load as load_model
 
     return load_model(path, device=device, precision=precision, engine=engine)
+
+
+def probe(
+    data: str,
+    archs: str | list[str],
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Rank pretrained backbones on ``data`` as ``zoo probe`` does: ``archs`` are names and
+    globs over pretrained weights (``"resnet18.a1_in1k"``, ``"convnext_*"``); ``options`` are
+    the command's (``image_size``, ``max_models``, ``max_params``, ``max_gmacs``,
+    ``min_img_s``, ``budget``, ``batch_size``, ``device``, ``precision``, ``workers``,
+    ``seed``, ``val_split``). Returns the table: one dict per candidate, ranked (``rank``,
+    ``name``, ``accuracy``, ``f1``, ``knn_accuracy``, ``images_per_second``, ``params``,
+    ``gmacs``, ...; failed and skipped ones last, with their ``reason``). With ``out``, the
+    folder gets ``probe.json``, ``probe.csv`` and ``probe.png``; ``resume`` continues the
+    interrupted probe in that folder (``data`` and ``archs`` must then be its own)."""
+    from zoo.errors import ZooError
+    from zoo.probing.outputs import read_record
+    from zoo.probing.runner import probe as run_probe
+    from zoo.probing.settings import settings
+
+    cfg = settings(data, archs, **options)
+    done = None
+    if resume is not None:
+        saved, done = read_record(Path(resume))
+        if (saved.data, saved.archs) != (cfg.data, cfg.archs):
+            raise ZooError(f"resume={str(resume)!r} probed {saved.data} with {list(saved.archs)}")
+        cfg, out = saved, resume
+    result, _, _ = run_probe(cfg, out=None if out is None else Path(out), done=done)
+    return result.rows

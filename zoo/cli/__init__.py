@@ -18,6 +18,7 @@ def build_app() -> typer.Typer:
         lrfind,
         newplugin,
         predict,
+        probe,
         push,
         report,
         runs,
@@ -42,6 +43,7 @@ def build_app() -> typer.Typer:
     train.register(app)
     tune.register(app)
     lrfind.register(app)
+    probe.register(app)
     evaluate.register(app)
     predict.register(app)
     report.register(app)

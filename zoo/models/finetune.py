@@ -11,7 +11,7 @@ architecture's pretrained tag.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,33 @@ from zoo.models.weights import load_tensors, read_header
 
 if TYPE_CHECKING:
     from zoo.plugins.registry import Pretrained
+
+
+def create_network(
+    name: str,
+    *,
+    pretrained: bool = False,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    image_size: int | tuple[int, int] | None = None,
+    **params: Any,
+) -> nn.Module:
+    """``zoo.create_model``'s network (its docstring is the reference), for the packages below
+    the public surface (``zoo probe`` builds its candidates so)."""
+    from zoo.plugins.build import get_registry
+    from zoo.plugins.components import resolve
+
+    resolved = resolve("architecture", name, **params)
+    weights = get_registry().find_pretrained(resolved.spec.ref) if pretrained else None
+    if image_size is None:
+        size = weights.config.get("input_size") if weights is not None else None
+        default = getattr(resolved.factory, "default_image_size", None)
+        image_size = tuple(size[1:]) if size else tuple(default) if default else 224
+    net = resolved.build(num_classes=num_classes, in_chans=in_chans, image_size=image_size)
+    if weights is not None:
+        source = pretrained_source(weights)
+        initialize(net, source, num_classes, in_chans, f"pretrained {weights.name}", source)
+    return net
 
 
 def pretrained_source(weights: Pretrained) -> str:

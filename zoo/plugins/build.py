@@ -65,6 +65,7 @@ def build_registry(*, use_cache: bool = True) -> Registry:
         loader,
         on_stale=cache.clear if cacheable else None,
         extras=_extras_loader(loader, sources, key),
+        key=key,
     )
 
 

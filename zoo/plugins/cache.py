@@ -10,7 +10,8 @@ Any change to those rebuilds the cache; a cache that cannot be written is simply
 Two files share that key: ``registry-ENV.json`` (components and plugins, read by every command)
 and ``extras-ENV.json`` (what plugins registered beside their components with ``extra=``, such
 as timm's 1,800 pretrained tags), read only by the commands that need it, so that the common
-path stays small.
+path stays small. Other caches of facts about the components use the same key
+(``Registry.key``), in files of their own: ``zoo probe``'s ``probe-sizes-ENV.json``.
 """
 
 from __future__ import annotations

@@ -37,6 +37,13 @@ def zoo_register_architectures(register: Register) -> None:
     lists the architecture's pretrained weights, default first: dicts with ``tag``, ``hub_id``
     (a Hugging Face Hub repository in the timm layout), ``input_size``, ``mean``, ``std``,
     ``crop_pct``, ``interpolation``, ``num_classes``, ``license``.
+
+    ``zoo probe`` reads a network's penultimate features ``[B, D]``, what its classifier reads:
+    ``forward_head(forward_features(x), pre_logits=True)`` when it has both methods (timm's
+    convention), else the input of the module ``get_classifier()`` returns, flattened (taken as
+    that module is called; the classifier itself does not run). A network with neither cannot
+    be probed. The network is built with the weights' own ``num_classes``, so that every tensor
+    of them loads.
     """
 
 

@@ -128,7 +128,11 @@ class Registry:
         loader: Loader,
         on_stale: Callable[[], None] | None = None,
         extras: Callable[[], dict[tuple[str, str, str], dict[str, Any]]] | None = None,
+        key: str = "",
     ) -> None:
+        # The registry cache's key: it changes whenever what the plugins register may change,
+        # so other caches of facts about the components can be keyed by it ("": not cacheable).
+        self.key = key
         self._components = list(components)
         self._plugins = list(plugins)
         self._loader = loader

@@ -1,5 +1,6 @@
 """PNG figures for a run: the confusion matrix, the training curves, the top losses and the
-reliability diagram; and the loss against the learning rate of ``zoo lr-find``.
+reliability diagram; the loss against the learning rate of ``zoo lr-find``; and the accuracy
+against the throughput of ``zoo probe``'s candidates.
 
 matplotlib is optional (``pip install 'zoo[plots]'``). Figures are drawn on an Agg canvas
 without pyplot, so nothing global (the backend, open figures) changes in the caller's process.
@@ -267,4 +268,50 @@ def lr_find_png(lrs: list[float], losses: list[float], suggested: float | None) 
             color="red",
         )
     ax.set_title("learning-rate range test")
+    return _png(fig)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both speed (x) and accuracy (y), fastest
+    first: for each, nothing at least as fast is more accurate."""
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def probe_png(rows: list[dict[str, Any]], title: str = "") -> bytes:
+    """Each scored candidate's validation accuracy (linear probe) against its images per
+    second (log scale), labelled, with the Pareto front (the best accuracy at each speed)
+    drawn and its points marked."""
+    scored = [r for r in rows if r.get("status") == "ok" and r.get("images_per_second")]
+    fig = _figure(7.5, 5.0)
+    ax = fig.add_subplot()
+    points = [(float(r["images_per_second"]), float(r["accuracy"])) for r in scored]
+    front = pareto_front(points)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    ax.scatter(xs, ys, color="grey", zorder=2, label="candidates")
+    if front:
+        fx, fy = [points[i][0] for i in front], [points[i][1] for i in front]
+        ax.step(fx, fy, where="post", color="tab:red", alpha=0.6, zorder=1)
+        ax.scatter(fx, fy, color="tab:red", zorder=3, label="Pareto front")
+    for r, (x, y) in zip(scored, points, strict=True):
+        ax.annotate(
+            _short(str(r["name"]), 32), (x, y), textcoords="offset points", xytext=(5, 4),
+            fontsize=8,
+        )  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("backbone images per second on this machine (log scale)")
+    ax.set_ylabel("validation accuracy (linear probe)")
+    ax.grid(alpha=0.3, which="both")
+    if scored:
+        ax.legend(loc="lower left")
+        low, high = min(ys), max(ys)
+        pad = max(0.02, 0.1 * (high - low))
+        ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad) + 0.01)
+        ax.set_xlim(min(xs) / 1.6, max(xs) * 2.2)  # room for the labels
+    ax.set_title(title or "zoo probe: accuracy against speed")
     return _png(fig)

@@ -1,0 +1,334 @@
+"""``zoo probe``: pretrained backbones ranked on the user's data by linear probes on frozen
+features, offline, from Hugging Face cache entries of timm's tiny test networks with random
+weights (made here, as timm saves them for the Hub), and from a plugin's own architectures.
+
+The figures that matter for speed (extraction against ``zoo benchmark``, a second probe against
+the first) are measured by benchmarks/probe.py, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hubtools import cache_entry, hub_environment, timm_files
+from safetensors.torch import load_file, save_file
+
+import zoo
+from zoo.plugins.build import add_plugin
+
+RESNET = "test_resnet.r160_in1k"
+EFFNET = "test_efficientnet.r160_in1k"
+SMALL = ["--image-size", "16", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def hub_files() -> dict[str, dict[str, bytes]]:
+    return {name: timm_files(name) for name in (RESNET, EFFNET)}
+
+
+@pytest.fixture
+def offline(
+    tmp_path: Path, hub_files: dict[str, dict[str, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A Hugging Face cache holding the two tiny networks, used offline, and a zoo cache of
+    this test's own (where the features go)."""
+    cache = tmp_path / "hf-cache"
+    for name, files in hub_files.items():
+        cache_entry(cache, f"timm/{name}", files)
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "zoo-cache"))
+    with hub_environment(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", HF_ENDPOINT=None):
+        yield cache
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import write_digit_folder
+
+    return write_digit_folder(tmp_path_factory.mktemp("probe-data") / "digits", [0, 1, 2], 20)
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root``: size and modification time (links not followed)."""
+    return {
+        str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def test_probe_ranks_both_and_a_second_probe_reads_the_feature_cache(
+    cli, offline: Path, folder: Path, tmp_path: Path
+) -> None:
+    """The issue's command, offline: both ranked with accuracies, speed and the fine-tune
+    command; a second probe (another --out) extracts nothing and gives the same numbers."""
+    hub_before = _tree(offline)
+    first = cli("probe", "--data", folder, "--arch", RESNET, "--arch", EFFNET, "--pretrained",
+                "--json", "--out", tmp_path / "p1", *SMALL)  # fmt: skip
+    report = json.loads(first.stdout)
+    rows = report["candidates"]
+    assert [r["rank"] for r in rows] == [1, 2]
+    assert {r["name"] for r in rows} == {RESNET, EFFNET}
+    for r in rows:
+        assert r["status"] == "ok" and r["cached"] is False
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["knn_accuracy"] <= 1 and 0 <= r["f1"] <= 1
+        assert r["images_per_second"] > 0 and r["params"] > 0 and r["gmacs"] > 0
+        assert (r["train_images"], r["val_images"]) == (48, 12) and r["image_size"] == [16, 16]
+    assert rows[0]["accuracy"] >= rows[1]["accuracy"]
+    best = rows[0]["name"]
+    command = f"zoo train --data {folder} --arch {best} --pretrained --image-size 16"
+    assert report["best"] == best and report["train_command"] == command
+    assert first.stderr.strip().splitlines()[-1] == command  # the last line
+    out = tmp_path / "p1"
+    assert json.loads((out / "probe.json").read_text()) == report
+    csv_lines = (out / "probe.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("rank,name,status,accuracy") and len(csv_lines) == 3
+    assert (out / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    features = Path(os.environ["ZOO_CACHE_DIR"]) / "features"
+    cached = _tree(features)  # each one's features, and the scores fitted on them
+    assert sorted(Path(name).suffix for name in cached) == [".json"] * 2 + [".safetensors"] * 2
+    assert _tree(offline) == hub_before  # nothing written into the Hugging Face cache
+
+    second = cli("probe", "--data", folder, "--arch", RESNET, "--arch", EFFNET, "--json",
+                 "--out", tmp_path / "p2", *SMALL)  # fmt: skip
+    again = json.loads(second.stdout)["candidates"]
+    assert all(r["cached"] for r in again)
+    keys = ("name", "accuracy", "f1", "knn_accuracy", "images_per_second", "C")
+    assert [{k: r[k] for k in keys} for r in again] == [{k: r[k] for k in keys} for r in rows]
+    assert _tree(features) == cached  # read, not written again
+    assert "features from the cache" in second.stderr
+
+    # The table, and a recommendation under a speed no candidate reaches.
+    table = cli("probe", "--data", folder, "--arch", "test_resnet.*", "--arch",
+                "test_efficientnet.*", "--min-img-s", "1e12", "--out", tmp_path / "p3",
+                *SMALL)  # fmt: skip
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["rank", "weights", "accuracy", "f1"]
+    assert "no candidate reaches --min-img-s 1e+12" in table.stdout
+    assert "zoo train" not in table.stdout
+
+
+def test_the_logistic_regression_and_knn_agree_with_scikit_learn(
+    offline: Path, folder: Path
+) -> None:
+    """On the cached features, at the C the probe chose: scikit-learn's LogisticRegression
+    within half a point, and its cosine KNeighborsClassifier exactly."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    (row,) = zoo.probe(str(folder), RESNET, image_size=16, batch_size=16)
+    (file,) = (Path(os.environ["ZOO_CACHE_DIR"]) / "features").glob("*.safetensors")
+    f = {k: v.numpy() for k, v in load_file(str(file)).items()}
+    scaler = StandardScaler().fit(f["train"])
+    reference = LogisticRegression(C=row["C"], max_iter=10_000)
+    reference.fit(scaler.transform(f["train"]), f["train_labels"])
+    theirs = reference.score(scaler.transform(f["val"]), f["val_labels"])
+    assert abs(row["accuracy"] - theirs) <= 0.005
+    knn = KNeighborsClassifier(n_neighbors=20, metric="cosine").fit(f["train"], f["train_labels"])
+    assert row["knn_accuracy"] == pytest.approx(knn.score(f["val"], f["val_labels"]))
+
+
+def test_the_fit_matches_scikit_learn_on_harder_data() -> None:
+    """Overlapping classes, where the regularization matters: every C of the grid, same
+    objective, within half a point of scikit-learn on 600 validation points."""
+    from sklearn.linear_model import LogisticRegression
+
+    from zoo.probing.linear import C_GRID, fit_logistic, standardize
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(5, 24, generator=g)
+    y = torch.arange(1800) % 5
+    x = centres[y] + 2.5 * torch.randn(1800, 24, generator=g)
+    train, val = standardize(x[:1200], x[1200:])
+    for C in C_GRID[:-1]:  # the weakest regularization is scikit-learn's slowest fit
+        w, b = fit_logistic(train, y[:1200], 5, C)
+        ours = (val @ w + b).argmax(1).eq(y[1200:]).float().mean().item()
+        reference = LogisticRegression(C=C, max_iter=10_000).fit(train.numpy(), y[:1200].numpy())
+        assert abs(ours - reference.score(val.numpy(), y[1200:].numpy())) <= 0.005, C
+
+
+def test_failures_are_rows_with_a_reason_and_bad_input_is_one_line(
+    cli, offline: Path, folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "probe"
+    # Not in the cache offline; weights whose position embeddings do not fit 16 px.
+    result = cli("probe", "--data", folder, "--arch", RESNET, "--arch", "test_convnext.r160_in1k",
+                 "--arch", "test_vit.r160_in1k", "--json", "--out", out, *SMALL)  # fmt: skip
+    rows = {r["name"]: r for r in json.loads(result.stdout)["candidates"]}
+    assert rows[RESNET]["rank"] == 1
+    missing = rows["test_convnext.r160_in1k"]
+    assert missing["status"] == "failed" and missing["rank"] is None
+    assert missing["reason"].startswith("hf-hub:timm/test_convnext.r160_in1k is not in the")
+    assert "HF_HUB_OFFLINE is set" in missing["reason"] and "\n" not in missing["reason"]
+    assert rows["test_vit.r160_in1k"]["status"] == "failed"
+    # When no candidate could be scored, the table still says why, and the command fails.
+    result = cli("probe", "--data", folder, "--arch", "test_convnext.r160_in1k", "--out",
+                 tmp_path / "none", *SMALL, code=1)  # fmt: skip
+    assert "failed: hf-hub:timm/test_convnext.r160_in1k is not in the" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: no candidate could be probed; the table says why"
+    )
+
+    for args, message in [
+        (["--arch", "resnet18.a1_in1kk"], "error: --arch resnet18.a1_in1kk: architecture "
+         "'timm:resnet18' has no pretrained tag 'a1_in1kk'; did you mean a1_in1k"),
+        (["--arch", "nosuch_*"], "error: --arch 'nosuch_*' matches no pretrained weights"),
+        (["--arch", "simplecnn"], "error: --arch simplecnn: architecture 'zoo:simplecnn' has no "
+         "pretrained weights"),
+        (["--arch", RESNET, "--budget", "soon"], "error: --budget must be a duration such as"),
+        (["--arch", RESNET, "--max-params", "-3"], "error: --max-params must be a number"),
+        (["--arch", RESNET, "--max-params", "1k"], "error: no candidate is left: 1 candidate "
+         "over --max-params 1,000"),
+    ]:  # fmt: skip
+        result = cli("probe", "--data", folder, *args, "--out", tmp_path / "bad", code=2)
+        assert result.stderr.strip().startswith(message), result.stderr
+        assert "\n" not in result.stderr.strip()
+    result = cli("probe", "--data", tmp_path / "nowhere", "--arch", RESNET, "--out",
+                 tmp_path / "bad", code=2)  # fmt: skip
+    assert "does not exist" in result.stderr
+    assert not (tmp_path / "bad").exists()
+    # An earlier probe is continued with --resume, never overwritten.
+    result = cli("probe", "--data", folder, "--arch", RESNET, "--out", out, code=2)
+    assert f"--out {out} holds an earlier probe; continue it with --resume {out}" in result.stderr
+    result = cli("probe", "--resume", out, "--arch", EFFNET, code=2)
+    assert "--resume continues with the probe's own settings; leave out --arch" in result.stderr
+
+
+def test_budget_skips_the_rest_and_resume_probes_them(
+    cli, offline: Path, folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "probe"
+    result = cli("probe", "--data", folder, "--arch", "test_resnet.*", "--arch",
+                 "test_efficientnet.*", "--budget", "0.001s", "--json", "--out", out,
+                 *SMALL)  # fmt: skip
+    rows = json.loads(result.stdout)["candidates"]
+    assert [r["status"] for r in rows] == ["ok", "skipped"]  # the smallest ran first
+    assert rows[0]["name"] == EFFNET
+    assert rows[1]["reason"] == "not started: the --budget of 0.001s ran out"
+    resumed = cli("probe", "--resume", out, "--json")
+    again = json.loads(resumed.stdout)["candidates"]
+    assert [r["status"] for r in again] == ["ok", "ok"]
+    assert {r["name"]: r.get("resumed", False) for r in again} == {EFFNET: True, RESNET: False}
+    assert json.loads((out / "probe.json").read_text())["finished"] is True
+
+
+def test_train_goes_on_to_fine_tune_the_best(
+    cli, offline: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli("probe", "--data", folder, "--arch", EFFNET, "--train", *SMALL)
+    (probe_dir,) = (tmp_path / "runs").glob("probe-*")
+    (run_dir,) = (tmp_path / "runs").glob(f"{EFFNET}-*")
+    assert (probe_dir / "probe.csv").is_file()
+    config = (run_dir / "config.toml").read_text()
+    assert 'arch = "timm:test_efficientnet"' in config and "pretrained = true" in config
+    assert 'image_size = "16"' in config
+    assert f"tensors from hf-hub:timm/{EFFNET}" in result.stdout
+
+
+class _Tiny(torch.nn.Module):
+    """A zoo architecture that names its classifier (timm's get_classifier()) and nothing else."""
+
+    def __init__(self, num_classes: int, in_chans: int) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(in_chans, 6, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2)
+        )
+        self.head = torch.nn.Linear(24, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x).flatten(1))
+
+    def get_classifier(self) -> torch.nn.Module:
+        return self.head
+
+
+class _Opaque(_Tiny):
+    get_classifier = None  # type: ignore[assignment]
+
+
+class _Plugin:
+    @zoo.hookimpl
+    def zoo_register_architectures(self, register) -> None:  # type: ignore[no-untyped-def]
+        for name, cls in (("tiny", _Tiny), ("opaque", _Opaque)):
+            tag = {"tag": "v1", "hub_id": f"acme/{name}", "input_size": [3, 12, 12],
+                   "num_classes": 7}  # fmt: skip
+            register(
+                name,
+                lambda num_classes, in_chans, image_size, cls=cls: cls(num_classes, in_chans),
+                extra={"pretrained": [tag]},
+            )
+
+
+def test_a_zoo_architecture_gives_its_classifiers_input(
+    offline: Path, folder: Path, tmp_path: Path
+) -> None:
+    """The contract for networks without timm's forward_head: the input of get_classifier()'s
+    module; a network with neither is a failed row saying so."""
+    from zoo.plugins.components import resolve
+    from zoo.probing.features import penultimate
+
+    add_plugin(_Plugin(), "acme")
+    for name in ("tiny", "opaque"):
+        torch.manual_seed(0)
+        weights = tmp_path / f"{name}.safetensors"
+        save_file(_Tiny(7, 3).state_dict(), str(weights))
+        cache_entry(offline, f"acme/{name}", {"model.safetensors": weights.read_bytes()})
+    rows = {r["name"]: r for r in zoo.probe(str(folder), "acme:*", batch_size=16)}
+    assert rows["tiny.v1"]["status"] == "ok" and rows["tiny.v1"]["features"] == 24
+    assert rows["tiny.v1"]["image_size"] == [12, 12]
+    assert rows["opaque.v1"]["reason"] == (
+        "architecture 'acme:opaque' gives no penultimate features: it has neither "
+        "forward_features() and forward_head(pre_logits=True) (timm's convention) nor "
+        "get_classifier()"
+    )
+    net = resolve("architecture", "tiny").build(num_classes=7, in_chans=3, image_size=12)
+    x = torch.randn(2, 3, 12, 12)
+    assert torch.equal(penultimate(net, "tiny")(x), net.body(x).flatten(1))
+    timm_net = resolve("architecture", "test_resnet").build(
+        num_classes=5, in_chans=3, image_size=16
+    )
+    expected = timm_net.forward_head(timm_net.forward_features(x), pre_logits=True)
+    assert torch.equal(penultimate(timm_net, "test_resnet")(x), expected)
+
+
+def test_a_streamed_folder_gives_the_features_of_one_held_in_memory(
+    offline: Path, folder: Path
+) -> None:
+    """--data goes through the dataset's own path: a folder too large for its memory budget
+    streams through loader workers; the same folder held in memory is the same pixels, so
+    its features (and scores) come from the cache the streamed probe filled."""
+    streamed = zoo.probe(
+        f"folder:root={folder},max_memory_mb=0.001", EFFNET, image_size=16, batch_size=16,
+        workers=1,
+    )  # fmt: skip
+    held = zoo.probe(str(folder), EFFNET, image_size=16, batch_size=16)
+    assert (streamed[0]["status"], streamed[0]["cached"], held[0]["cached"]) == ("ok", False, True)
+    keys = ("accuracy", "f1", "knn_accuracy", "C", "train_images", "val_images")
+    assert [{k: r[k] for k in keys} for r in streamed] == [{k: r[k] for k in keys} for r in held]
+
+
+def test_a_damaged_or_unwritable_feature_cache_only_costs_the_extraction(
+    offline: Path,
+    folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (first,) = zoo.probe(str(folder), EFFNET, image_size=16, batch_size=16)
+    (file,) = (Path(os.environ["ZOO_CACHE_DIR"]) / "features").glob("*.safetensors")
+    file.write_bytes(file.read_bytes()[:100])  # cut short, as by a full disk elsewhere
+    (again,) = zoo.probe(str(folder), EFFNET, image_size=16, batch_size=16)
+    assert (again["status"], again["cached"], again["accuracy"]) == ("ok", False, first["accuracy"])
+    assert len(load_file(str(file))["train"]) == 48  # written whole again
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(blocker / "cache"))
+    capsys.readouterr()
+    (row,) = zoo.probe(str(folder), EFFNET, image_size=16, batch_size=16)
+    assert (row["status"], row["accuracy"]) == ("ok", first["accuracy"])
+    warned = [line for line in capsys.readouterr().err.splitlines() if "feature cache" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: cannot write the feature cache")

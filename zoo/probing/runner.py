@@ -1,0 +1,327 @@
+"""The probe's loop: candidates in order, each one's features from the cache or the backbone,
+scored, and recorded before the next starts.
+
+A candidate that fails (weights not in the cache offline, a network error, a network that
+cannot take the input) becomes a row with a one-line reason, and the probe goes on. With a
+``--budget`` (counted from the first candidate's start), no candidate after this process's
+first starts once the time is spent; those left are rows that say so. ``probe.json`` in the
+output folder is rewritten after every candidate, so an interrupted probe
+continues with ``--resume``: the candidates it scored are kept, the others run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    from zoo.probing.candidates import Candidate, Selection
+    from zoo.probing.data import ProbeData
+    from zoo.probing.settings import ProbeSettings
+
+
+class Reporter:
+    """Receives the probe's events and shows nothing (library use); the CLI draws them."""
+
+    def selected(self, selection: Selection) -> None:
+        pass
+
+    def start(self, index: int, total: int, candidate: Candidate, images: int) -> None:
+        pass
+
+    def advance(self, images: int) -> None:
+        pass
+
+    def finished(self, row: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class ProbeResult:
+    """The ranked rows (scored first, best first; then failed and skipped ones), the best row
+    (under ``--min-img-s`` when given; None when no row qualifies) and what the limits left
+    out."""
+
+    settings: ProbeSettings
+    rows: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    left_out: list[str] = field(default_factory=list)
+
+
+def probe(
+    settings: ProbeSettings,
+    *,
+    out: Path | None = None,
+    done: list[dict[str, Any]] | None = None,
+    reporter: Reporter | None = None,
+) -> tuple[ProbeResult, list[Path], list[str]]:
+    """Run a probe, writing into ``out`` (None: nothing but the feature cache); ``done``: the
+    rows of the earlier probe in ``out`` that ``--resume`` continues. Returns the result, the
+    files written and notes. Bad input fails before anything is written; one process at a
+    time writes a probe folder (the lock zoo train's run folders use)."""
+    from zoo.probing import outputs
+
+    if out is None:
+        return run(settings, reporter=reporter, done=done), [], []
+    if done is None and (out / outputs.RECORD).is_file():
+        raise ZooError(
+            f"--out {out} holds an earlier probe; continue it with --resume {out}, or choose "
+            "another --out"
+        )
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"--out {out} is a file, not a directory")
+    locks: list[Any] = []
+
+    def claim() -> None:
+        from zoo.train.rundir import RunLock
+
+        locks.append(RunLock.acquire(out, resume=done is not None))
+
+    try:
+        result = run(
+            settings,
+            reporter=reporter,
+            done=done,
+            record=outputs.Record(out, settings),
+            begin=claim,
+        )
+        written, notes = outputs.write(result, out)
+    finally:
+        for lock in locks:
+            lock.release()
+    return result, written, notes
+
+
+def run(
+    settings: ProbeSettings,
+    *,
+    reporter: Reporter | None = None,
+    record: Any = None,
+    done: list[dict[str, Any]] | None = None,
+    begin: Any = None,
+) -> ProbeResult:
+    """Probe every selected candidate. ``begin()`` is called once the settings, the data and
+    the candidates are known to be good, before the first candidate; ``record(rows)`` after
+    each one; ``done`` holds rows of an earlier, interrupted probe to keep."""
+    from zoo.device.placement import resolve_device
+    from zoo.probing.candidates import Sizes, match, probe_size, select
+    from zoo.probing.data import ProbeData
+
+    reporter = reporter or Reporter()
+    device = resolve_device(settings.device)
+    matched = match(settings.archs)
+    data = ProbeData(settings)
+    first = data.at(probe_size(matched[0], settings.image_size))  # bad data fails here
+    sizes = Sizes()
+    selection = select(matched, settings, first.in_chans, sizes)
+    reporter.selected(selection)
+    if begin is not None:
+        begin()
+    kept = {(r["qualified"], tuple(r["image_size"])): r for r in done or [] if r["status"] == "ok"}
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    probed = 0  # candidates this process started: the first always starts
+    total = len(selection.candidates)
+    for index, candidate in enumerate(selection.candidates):
+        earlier = kept.get((candidate.weights.qualified, candidate.image_size))
+        if earlier is not None:
+            row = {**earlier, "resumed": True}
+        elif (
+            settings.budget is not None and probed and time.monotonic() - started >= settings.budget
+        ):
+            from zoo.probing.settings import format_duration
+
+            row = new_row(candidate, "skipped")
+            spent = format_duration(settings.budget)
+            row["reason"] = f"not started: the --budget of {spent} ran out"
+        else:
+            row = probe_one(candidate, data, settings, device, sizes, reporter, index, total)
+            sizes.save()
+            probed += 1
+        rows.append(row)
+        reporter.finished(row)
+        if record is not None:
+            record(rows)
+    ranked = rank(rows)
+    return ProbeResult(settings, ranked, best_row(ranked, settings.min_img_s), selection.left_out)
+
+
+def new_row(candidate: Candidate, status: str) -> dict[str, Any]:
+    return {
+        "rank": None,
+        "name": candidate.name,
+        "qualified": candidate.weights.qualified,
+        "hub": candidate.weights.hub_id,
+        "status": status,
+        "reason": None,
+        "accuracy": None,
+        "f1": None,
+        "knn_accuracy": None,
+        "images_per_second": None,
+        "params": candidate.params,
+        "gmacs": None if candidate.gmacs is None else round(candidate.gmacs, 4),
+        "image_size": list(candidate.image_size),
+        "features": None,
+        "C": None,
+        "train_images": None,
+        "val_images": None,
+        "cached": False,
+        "resumed": False,
+        "seconds": None,
+    }
+
+
+def probe_one(
+    candidate: Candidate,
+    data: ProbeData,
+    settings: ProbeSettings,
+    device: Any,
+    sizes: Any,
+    reporter: Reporter,
+    index: int,
+    total: int,
+) -> dict[str, Any]:
+    """One candidate's row: scored, or failed with a one-line reason."""
+    t0 = time.monotonic()
+    row = new_row(candidate, "failed")
+    try:
+        splits = data.at(candidate.image_size)
+        sizes(candidate, splits.in_chans)  # its cost for the data's channels
+        row.update(params=candidate.params, gmacs=_round(candidate.gmacs, 4))
+        reporter.start(index, total, candidate, len(splits.train) + len(splits.val))
+        extracted, cached, name = features_of(candidate, data, settings, device, reporter.advance)
+        scores = scores_of(extracted, name, len(splits.classes), settings.seed, device)
+    except ZooError as exc:
+        row["reason"] = str(exc)
+    except Exception as exc:  # the network or the library failed: the probe goes on
+        row["reason"] = one_line(exc)
+    else:
+        row.update(
+            status="ok",
+            accuracy=scores.accuracy,
+            f1=scores.f1,
+            knn_accuracy=scores.knn_accuracy,
+            images_per_second=round(extracted.images_per_second, 1),
+            features=int(extracted.train.shape[1]),
+            C=scores.C,
+            train_images=int(extracted.train.shape[0]),
+            val_images=int(extracted.val.shape[0]),
+            cached=cached,
+        )
+    finally:
+        _release(device)
+    row["seconds"] = round(time.monotonic() - t0, 3)
+    return row
+
+
+def scores_of(extracted: Any, name: str, num_classes: int, seed: int, device: Any) -> Any:
+    """The scores of the features cached as ``name``: from the cache, else fitted (and
+    cached)."""
+    from zoo.probing import cache
+    from zoo.probing.linear import Scores, fit_settings, score
+
+    fit = fit_settings(seed, num_classes)
+    known = cache.load_scores(name, fit)
+    if known is not None:
+        try:
+            return Scores.from_json(known)
+        except (KeyError, TypeError, ValueError):
+            pass  # damaged: fitted again
+    scores = score(extracted, num_classes, seed, device)
+    cache.save_scores(name, fit, scores.to_json())
+    return scores
+
+
+def features_of(
+    candidate: Candidate, data: ProbeData, settings: ProbeSettings, device: Any, progress: Any
+) -> tuple[Any, bool, str]:
+    """The candidate's features from the cache, else extracted (and cached); whether they
+    came from the cache, and their name there."""
+    from zoo.device.cpu import cpu_features
+    from zoo.models.finetune import pretrained_source
+    from zoo.models.loading import weights_path
+    from zoo.probing import cache
+    from zoo.probing.features import extract_features, load_backbone
+
+    size = candidate.image_size
+    splits = data.at(size)
+    weights_file = weights_path(pretrained_source(candidate.weights))
+    name = cache.key(
+        arch=candidate.weights.qualified,
+        weights=cache.weights_digest(weights_file),
+        data=data.digest(size),
+        size=list(size),
+        in_chans=splits.in_chans,
+        precision=settings.precision,
+        device=device.type,
+        amx=device.type == "cpu" and "amxbf16" in cpu_features(),
+    )
+    found = cache.load(name)
+    if found is not None:
+        progress(len(splits.train) + len(splits.val))
+        return found, True, name
+    backbone = load_backbone(candidate, weights_file, splits.in_chans, device, settings.precision)
+    workers = settings.workers if settings.workers is not None else _workers()
+    extracted = extract_features(
+        backbone,
+        splits.train,
+        splits.val,
+        batch_size=settings.batch_size,
+        workers=workers,
+        progress=progress,
+    )
+    about = {"weights": candidate.weights.qualified, "data": settings.data, "size": list(size)}
+    cache.save(name, extracted, about)
+    return extracted, False, name
+
+
+def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Scored rows by validation accuracy (then macro F1, then speed), numbered; the others
+    after them, in the order they were tried."""
+    scored = sorted(
+        (r for r in rows if r["status"] == "ok"),
+        key=lambda r: (-r["accuracy"], -r["f1"], -(r["images_per_second"] or 0.0)),
+    )
+    ranked = [{**r, "rank": i + 1} for i, r in enumerate(scored)]
+    return ranked + [{**r, "rank": None} for r in rows if r["status"] != "ok"]
+
+
+def best_row(rows: list[dict[str, Any]], min_img_s: float | None) -> dict[str, Any] | None:
+    """The best scored row, among those at least ``min_img_s`` images per second fast."""
+    for row in rows:
+        if row["status"] == "ok" and (
+            min_img_s is None or (row["images_per_second"] or 0.0) >= min_img_s
+        ):
+            return row
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _workers() -> int:
+    from zoo.data.splits import default_workers
+
+    return default_workers()
+
+
+def _release(device: Any) -> None:
+    """Give the candidate's memory back before the next one is built."""
+    import gc
+
+    gc.collect()
+    if getattr(device, "type", None) == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
