@@ -261,3 +261,54 @@ def test_a_rank_killed_by_a_signal_is_named_in_one_line(tmp_path: Path) -> None:
         stderr,
     ), stderr
     assert "interrupted" not in stdout + stderr and "Traceback" not in stdout + stderr
+
+
+def test_two_processes_train_and_resume_over_shards(cli, tmp_path: Path) -> None:
+    """``--nproc 2`` over WebDataset shards: each process streams its own shards, the run
+    completes its epochs, and ``--resume`` continues it over the same shards."""
+    from conftest import write_image_folder
+
+    pets = write_image_folder(tmp_path / "pets", {"cat": 12, "dog": 12}, size=(12, 12))
+    shards = tmp_path / "shards"
+    cli("shard", pets, shards, "--image-size", "8", "--shard-size", "2KB")
+    assert len(list(shards.glob("train-*.tar"))) >= 2
+    out = tmp_path / "run"
+    args = ["--image-size", "8", "--batch-size", "8", "--device", "cpu", "--workers", "1"]
+    data = ["--data", f"wds:{shards}"]
+    first = run(
+        [
+            sys.executable,
+            "-m",
+            "zoo",
+            "train",
+            *data,
+            *args,
+            "--epochs",
+            "1",
+            "--nproc",
+            "2",
+            "--out",
+            str(out),
+        ],
+        tmp_path,
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert [r["epoch"] for r in history(out)] == [1]
+    resumed = run(
+        [
+            sys.executable,
+            "-m",
+            "zoo",
+            "train",
+            "--resume",
+            str(out),
+            "--epochs",
+            "2",
+            "--nproc",
+            "2",
+        ],
+        tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [r["epoch"] for r in history(out)] == [1, 2]
+    assert "Traceback" not in first.stderr + resumed.stderr
