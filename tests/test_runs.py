@@ -280,7 +280,7 @@ def test_a_hand_written_config_is_not_a_run(cli, tmp_path: Path) -> None:
     assert cli("runs", tmp_path).stdout == f"no runs in {tmp_path}\n"
     refused = cli("train", "--out", folder, "--epochs", "1", code=2)
     assert refused.stderr == (
-        f"error: --out {folder} holds a config.toml that zoo did not write, not a run; add "
-        "--overwrite to replace it or choose another directory\n"
+        f"error: --out {folder} holds a config.toml that zoo did not write: it is not a zoo run; "
+        "add --overwrite to replace it or choose another directory\n"
     )
     assert (folder / "config.toml").read_text() == "epochs = 3\n"

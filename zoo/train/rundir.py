@@ -131,7 +131,7 @@ def check_out(path: Path, overwrite: bool) -> None:
         return
     if holds_run(path) and not completed_epoch(path):
         raise ZooError(
-            f"--out {path} holds a config.toml that zoo did not write, not a run; add "
+            f"--out {path} holds a config.toml that zoo did not write: it is not a zoo run; add "
             "--overwrite to replace it or choose another directory"
         )
     if holds_run(path):
