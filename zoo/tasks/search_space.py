@@ -346,8 +346,8 @@ def _check_param(d: Dimension, spec: Any, value: Any, where: str) -> None:
             return
         items = spec if isinstance(spec, list) else [spec]
         if not any(parse_spec(s, kind=kind).name == d.component for s in items):
-            shown = ", ".join(items) if items else "empty"
-            raise ZooError(f"no {kind} named {shown(d.component)} in {d.field} ({shown})")
+            listed = ", ".join(items) if items else "empty"
+            raise ZooError(f"no {kind} named {shown(d.component)} in {d.field} ({listed})")
         for s in _with_param(items, d, value):
             resolve(kind, s)
     except ZooError as exc:
