@@ -110,6 +110,12 @@ def test_probe_ranks_both_and_a_second_probe_reads_the_feature_cache(
     assert "zoo train" not in table.stdout
 
 
+def test_the_help_offers_every_form_of_data(cli) -> None:
+    # the probe reads --data through the data-source protocol, as zoo train does
+    words = cli("probe", "--help").stdout.split()
+    assert {"(hf:ORG/NAME,", "wds:DIR_OR_URL),", "table", "(.csv,", ".parquet)."} <= set(words)
+
+
 def test_the_logistic_regression_and_knn_agree_with_scikit_learn(
     offline: Path, folder: Path
 ) -> None:

@@ -25,7 +25,11 @@ def register(app: typer.Typer) -> None:
 def probe(
     ctx: typer.Context,
     data: Optional[str] = typer.Option(  # noqa: UP045 - a runtime type for typer
-        None, "--data", metavar="NAME|PATH", help="Dataset name[:k=v] or image folder."
+        None,
+        "--data",
+        metavar="NAME|PATH",
+        help="Any form zoo train's --data takes: NAME[:k=v], NAME:LOCATION (hf:ORG/NAME, "
+        "wds:DIR_OR_URL), a folder of class folders or a table (.csv, .tsv, .parquet).",
     ),
     arch: Optional[list[str]] = typer.Option(  # noqa: UP045, B008 - typer reads the list type
         None,

@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ def run_processes(config: Path, nproc: int, out: Path, threads: int) -> int:
         preset = "OMP_NUM_THREADS" in os.environ
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         try:
-            with _quiet():
+            with _quiet(), _own_logs_unwarned(logs):
                 run(parse_args(args))
         except ChildFailedError as exc:
             killed = killed_by_a_signal(exc.failures)
@@ -116,6 +118,20 @@ def _replay(logs: Path) -> None:
         with contextlib.suppress(OSError):
             sys.stderr.write(path.read_text(errors="replace"))
     sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _own_logs_unwarned(logs: Path) -> Iterator[None]:
+    """No ``unclosed file`` warning for the processes' log files in ``logs``: torchrun closes
+    them only when it kills a process, never when one ends on its own, and the warning would
+    end every run with a line per process naming a file already deleted."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=f"unclosed file <_io.TextIOWrapper name='{re.escape(str(logs))}",
+            category=ResourceWarning,
+        )
+        yield
 
 
 @contextlib.contextmanager
