@@ -100,7 +100,7 @@ class LoadedModel(nn.Module):
     def predict(self, images: torch.Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """The top-k ``(class name, probability)`` pairs for each image (the answers of the
         run's task, as ``zoo predict`` gives them)."""
-        from zoo.tasks.prediction import output_for
+        from zoo.labeling.outputs import output_for
 
         output = output_for(self.info, top_k)
         return output.answers(output.activate(self.logits(images)))

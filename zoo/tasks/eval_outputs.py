@@ -262,9 +262,9 @@ def _card(run_dir: Path, notes: list[str]) -> list[Path]:
 
 def tta_summary(augmented: Any, mode: str) -> dict[str, Any]:
     """The metrics of an evaluation with test-time augmentation, for ``eval.json``'s ``tta``."""
+    from zoo.labeling.metrics import from_confusion
     from zoo.tasks.insights import calibration
     from zoo.tasks.tta import view_count
-    from zoo.train.metrics import from_confusion
 
     m = from_confusion(augmented.confusion, augmented.info.classes)
     return {

@@ -2,7 +2,7 @@
 
 Without ``--data`` the run's own validation split is rebuilt from the settings stored in the
 weights (dataset, seed, validation fraction), so it holds exactly the images training held out.
-Metrics come from the confusion matrix (``zoo.train.metrics.from_confusion``), which uses
+Metrics come from the confusion matrix (``zoo.labeling.metrics.from_confusion``), which uses
 scikit-learn's definitions.
 """
 
@@ -129,8 +129,8 @@ def run(
     """Run ``model`` (a ``zoo.models.inference.LoadedModel``) over the split; with ``tta``
     (a ``zoo.tasks.tta`` mode), on each image's augmented views, averaging probabilities."""
     from zoo.data.batches import make_batches
+    from zoo.labeling.eval_loop import evaluate
     from zoo.tasks.tta import TTA
-    from zoo.train.eval_loop import evaluate
 
     info = model.info
     # A stream is judged in its own order, in this process, so that its items keep their index.
@@ -165,7 +165,7 @@ def report(evaluation: Evaluation, model_path: Path, samples: bool = False) -> d
     scikit-learn's defaults do: evaluating on data that lacks some of the model's classes does
     not count those as zeros.
     """
-    from zoo.train.metrics import from_confusion
+    from zoo.labeling.metrics import from_confusion
 
     info = evaluation.info
     m = from_confusion(evaluation.confusion, info.classes)

@@ -57,7 +57,7 @@ class Tune:
 
     @property
     def direction(self) -> str:
-        from zoo.train.metrics import mode_for
+        from zoo.labeling.metrics import mode_for
 
         return "maximize" if mode_for(self.base.monitor) == "max" else "minimize"
 
@@ -98,10 +98,11 @@ def prepare(
     base = from_mapping(values, where=where)
     if base.nproc != 1:
         raise ZooError(f"{where}: nproc must be 1: {FIXED['nproc']}")
+    from zoo.labeling.task import task_named, task_of
     from zoo.train.parts import monitored
 
     try:
-        monitored(base, True, lambda text: None)
+        monitored(base, True, lambda text: None, task_named(task_of(base.to_dict())))
     except ZooError as exc:
         raise ZooError(f"{where}: {exc}") from None
     space = parse_search(search, where)

@@ -258,21 +258,22 @@ def build_loss(
     return resolved.build(num_classes=num_classes, weight=weight)
 
 
-def monitored(cfg: TrainConfig, has_val: bool, note: Callable[[str], None]) -> str:
-    """The metric ``--monitor`` names, checked against those this run records (a validation
-    metric falls back to its training twin when there is no validation data)."""
+def monitored(cfg: TrainConfig, has_val: bool, note: Callable[[str], None], task: Any) -> str:
+    """The metric ``--monitor`` names, checked against those this run (of ``task``, a
+    ``zoo.labeling.task`` task) records (a validation metric falls back to its training twin
+    when there is no validation data)."""
     from zoo.errors import did_you_mean
-    from zoo.train.metrics import VAL_METRICS
 
+    val_metrics = task.val_metrics
     monitor = cfg.monitor
     names = ["train_loss", "train_accuracy"]
     if has_val:
-        names += [f"val_{m}" for m in VAL_METRICS]
+        names += [f"val_{m}" for m in val_metrics]
         if cfg.ema:
-            names += [f"ema_val_{m}" for m in VAL_METRICS]
+            names += [f"ema_val_{m}" for m in val_metrics]
     if monitor in names:
         return monitor
-    if not has_val and monitor.startswith(("val_", "ema_val_")) and monitor.endswith(VAL_METRICS):
+    if not has_val and monitor.startswith(("val_", "ema_val_")) and monitor.endswith(val_metrics):
         fallback = "train_accuracy" if monitor.endswith("accuracy") else "train_loss"
         note(f"no validation data: monitoring {fallback}")
         return fallback

@@ -28,15 +28,16 @@ from zoo.data.splits import default_workers
 from zoo.device.placement import resolve_device
 from zoo.device.precision import autocast, resolve_precision
 from zoo.errors import ZooError
+from zoo.labeling.eval_loop import evaluate
+from zoo.labeling.metrics import Accumulator, mode_for
+from zoo.labeling.task import task_named, task_of
 from zoo.models.inference import Normalizer
 from zoo.models.weights import ModelInfo
 from zoo.train import rundir, state, summary
 from zoo.train.checkpointing import os_reason, own_callbacks, write_card
 from zoo.train.config import TrainConfig, normalize, validate
-from zoo.train.eval_loop import evaluate
 from zoo.train.events import Attached, Best, Callback, CallbackError, Events, Run
 from zoo.train.freezing import Freezer
-from zoo.train.metrics import VAL_METRICS, Accumulator, from_confusion, mode_for
 from zoo.train.parts import (
     build_callbacks,
     build_data,
@@ -152,6 +153,7 @@ class Trainer:
         when resuming."""
         cfg, data = self.cfg, self.data
         self.num_classes = len(data.classes)
+        self.task = task_named(task_of(cfg.to_dict()))
         last = Path(cfg.resume) / rundir.LAST if cfg.resume else None
         resuming = last is not None and last.is_file()
         self.mean, self.std = normalization(
@@ -203,7 +205,7 @@ class Trainer:
         )
         self.optimizer = build_optimizer(self.parts.optimizer, self.net, cfg, self.parts.arch)
         self.updates_per_epoch = math.ceil(len(self.train_batches) / cfg.accum_steps)
-        monitor = monitored(cfg, self.val_batches is not None, self.reporter.note)
+        monitor = monitored(cfg, self.val_batches is not None, self.reporter.note, self.task)
         self.best = Best(monitor, mode_for(monitor))
         self.scheduler = self.parts.scheduler.build(
             optimizer=self.optimizer,
@@ -367,7 +369,7 @@ class Trainer:
         if self.freezer.apply(epoch):  # DDP syncs, and compile traces, what trains now
             self._wrap()
         seed_everything(epoch_seed(cfg.seed, epoch, self.dist.rank))
-        meter = Accumulator(self.device)
+        meter = Accumulator(self.device, self.task.correct)
         steps = len(self.train_batches)
         accum = cfg.accum_steps
         amp = autocast(self.device, self.amp_dtype)
@@ -424,7 +426,8 @@ class Trainer:
             self.ema.update(self.net)
 
     def evaluate(self, model: Any, prefix: str = "val_") -> dict[str, float]:
-        """Loss, accuracy, macro precision/recall/F1 on the validation split."""
+        """The task's validation metrics (single-label: loss, accuracy, macro
+        precision/recall/F1)."""
         assert self.val_batches is not None
         result = evaluate(
             model,
@@ -436,9 +439,8 @@ class Trainer:
             self.loss_fn,
             self.dist,
         )
-        metrics = from_confusion(result.confusion)
-        values = {"loss": result.loss, **{m: metrics[m] for m in VAL_METRICS[1:]}}
-        return {f"{prefix}{m}": values[m] for m in VAL_METRICS}
+        values = self.task.epoch_metrics(result)
+        return {f"{prefix}{m}": values[m] for m in self.task.val_metrics}
 
 
 class _NonFinite(Exception):

@@ -3,15 +3,14 @@ over a batch source, summed on the device and read once at the end."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from zoo.device.precision import autocast
-from zoo.models.inference import Normalizer
-from zoo.train.metrics import confusion_matrix
-from zoo.train.runtime import Dist
+from zoo.labeling.metrics import confusion_matrix
 
 
 @dataclass
@@ -28,17 +27,19 @@ class EvalResult:
 def evaluate(
     model: Any,
     batches: Any,
-    normalize: Normalizer,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
     num_classes: int,
     device: torch.device,
     amp_dtype: torch.dtype,
     loss_fn: Any = None,
-    dist: Dist | None = None,
+    dist: Any = None,
     keep_logits: bool = False,
 ) -> EvalResult:
     """Run a model over a batch source; confusion matrix, mean loss and top-5 accuracy.
 
-    With several processes each rank evaluates its share and the sums are all-reduced.
+    ``normalize`` turns float images in [0, 1] into the network's input (a
+    ``zoo.models.inference.Normalizer``). With several processes (``dist``, a
+    ``zoo.train.runtime.Dist``) each rank evaluates its share and the sums are all-reduced.
     """
     was_training = model.training
     model.eval()
