@@ -101,8 +101,10 @@ def prepare(
     from zoo.labeling.task import task_named, task_of
     from zoo.train.parts import monitored
 
+    task = task_named(task_of(base.to_dict()))
+    base = base.replace(monitor=base.monitor or task.default_monitor)  # the study's objective
     try:
-        monitored(base, True, lambda text: None, task_named(task_of(base.to_dict())))
+        monitored(base, True, lambda text: None, task)
     except ZooError as exc:
         raise ZooError(f"{where}: {exc}") from None
     space = parse_search(search, where)

@@ -30,7 +30,6 @@ from zoo.device.precision import autocast, resolve_precision
 from zoo.errors import ZooError
 from zoo.labeling.eval_loop import evaluate
 from zoo.labeling.metrics import Accumulator, mode_for
-from zoo.labeling.task import task_named, task_of
 from zoo.models.inference import Normalizer
 from zoo.models.weights import ModelInfo
 from zoo.train import rundir, state, summary
@@ -50,6 +49,7 @@ from zoo.train.parts import (
     normalization,
     resolve_components,
     settle,
+    settle_task,
 )
 from zoo.train.progress import Reporter
 from zoo.train.ranks import Secondary, broadcast_buffers, broadcast_text, together
@@ -145,6 +145,9 @@ class Trainer:
             if self.dist.local_rank != 0:
                 self.init = init_weights(cfg, self.parts.arch)
                 self.data = build_data(self.parts.dataset, cfg, self.parts.val_data)
+            self.cfg, self.task = settle_task(self.cfg, self.parts, self.data)
+            if self.dist.main:
+                self.task.check(self.data, self.reporter.note)
             self._build()
         self._wrap()
 
@@ -153,7 +156,6 @@ class Trainer:
         when resuming."""
         cfg, data = self.cfg, self.data
         self.num_classes = len(data.classes)
-        self.task = task_named(task_of(cfg.to_dict()))
         last = Path(cfg.resume) / rundir.LAST if cfg.resume else None
         resuming = last is not None and last.is_file()
         self.mean, self.std = normalization(
@@ -184,6 +186,7 @@ class Trainer:
             std=self.std,
             zoo_version=__version__,
             config=cfg.to_dict(saved_only=True),
+            thresholds=self.task.thresholds(None, cfg.threshold, self.num_classes),
         )
         batches = functools.partial(
             make_batches,
@@ -200,8 +203,9 @@ class Trainer:
         )
         self.normalize = Normalizer(self.mean, self.std, self.device, self.channels_last)
         self.augs = compose([a.build(num_classes=self.num_classes) for a in self.parts.augs])
+        assert self.parts.loss is not None  # settle_task resolved the task's default
         self.loss_fn = build_loss(
-            self.parts.loss, cfg.class_weights, data.train, self.num_classes, self.device
+            self.parts.loss, cfg.class_weights, data.train, self.num_classes, self.device, self.task
         )
         self.optimizer = build_optimizer(self.parts.optimizer, self.net, cfg, self.parts.arch)
         self.updates_per_epoch = math.ceil(len(self.train_batches) / cfg.accum_steps)
@@ -376,6 +380,7 @@ class Trainer:
         world = self.dist.world
         pending = False  # gradients accumulated but not yet applied
         for step, (x, y) in enumerate(self.train_batches.epoch(epoch)):
+            y = self.task.encode(y, self.num_classes)
             if self.augs:  # augmentations take float images in [0, 1]
                 x = x.float().div_(255)
                 for aug in self.augs:
@@ -438,8 +443,12 @@ class Trainer:
             self.amp_dtype,
             self.loss_fn,
             self.dist,
+            task=self.task,
         )
-        values = self.task.epoch_metrics(result)
+        thresholds = self.task.thresholds(result, self.cfg.threshold, self.num_classes)
+        if prefix == "val_":  # what the weights written after this epoch answer with
+            self.info.thresholds = thresholds
+        values = self.task.epoch_metrics(result, thresholds)
         return {f"{prefix}{m}": values[m] for m in self.task.val_metrics}
 
 
