@@ -115,6 +115,12 @@ def _print_report(console: Any, report: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    if report.get("task") == "multi-label":
+        from zoo.tasks.multilabel import print_report
+
+        print_report(console, report)
+        return
+
     epoch = f", epoch {report['epoch']}" if report["epoch"] is not None else ""
     console.print(
         f"[bold]{report['model']}[/] ({report['arch']}{epoch}) on {report['data']} "

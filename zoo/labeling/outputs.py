@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from zoo.errors import ZooError
 
@@ -120,13 +120,88 @@ class SingleLabel:
         return [str(prediction.path or ""), best, f"{p:.4f}", others, *tta]
 
 
+class LabelSet(NamedTuple):
+    """A multi-label answer: the image's labels (the classes at or above their thresholds,
+    in class order) and every class's probability, highest first."""
+
+    labels: list[str]
+    probabilities: list[tuple[str, float]]
+
+
+class MultiLabel:
+    """A set of labels per image: a sigmoid per class; each image answered by the classes at
+    or above their thresholds (its labels, possibly none) and every class's probability,
+    highest first (rounded to 6 decimals). CSV rows are ``path,labels`` with the labels
+    space-separated, so a prediction file is a table ``zoo train --data`` reads."""
+
+    task = "multi-label"
+
+    def __init__(
+        self, classes: list[str], thresholds: list[float] | None = None, tta: str | None = None
+    ) -> None:
+        self.classes = list(classes)
+        self.thresholds = list(thresholds or [0.5] * len(self.classes))
+        self.tta = tta
+
+    @classmethod
+    def of(cls, info: Any, top_k: int, tta: str | None) -> MultiLabel:
+        """Every class is answered (``top_k`` does not cut a label set)."""
+        return cls(list(info.classes), info.thresholds, tta)
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().sigmoid()
+
+    def answers(self, probabilities: torch.Tensor) -> list[LabelSet]:
+        out = []
+        for row in probabilities.tolist():
+            cuts = zip(self.classes, row, self.thresholds, strict=True)
+            labels = [c for c, p, t in cuts if p >= t]
+            ranked = sorted(zip(self.classes, row, strict=True), key=lambda cp: -cp[1])
+            out.append(LabelSet(labels, [(c, round(p, 6)) for c, p in ranked]))
+        return out
+
+    def record(self, prediction: Prediction) -> dict[str, Any]:
+        path = None if prediction.path is None else str(prediction.path)
+        labels, pairs = prediction.answer or ([], [])
+        out: dict[str, Any] = {"path": path, "labels": labels, "predictions": _pairs(pairs)}
+        if self.tta:
+            out["tta"] = self.tta
+            out["labels_without_tta"] = (prediction.plain or ([], []))[0]
+        out["error"] = prediction.error
+        return out
+
+    def csv_header(self) -> list[str]:
+        return ["path", "labels"]
+
+    def csv_row(self, prediction: Prediction) -> list[str]:
+        labels = (prediction.answer or ([], []))[0]
+        return [str(prediction.path or ""), " ".join(labels)]
+
+    def table_columns(self) -> list[tuple[str, str]]:
+        columns = [("file", "left"), ("labels", "left"), ("probabilities", "left")]
+        return columns + ([("without tta", "left")] if self.tta else [])
+
+    def table_row(self, prediction: Prediction) -> list[str]:
+        tta = [""] if self.tta else []
+        if prediction.error:
+            return [str(prediction.path or ""), "unreadable", prediction.error, *tta]
+        labels, pairs = prediction.answer
+        shown = ", ".join(f"{c} {p:.4f}" for c, p in pairs[:5])
+        if self.tta and prediction.plain:
+            tta = [" ".join(prediction.plain[0]) or "(none)"]
+        return [str(prediction.path or ""), " ".join(labels) or "(none)", shown, *tta]
+
+
 def _pairs(answer: list[tuple[str, float]] | None) -> list[dict[str, Any]]:
     return [{"class": c, "probability": p} for c, p in answer or []]
 
 
 # The output of each task, by the name a run records under ``task`` in its settings: built
 # from the model's ``ModelInfo``, the classes to answer with and the TTA mode.
-OUTPUTS: dict[str, Callable[[Any, int, str | None], Output]] = {"single-label": SingleLabel.of}
+OUTPUTS: dict[str, Callable[[Any, int, str | None], Output]] = {
+    "single-label": SingleLabel.of,
+    "multi-label": MultiLabel.of,
+}
 
 
 def output_for(info: Any, top_k: int = 5, tta: str | None = None) -> Output:

@@ -67,10 +67,12 @@ def answer_images(model: Any, output: Output, images: torch.Tensor) -> list[Pred
 
     if output.tta is None:
         return [Prediction(None, a) for a in output.answers(output.activate(model.logits(images)))]
+    from zoo.labeling.task import task_named
     from zoo.tasks.tta import TTA
 
     with torch.inference_mode():
-        plain, averaged = TTA(model, output.tta).probabilities(model.preprocess(images))
+        tta = TTA(model, output.tta, task_named(output.task))
+        plain, averaged = tta.probabilities(model.preprocess(images))
     pairs = zip(output.answers(averaged), output.answers(plain), strict=True)
     return [Prediction(None, answer, plain=p) for answer, p in pairs]
 
