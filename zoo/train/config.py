@@ -33,9 +33,10 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 class TrainConfig:
     """Every setting of a training run. Field docs are the CLI help."""
 
-    arch: str = _opt(
-        "simplecnn",
-        "Architecture: NAME[:key=value,...].",
+    arch: str | None = _opt(
+        None,
+        "Architecture: NAME[:key=value,...] (default: simplecnn; on multi-label data "
+        "simplecnn:pool=max).",
         metavar="NAME[:K=V,...]",
         panel="Components",
     )

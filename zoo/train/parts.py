@@ -34,6 +34,11 @@ class Components:
     optimizer: Resolved
     scheduler: Resolved
     callbacks: list[Resolved]
+    arch_given: bool = True  # False: the default, which the task may replace
+
+
+# The architecture of a run that names none, until its task says otherwise.
+DEFAULT_ARCH = "simplecnn"
 
 
 def callback_specs(cfg: TrainConfig) -> list[str]:
@@ -50,7 +55,7 @@ def resolve_components(cfg: TrainConfig) -> Components:
     """Resolve every component named in the (normalised) config; fails fast, before any data
     is read or any process starts."""
     return Components(
-        arch=resolve("architecture", cfg.arch),
+        arch=resolve("architecture", cfg.arch or DEFAULT_ARCH),
         dataset=resolve_data(cfg.data),
         val_data=resolve_data(cfg.val_data) if cfg.val_data else None,
         augs=[resolve("augmentation", a) for a in cfg.aug],
@@ -58,6 +63,7 @@ def resolve_components(cfg: TrainConfig) -> Components:
         optimizer=resolve("optimizer", cfg.optimizer),
         scheduler=resolve("scheduler", cfg.scheduler),
         callbacks=[resolve("callback", c) for c in callback_specs(cfg)],
+        arch_given=cfg.arch is not None,
     )
 
 
@@ -212,8 +218,9 @@ def build_optimizer(
 
 def settle_task(cfg: TrainConfig, parts: Components, data: DataSplits) -> tuple[TrainConfig, Any]:
     """The run's task (``zoo.labeling.task``), from its data or ``--task``, and the
-    configuration with what the task decides: the loss and the monitored metric unless given,
-    and ``task`` itself (recorded when not single-label, or when given)."""
+    configuration with what the task decides: the architecture, the loss and the monitored
+    metric unless given, and ``task`` itself (recorded when not single-label, or when
+    given)."""
     from zoo.data.source import source_of
     from zoo.labeling.task import SINGLE, choose_task, task_named
 
@@ -227,7 +234,10 @@ def settle_task(cfg: TrainConfig, parts: Components, data: DataSplits) -> tuple[
         )
     if parts.loss is None:
         parts.loss = resolve("loss", task.default_loss)
+    if not parts.arch_given and task.default_arch != DEFAULT_ARCH:
+        parts.arch = resolve("architecture", task.default_arch)
     settled = cfg.replace(
+        arch=parts.arch.recorded,
         loss=parts.loss.recorded,
         monitor=cfg.monitor or task.default_monitor,
         task=cfg.task if name == SINGLE else name,
