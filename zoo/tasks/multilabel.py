@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from zoo.tasks.insights import BINS
+from zoo.tasks.insights import BINS, worst_first
 
 
 def _scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[Any, Any]:
@@ -113,9 +113,7 @@ def top_losses(logits: torch.Tensor, targets: torch.Tensor, info: Any, n: int) -
     ).sum(dim=1)
     cuts = torch.tensor(thresholds_of(info), dtype=torch.float32)
     predicted = logits.float().sigmoid() >= cuts
-    wrong = (predicted != (targets > 0.5)).any(dim=1).nonzero().flatten()
-    order = torch.sort(losses[wrong], descending=True, stable=True).indices
-    return wrong[order][:n].tolist()
+    return worst_first(losses, (predicted != (targets > 0.5)).any(dim=1), n)
 
 
 def top_loss_entries(
@@ -198,51 +196,3 @@ def pr_curves_png(logits: torch.Tensor, targets: torch.Tensor, info: Any, title:
     ax.legend(loc="lower left", fontsize="x-small", ncol=2)
     ax.set_title((f"{title}\n" if title else "") + f"mAP {m['map']:.4f}; dots: thresholds")
     return png(fig)
-
-
-def print_report(console: Any, report: dict[str, Any]) -> None:
-    """``zoo eval``'s printout of a multi-label evaluation."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    epoch = f", epoch {report['epoch']}" if report["epoch"] is not None else ""
-    console.print(
-        f"[bold]{report['model']}[/] ({report['arch']}{epoch}) on {report['data']} "
-        f"{report['split']}: {report['count']:,} images, multi-label"
-    )
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("class", overflow="fold")
-    for column in ("precision", "recall", "f1", "ap", "threshold", "support"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for row in report["per_class"]:
-        ap = "-" if row["ap"] is None else f"{row['ap']:.4f}"
-        cells = [f"{row[c]:.4f}" for c in ("precision", "recall", "f1")]
-        table.add_row(row["class"], *cells, ap, f"{row['threshold']:.4f}", f"{row['support']:,}")
-    table.add_section()
-    for name in ("micro", "macro"):
-        avg = report[name]
-        cells = [f"{avg[c]:.4f}" for c in ("precision", "recall", "f1")]
-        ap = f"{report['map']:.4f}" if name == "macro" else ""
-        table.add_row(f"{name} avg", *cells, ap, "", "")
-    console.print(table)
-    console.print(
-        f"mAP {report['map']:.4f}  micro F1 {report['micro']['f1']:.4f}  exact match "
-        f"{report['exact']:.4f}  Hamming loss {report['hamming']:.4f}  loss "
-        f"{report['loss']:.4f}  calibration error (ECE, mean per class) "
-        f"{report['calibration']['ece']:.4f}"
-    )
-    tta = report.get("tta")
-    if tta:
-        console.print(
-            f"with TTA ({tta['mode']}, {tta['views']} views): mAP {tta['map']:.4f}  micro F1 "
-            f"{tta['f1_micro']:.4f}  exact match {tta['exact']:.4f}  loss {tta['loss']:.4f}"
-        )
-    losses = report.get("top_losses") or []
-    if losses:
-        worst = losses[0]
-        where = escape(worst.get("path", f"image {worst['index']}"))
-        console.print(
-            f"top losses: {len(losses)} most wrong label sets, worst {where} "
-            f"(true {escape(worst['true']) or '(none)'}, predicted "
-            f"{escape(worst['predicted']) or '(none)'})"
-        )
