@@ -59,6 +59,10 @@ def test_label_sets_train_with_bce_and_record_their_task(ml_run: Path) -> None:
     summary = json.loads((ml_run / "summary.json").read_text())
     assert summary["best"]["metric"] == "val_map"
     assert "val_map" in (ml_run / "train.stdout").read_text()
+    from conftest import Cli
+
+    listing = Cli()("runs", ml_run.parent).stdout
+    assert f"val_map {max(r['val_map'] for r in records):.4f}" in listing
 
 
 def test_thresholds_chosen_on_validation_are_in_the_weights_and_config_json(

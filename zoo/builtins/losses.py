@@ -28,9 +28,10 @@ def bce(
     weight: Any = None,
     multi_label: bool = False,
 ) -> Any:
-    """Binary cross-entropy with logits, a sigmoid per class: on one-hot targets, or on label
-    vectors (multi-label runs' default loss, where --class-weights auto gives each class's
-    positive weight)."""
+    """Binary cross-entropy with logits, a sigmoid per class; multi-label runs' default loss.
+
+    Takes one-hot targets or label vectors; on a multi-label run --class-weights auto gives
+    each class's positive weight."""
     from zoo.builtins.criteria import BinaryCrossEntropy
 
     if multi_label and weight is not None:  # each class's negatives over its positives

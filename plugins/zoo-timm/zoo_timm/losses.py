@@ -61,8 +61,7 @@ def asl(
     weight: Any = None,
     multi_label: bool = False,
 ) -> Any:
-    """timm's Asymmetric Loss: easy negatives down-weighted, for many labels of which each
-    image has few (Ridnik et al., 2021).
+    """timm's Asymmetric Loss; multi-label runs: easy negatives down-weighted (Ridnik et al.).
 
     gamma_pos / gamma_neg: focusing of positive / negative terms. On a multi-label run
     (timm's AsymmetricLossMultiLabel): clip shifts negatives' probabilities by this margin,
