@@ -101,8 +101,14 @@ def prepare(
     from zoo.labeling.task import task_named, task_of
     from zoo.train.parts import monitored
 
+    # What the task of the config's `task` (single-label unless set) defaults to, spelled out:
+    # the search varies and checks these, and the study's objective is the monitored metric.
     task = task_named(task_of(base.to_dict()))
-    base = base.replace(monitor=base.monitor or task.default_monitor)  # the study's objective
+    base = base.replace(
+        arch=base.arch or task.default_arch,
+        loss=base.loss or task.default_loss,
+        monitor=base.monitor or task.default_monitor,
+    )
     try:
         monitored(base, True, lambda text: None, task)
     except ZooError as exc:
