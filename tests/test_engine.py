@@ -18,10 +18,11 @@ from torch import nn
 import zoo
 from zoo.data.batches import LoaderBatches, TensorBatches
 from zoo.data.splits import DataSplits, ImageTensors
+from zoo.labeling.task import SINGLE, task_named
 from zoo.models.weights import read_header
 from zoo.train.config import TrainConfig
 from zoo.train.ema import EMA
-from zoo.train.parts import class_weights, param_groups
+from zoo.train.parts import param_groups
 from zoo.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -289,6 +290,7 @@ def test_class_weights_auto_are_inverse_class_frequencies(tmp_path: Path) -> Non
     trainer.fit()
     # the stratified 80% training split holds 24 and 8 images: 32 / (2 x count)
     assert torch.allclose(trainer.loss_fn.weight, torch.tensor([32 / 48, 32 / 16]))
+    class_weights = task_named(SINGLE).class_weights
     missing = class_weights(torch.tensor([0, 1, 2, 0]), 4)  # class 3 has no images
     assert torch.allclose(missing, torch.tensor([0.5, 1.0, 1.0, 1.0]))
     balanced = class_weights(torch.tensor([0, 1, 1, 0]), 2)

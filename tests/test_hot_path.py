@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from zoo.data.augment import warp
+from zoo.labeling.metrics import Accumulator
 from zoo.models.inference import Normalizer
-from zoo.train.metrics import Accumulator
 
 # Compares floating-point results tightly: rerun under other CPU kernels by .ci/run.
 pytestmark = pytest.mark.cpu_kernels

@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from zoo.train.metrics import confusion_matrix, from_confusion
+from zoo.labeling.metrics import confusion_matrix, from_confusion
 
 
 @pytest.mark.parametrize("present_only", [True, False])

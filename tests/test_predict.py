@@ -185,7 +185,8 @@ def test_fifos_and_dangling_links_are_error_entries_not_hangs(cli, small_run, tm
 
 @pytest.mark.cpu_kernels
 def test_prefetched_batches_keep_the_order_and_equal_the_serial_path(small_run, tmp_path) -> None:
-    from zoo.tasks.prediction import output_for, predict_files
+    from zoo.labeling.outputs import output_for
+    from zoo.tasks.prediction import predict_files
 
     pixels, _ = digits_arrays()
     files = []
@@ -236,8 +237,8 @@ class Thresholds:
 
 
 def test_the_output_is_the_runs_tasks(cli, small_run, scans, tmp_path, monkeypatch) -> None:
+    from zoo.labeling import outputs
     from zoo.models.weights import load_tensors, read_header, save
-    from zoo.tasks import prediction
 
     header = read_header(small_run / "model.safetensors")
     header.info.config["task"] = "toy-multi-label"
@@ -247,7 +248,8 @@ def test_the_output_is_the_runs_tasks(cli, small_run, scans, tmp_path, monkeypat
     result = cli("predict", weights, image, "--json", code=2)
     assert result.stderr.startswith("error: this zoo cannot predict with a 'toy-multi-label'")
 
-    monkeypatch.setitem(prediction.OUTPUTS, "toy-multi-label", Thresholds)
+    toy = lambda info, top_k, tta: Thresholds(list(info.classes), top_k, tta)  # noqa: E731
+    monkeypatch.setitem(outputs.OUTPUTS, "toy-multi-label", toy)
     (entry,) = json.loads(cli("predict", weights, image, "--json").stdout)
     logits = zoo.load(weights, precision="auto").logits(
         torch.from_numpy(decode_image(image, (8, 8), 1))[None]

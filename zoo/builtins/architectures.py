@@ -15,13 +15,17 @@ def simplecnn(
     dropout: float = 0.5,
     widths: list[int] | None = None,
     padding: str = "same",
+    pool: str = "flatten",
+    norm: bool = False,
 ) -> Any:
     """The Keras tutorial CNN: conv 32/64/128 + max-pool, dense 128, dropout 0.5; any input size.
 
     hidden: units of the dense layer. dropout: its dropout rate. widths: conv channels per
     block (default [32, 64, 128]). padding: "same" (padded convolutions and ceil pooling: any
     input size) or "valid", the tutorial's exact Keras network (unpadded convolutions, floor
-    pooling, Keras' parameter count; at least 22 px).
+    pooling, Keras' parameter count; at least 22 px). pool: "flatten" the last feature map
+    into the dense layer, or pool it over every position first ("max", "avg"): a feature
+    counts wherever it is. norm: batch normalization after each convolution.
     """
     from zoo.builtins.nets import SimpleCNN
 
@@ -33,6 +37,8 @@ def simplecnn(
         hidden=hidden,
         dropout=dropout,
         padding=padding,
+        pool=pool,
+        norm=norm,
     )
 
 

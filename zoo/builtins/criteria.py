@@ -51,12 +51,13 @@ class SoftTargetCrossEntropy:
 
 class BinaryCrossEntropy:
     """Sigmoid binary cross-entropy against one-hot (or soft) targets, mean over classes and
-    batch; ``label_smoothing`` moves targets towards 1/K."""
+    batch; ``label_smoothing`` moves targets towards 1/K. ``pos_weight`` weighs the positive
+    term: one value, or one per class (``[K]``); ``weight`` rescales each class's term."""
 
     def __init__(
         self,
         label_smoothing: float = 0.0,
-        pos_weight: float | None = None,
+        pos_weight: float | torch.Tensor | None = None,
         weight: torch.Tensor | None = None,
     ) -> None:
         _check_smoothing(label_smoothing)
@@ -64,9 +65,11 @@ class BinaryCrossEntropy:
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         y = _smooth(targets, logits.shape[1], self.label_smoothing, logits.dtype)
-        pos = (
-            None if self.pos_weight is None else torch.full_like(logits[0], float(self.pos_weight))
-        )
+        pos = self.pos_weight
+        if isinstance(pos, torch.Tensor):
+            pos = pos.to(logits.device, logits.dtype)
+        elif pos is not None:
+            pos = torch.full_like(logits[0], float(pos))
         weight = None if self.weight is None else self.weight.to(logits.device, logits.dtype)
         return F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pos)
 

@@ -22,10 +22,20 @@ def soft_target_cross_entropy(weight: Any = None) -> Any:
     return SoftTargetCrossEntropy(weight)
 
 
-def bce(label_smoothing: float = 0.0, pos_weight: float | None = None, weight: Any = None) -> Any:
-    """Binary cross-entropy with logits on one-hot targets (per-class sigmoid)."""
+def bce(
+    label_smoothing: float = 0.0,
+    pos_weight: float | None = None,
+    weight: Any = None,
+    multi_label: bool = False,
+) -> Any:
+    """Binary cross-entropy with logits, a sigmoid per class; multi-label runs' default loss.
+
+    Takes one-hot targets or label vectors; on a multi-label run --class-weights auto gives
+    each class's positive weight."""
     from zoo.builtins.criteria import BinaryCrossEntropy
 
+    if multi_label and weight is not None:  # each class's negatives over its positives
+        return BinaryCrossEntropy(label_smoothing, weight, None)
     return BinaryCrossEntropy(label_smoothing, pos_weight, weight)
 
 

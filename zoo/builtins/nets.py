@@ -10,6 +10,7 @@ from torch import nn
 from zoo.errors import ZooError, shown
 
 PADDINGS = ("same", "valid")
+POOLS = ("flatten", "max", "avg")
 
 
 class SimpleCNN(nn.Module):
@@ -20,6 +21,11 @@ class SimpleCNN(nn.Module):
     ``padding="valid"`` is the tutorial's exact network (Keras' defaults: unpadded convolutions,
     floor pooling; the same parameter count as the Keras model), which needs inputs large
     enough for three blocks (22 px with three widths).
+
+    ``norm=True`` puts batch normalization after each convolution.
+    ``pool="max"`` (or ``"avg"``) pools the last feature map over every position before the
+    dense layer instead of flattening it: a feature counts wherever it appears, as several
+    objects anywhere in a multi-label image need (the default network of multi-label runs).
     """
 
     def __init__(
@@ -31,12 +37,16 @@ class SimpleCNN(nn.Module):
         hidden: int = 128,
         dropout: float = 0.5,
         padding: str = "same",
+        pool: str = "flatten",
+        norm: bool = False,
     ) -> None:
         super().__init__()
         if padding not in PADDINGS:
             raise ZooError(
                 f"simplecnn: padding must be one of {', '.join(PADDINGS)}, got {shown(padding)}"
             )
+        if pool not in POOLS:
+            raise ZooError(f"simplecnn: pool must be one of {', '.join(POOLS)}, got {shown(pool)}")
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
         same = padding == "same"
         layers: list[nn.Module] = []
@@ -44,6 +54,7 @@ class SimpleCNN(nn.Module):
         for width in widths:
             layers += [
                 nn.Conv2d(channels, width, kernel_size=3, padding=1 if same else 0),
+                *([nn.BatchNorm2d(width)] if norm else []),
                 nn.ReLU(inplace=True),
                 nn.MaxPool2d(2, ceil_mode=same),
             ]
@@ -62,7 +73,12 @@ class SimpleCNN(nn.Module):
                 "or padding=same"
             )
         self.features = nn.Sequential(*layers)
+        pooling: list[nn.Module] = []
+        if pool != "flatten":
+            pooling = [nn.AdaptiveMaxPool2d(1) if pool == "max" else nn.AdaptiveAvgPool2d(1)]
+            h = w = 1
         self.head = nn.Sequential(
+            *pooling,
             nn.Flatten(),
             nn.Linear(channels * h * w, hidden),
             nn.ReLU(inplace=True),

@@ -112,8 +112,11 @@ def evaluate(
 
 
 def _print_report(console: Any, report: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    if report.get("task") == "multi-label":
+        _print_multilabel(console, report)
+        return
 
     epoch = f", epoch {report['epoch']}" if report["epoch"] is not None else ""
     console.print(
@@ -159,12 +162,71 @@ def _print_report(console: Any, report: dict[str, Any]) -> None:
             f"top-{report['top_k']} accuracy {tta['top_k_accuracy']:.4f}  "
             f"loss {tta['loss']:.4f}  calibration error (ECE) {tta['ece']:.4f}"
         )
-    losses = report.get("top_losses") or []
-    if losses:
-        worst = losses[0]
-        where = escape(worst.get("path", f"image {worst['index']}"))
+    worst = worst_loss(report)
+    if worst:
         console.print(
-            f"top losses: {len(losses)} most confidently wrong, worst {where} "
-            f"(true {escape(worst['true'])}, predicted {escape(worst['predicted'])} "
-            f"p={worst['probability']:.2f})"
+            f"top losses: {worst[0]} most confidently wrong, worst {worst[1]} (true "
+            f"{worst[2]}, predicted {worst[3]} p={report['top_losses'][0]['probability']:.2f})"
+        )
+
+
+def worst_loss(report: dict[str, Any]) -> tuple[int, str, str, str] | None:
+    """How many top losses an evaluation lists, and where its worst is, with its true and
+    predicted labels (markup escaped; ``(none)`` for an empty label set); None without any."""
+    from rich.markup import escape
+
+    losses = report.get("top_losses") or []
+    if not losses:
+        return None
+    worst = losses[0]
+    where = escape(worst.get("path", f"image {worst['index']}"))
+    return (
+        len(losses),
+        where,
+        escape(worst["true"]) or "(none)",
+        escape(worst["predicted"]) or "(none)",
+    )
+
+
+def _print_multilabel(console: Any, report: dict[str, Any]) -> None:
+    """``zoo eval``'s printout of a multi-label evaluation."""
+    from rich.table import Table
+
+    epoch = f", epoch {report['epoch']}" if report["epoch"] is not None else ""
+    console.print(
+        f"[bold]{report['model']}[/] ({report['arch']}{epoch}) on {report['data']} "
+        f"{report['split']}: {report['count']:,} images, multi-label"
+    )
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("class", overflow="fold")
+    for column in ("precision", "recall", "f1", "ap", "threshold", "support"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in report["per_class"]:
+        ap = "-" if row["ap"] is None else f"{row['ap']:.4f}"
+        cells = [f"{row[c]:.4f}" for c in ("precision", "recall", "f1")]
+        table.add_row(row["class"], *cells, ap, f"{row['threshold']:.4f}", f"{row['support']:,}")
+    table.add_section()
+    for name in ("micro", "macro"):
+        avg = report[name]
+        cells = [f"{avg[c]:.4f}" for c in ("precision", "recall", "f1")]
+        ap = f"{report['map']:.4f}" if name == "macro" else ""
+        table.add_row(f"{name} avg", *cells, ap, "", "")
+    console.print(table)
+    console.print(
+        f"mAP {report['map']:.4f}  micro F1 {report['micro']['f1']:.4f}  exact match "
+        f"{report['exact']:.4f}  Hamming loss {report['hamming']:.4f}  loss "
+        f"{report['loss']:.4f}  calibration error (ECE, mean per class) "
+        f"{report['calibration']['ece']:.4f}"
+    )
+    tta = report.get("tta")
+    if tta:
+        console.print(
+            f"with TTA ({tta['mode']}, {tta['views']} views): mAP {tta['map']:.4f}  micro F1 "
+            f"{tta['f1_micro']:.4f}  exact match {tta['exact']:.4f}  loss {tta['loss']:.4f}"
+        )
+    worst = worst_loss(report)
+    if worst:
+        console.print(
+            f"top losses: {worst[0]} most wrong label sets, worst {worst[1]} (true {worst[2]}, "
+            f"predicted {worst[3]})"
         )

@@ -60,9 +60,10 @@ def predict(
     from zoo.data.splits import default_workers
     from zoo.device.precision import check_precision
     from zoo.errors import ZooError
+    from zoo.labeling.outputs import output_for
     from zoo.models.engines import check_engine, prepare
     from zoo.models.loading import load
-    from zoo.tasks.prediction import collect_files, output_for, predict_files
+    from zoo.tasks.prediction import collect_files, predict_files
 
     if json_output and csv_output:
         raise ZooError("choose one of --json and --csv")

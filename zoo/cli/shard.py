@@ -52,9 +52,7 @@ def shard(
         raise ZooError("val split must be in [0, 1)")
     resolved = resolve_data(data)
     chosen = parse_image_size(image_size) or proposed_size(resolved, (224, 224))
-    splits = build_splits(
-        resolved, image_size=chosen, seed=seed, val_fraction=val_split, multi_label=True
-    )
+    splits = build_splits(resolved, image_size=chosen, seed=seed, val_fraction=val_split)
     counts = write_shards(splits, target, shard_size=size, fmt=fmt)
     shown = ", ".join(f"{n:,} {name}" for name, n in counts.items())
     stdout().print(f"wrote {shown} samples as shards in {target} (--data wds:{target})")

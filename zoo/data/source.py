@@ -253,11 +253,9 @@ def build_splits(
     seed: int,
     val_fraction: float,
     download: bool = False,
-    multi_label: bool = False,
 ) -> DataSplits:
-    """The source's splits, checked: a ``DataSplits``, with single labels unless
-    ``multi_label`` (the one place that refuses multi-label data until zoo trains and judges
-    it; ``zoo shard`` copies it)."""
+    """The source's splits, checked: a ``DataSplits`` (with one label per image, or label
+    sets: the run's task, ``zoo.labeling.task``, follows from it)."""
     from zoo.data.splits import DataSplits
 
     data = resolved.build(
@@ -265,9 +263,4 @@ def build_splits(
     )
     if not isinstance(data, DataSplits):
         raise ZooError(f"{resolved.label} returned {type(data).__name__}, not zoo.data.DataSplits")
-    if data.multi_label and not multi_label:
-        raise ZooError(
-            f"{resolved.label} holds several labels per image (multi-label); zoo does not "
-            "train or evaluate multi-label data yet"
-        )
     return data

@@ -139,13 +139,16 @@ def parse_labels(
 ) -> tuple[list[Any], list[str]]:
     """Label cells to class indices (or lists of them, multi-label) and the class names:
     sorted, numerically when every label is an integer. ``delim`` separates several labels in
-    a cell (blank: any whitespace; None: a cell is one label)."""
+    a cell (blank: any whitespace; None: a cell is one label); in a multi-label table, an
+    empty cell is an image with no label."""
     sets: list[list[str]] = []
+    empty: list[int] = []
     for i, cell in enumerate(cells):
         if isinstance(cell, (list, tuple)):
             names = [str(c).strip() for c in cell]
         elif cell is None or str(cell).strip() == "":
-            raise ZooError(f"table {file}: row {i + 1} has no label")
+            names = []
+            empty.append(i)
         else:
             text = str(cell).strip()
             parts = [text] if delim is None else text.split(delim.strip() or None)
@@ -153,12 +156,16 @@ def parse_labels(
         sets.append(
             [n[:-2] if n.endswith(".0") and n[:-2].lstrip("-").isdigit() else n for n in names]
         )
+    # Label sets: a cell with several labels, or a list; then an empty cell is an image
+    # with no label (every class absent), else a row that lacks its label.
+    several = any(len(s) > 1 for s in sets) or any(isinstance(c, (list, tuple)) for c in cells)
+    if empty and not several:
+        raise ZooError(f"table {file}: row {empty[0] + 1} has no label")
     found = {n for s in sets for n in s}
     numeric = all(n.lstrip("-").isdigit() for n in found)
     classes = sorted(found, key=(lambda n: (int(n), n)) if numeric else None)
     index = {n: i for i, n in enumerate(classes)}
-    multi = any(len(s) != 1 for s in sets) or any(isinstance(c, (list, tuple)) for c in cells)
-    labels: list[Any] = [sorted({index[n] for n in s}) if multi else index[s[0]] for s in sets]
+    labels: list[Any] = [sorted({index[n] for n in s}) if several else index[s[0]] for s in sets]
     return labels, classes
 
 

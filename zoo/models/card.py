@@ -43,6 +43,8 @@ _SETTINGS = (
     "ema",
     "class_weights",
     "balanced",
+    "task",
+    "threshold",
     "seed",
 )
 # Validation metrics of metrics.jsonl and how the card names them (the Hub's metric ids).
@@ -52,6 +54,17 @@ _VAL_METRICS = (
     ("val_precision", "precision", "validation macro precision"),
     ("val_recall", "recall", "validation macro recall"),
 )
+# A multi-label run's (their F1 at the thresholds chosen on that split).
+_MULTI_LABEL_METRICS = (
+    ("val_map", "map", "validation mAP"),
+    ("val_f1_micro", "f1", "validation micro F1"),
+    ("val_f1_macro", "f1", "validation macro F1"),
+    ("val_exact", "accuracy", "validation exact match"),
+)
+
+
+def _metrics_of(info: Any) -> tuple[tuple[str, str, str], ...]:
+    return _MULTI_LABEL_METRICS if info.thresholds is not None else _VAL_METRICS
 
 
 def is_zoos(path: Path) -> bool:
@@ -97,7 +110,8 @@ def render(run: Path, repo_id: str | None = None, license_id: str | None = None)
     dataset = _plain(_dataset_name(str(config.get("data", ""))))
     name = _plain(repo_id.rpartition("/")[2] if repo_id else run.resolve().name)
 
-    record, which = _validation_record(history, summary)
+    val_metrics = _metrics_of(info)
+    record, which = _validation_record(history, summary, val_metrics[0][0])
     results = [
         EvalResult(
             task_type="image-classification",
@@ -109,7 +123,7 @@ def render(run: Path, repo_id: str | None = None, license_id: str | None = None)
             metric_value=round(float(record[key]), 4),
             metric_name=label,
         )
-        for key, metric, label in _VAL_METRICS
+        for key, metric, label in val_metrics
         if record is not None and isinstance(record.get(key), (int, float))
     ]
     if evaluation and _eval_epoch(evaluation) == info.epoch:  # a stale one is not the model's
@@ -117,7 +131,12 @@ def render(run: Path, repo_id: str | None = None, license_id: str | None = None)
     data = ModelCardData(
         library_name="timm" if timm_name else "zoo",
         pipeline_tag="image-classification",
-        tags=["image-classification", "zoo", *(["timm"] if timm_name else [])],
+        tags=[
+            "image-classification",
+            "zoo",
+            *(["timm"] if timm_name else []),
+            *(["multi-label"] if info.thresholds is not None else []),
+        ],
         license=license_id or "other",
         datasets=[dataset] if dataset else None,
         base_model=base,
@@ -225,13 +244,30 @@ def _body(
             "| metric | value |",
             "| --- | --- |",
         ]
-        for key, _, label in _VAL_METRICS:
+        for key, _, label in _metrics_of(info):
             if isinstance(record.get(key), (int, float)):
                 lines.append(f"| {label.removeprefix('validation ')} | {record[key]:.4f} |")
         lines.append("")
     else:
         lines += ["No epoch has validation results.", ""]
-    if evaluation:
+    if evaluation and evaluation.get("task") == "multi-label":
+        lines += [
+            f"`zoo eval` on {_text(_dataset_name(str(evaluation.get('data', ''))))} "
+            f"({_text(str(evaluation.get('split')))} split, {_number(evaluation.get('count'))} "
+            f"images) {_eval_label(evaluation, info.epoch)}, at the thresholds the weights "
+            "record:",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+            f"| mAP | {_value(evaluation.get('map'))} |",
+            f"| micro F1 | {_value((evaluation.get('micro') or {}).get('f1'))} |",
+            f"| macro F1 | {_value((evaluation.get('macro') or {}).get('f1'))} |",
+            f"| exact match | {_value(evaluation.get('exact'))} |",
+            f"| Hamming loss | {_value(evaluation.get('hamming'))} |",
+            f"| loss | {_value(evaluation.get('loss'))} |",
+            "",
+        ]
+    elif evaluation:
         lines += [
             f"`zoo eval` on {_text(_dataset_name(str(evaluation.get('data', ''))))} "
             f"({_text(str(evaluation.get('split')))} split, {_number(evaluation.get('count'))} "
@@ -343,11 +379,11 @@ def _python(text: str) -> str:
 
 
 def _validation_record(
-    history: list[dict[str, Any]], summary: dict[str, Any] | None
+    history: list[dict[str, Any]], summary: dict[str, Any] | None, key: str = "val_accuracy"
 ) -> tuple[dict[str, Any] | None, str]:
-    """The epoch whose validation metrics the card reports: the best one by the monitored
-    metric, else the last one; and how to say which."""
-    with_val = [r for r in history if isinstance(r.get("val_accuracy"), (int, float))]
+    """The epoch whose validation metrics the card reports (the epochs that record ``key``):
+    the best one by the monitored metric, else the last one; and how to say which."""
+    with_val = [r for r in history if isinstance(r.get(key), (int, float))]
     if not with_val:
         return None, ""
     best = (summary or {}).get("best") or {}
@@ -364,6 +400,9 @@ def _eval_results(report: dict[str, Any]) -> list[Any]:
     dataset = _plain(_dataset_name(str(report.get("data", ""))))
     split = _plain(str(report.get("split", "val")))
     values = [
+        ("map", report.get("map"), "zoo eval mAP"),
+        ("f1", (report.get("micro") or {}).get("f1"), "zoo eval micro F1"),
+        ("accuracy", report.get("exact"), "zoo eval exact match"),
         ("accuracy", report.get("accuracy"), "zoo eval accuracy"),
         ("accuracy", report.get("top5_accuracy"), f"zoo eval top-{report.get('top_k', 5)}"),
         ("f1", (report.get("macro") or {}).get("f1"), "zoo eval macro F1"),

@@ -44,6 +44,18 @@ class Preprocessed(nn.Module):
         return self.net(torch.addcmul(self.shift, images.float(), self.scale))
 
 
+class Sigmoid(nn.Module):
+    """A multi-label network with its sigmoid: probabilities out, one per class, so the
+    exported file answers as the model does and its check compares probabilities."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).float().sigmoid()
+
+
 @dataclass
 class Exported:
     """What was written, and how far its outputs are from PyTorch's (None: not checked, and
@@ -89,7 +101,7 @@ def metadata(info: ModelInfo, input_kind: str) -> dict[str, Any]:
         "uint8": "images in 0-255, normalized inside the graph",
         "float": "images in [0, 1], normalized inside the graph",
     }[input_kind]
-    return {
+    found = {
         "classes": list(info.classes),
         "image_size": [h, w],
         "in_chans": info.in_chans,
@@ -102,6 +114,13 @@ def metadata(info: ModelInfo, input_kind: str) -> dict[str, Any]:
         "zoo_version": info.zoo_version,
         "zoo.model": info.to_json(),
     }
+    if info.thresholds is not None:  # multi-label: the graph ends with its sigmoid
+        found["output_spec"] = (
+            f"float32 [N, {info.num_classes}] probabilities, a sigmoid per class (an image's "
+            "labels: the classes at or above their thresholds)"
+        )
+        found["thresholds"] = dict(zip(info.classes, info.thresholds, strict=True))
+    return found
 
 
 def _example(info: ModelInfo, input_kind: str, batch: int, seed: int) -> torch.Tensor:
@@ -119,7 +138,8 @@ def export(
 ) -> Exported:
     """Export ``net`` (on the CPU, in eval mode) to ``out``: the file is run back (onnxruntime
     or torch.jit) on a batch of another size and its logits compared with PyTorch's before it
-    is written (atomically). Non-finite logits, PyTorch's or the file's, fail the export:
+    is written (atomically); a multi-label model's file ends with its sigmoid, and its
+    probabilities are compared. Non-finite logits, PyTorch's or the file's, fail the export:
     nothing is written (a NaN difference would pass any comparison)."""
     from zoo.files.atomic import write_output
 
@@ -130,6 +150,8 @@ def export(
     module: nn.Module = (
         net if input_kind == "normalized" else Preprocessed(net, info, input_kind == "uint8")
     ).eval()
+    if info.thresholds is not None:
+        module = Sigmoid(module).eval()
     meta = metadata(info, input_kind)
     input_name = "input" if input_kind == "normalized" else "images"
     check = _example(info, input_kind, 3, seed=1)

@@ -25,6 +25,8 @@ from zoo.files.reading import read_text, why
 from zoo.models.weights import ModelInfo
 
 CONFIG = "config.json"
+# Hugging Face's problem_type of a multi-label classifier (sigmoid per class).
+MULTI_LABEL = "multi_label_classification"
 # What zoo copies from a timm network's own pretrained_cfg; every other input field is zoo's.
 _FROM_NETWORK = ("fixed_input_size", "first_conv", "classifier")
 # Architecture keywords zoo passes itself, so they are not user parameters when reading.
@@ -67,6 +69,9 @@ def hf_config(info: ModelInfo, net: Any) -> dict[str, Any]:
         pretrained_cfg=pretrained_cfg,
         zoo={"arch": info.arch, "zoo_version": info.zoo_version, "epoch": info.epoch},
     )
+    if info.thresholds is not None:  # multi-label: Hugging Face's name, and the thresholds
+        config["problem_type"] = MULTI_LABEL
+        config["thresholds"] = dict(zip(info.classes, info.thresholds, strict=True))
     return config
 
 
@@ -117,6 +122,14 @@ def model_info(config: dict[str, Any], source: Path) -> ModelInfo:
         else [str(i) for i in range(num_classes)]
     )
     zoo_part = config.get("zoo") if isinstance(config.get("zoo"), dict) else {}
+    multi = config.get("problem_type") == MULTI_LABEL
+    thresholds = config.get("thresholds") if multi else None
+    if multi:
+        given = thresholds if isinstance(thresholds, dict) else {}
+        try:
+            thresholds = [float(given.get(c, 0.5)) for c in classes]
+        except (TypeError, ValueError) as exc:
+            raise ZooError(f"{source}: invalid thresholds ({exc})") from None
     return ModelInfo(
         arch=architecture(config, source),
         arch_params={k: v for k, v in model_args.items() if k not in _PROVIDED_ARGS},
@@ -128,6 +141,8 @@ def model_info(config: dict[str, Any], source: Path) -> ModelInfo:
         std=normalization(config, in_chans)[1],
         zoo_version=str(zoo_part.get("zoo_version", "")),
         epoch=zoo_part.get("epoch"),
+        config={"task": "multi-label"} if multi else {},
+        thresholds=thresholds,
     )
 
 

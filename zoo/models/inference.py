@@ -63,6 +63,20 @@ class LoadedModel(nn.Module):
         return self.info.image_size
 
     @property
+    def task(self) -> str:
+        """``single-label`` or ``multi-label`` (``zoo.labeling.task``)."""
+        from zoo.labeling.task import task_of
+
+        return task_of(self.info)
+
+    @property
+    def thresholds(self) -> dict[str, float] | None:
+        """Multi-label: each class's probability threshold, as chosen on validation (or
+        ``--threshold``); None for single-label models."""
+        found = self.info.thresholds
+        return None if found is None else dict(zip(self.info.classes, found, strict=True))
+
+    @property
     def normalizer(self) -> Normalizer:
         """uint8 or [0, 1] images -> the network's input, in the format its engine takes."""
         return Normalizer(self.mean, self.std, self.mean.device, self.channels_last)
@@ -97,10 +111,11 @@ class LoadedModel(nn.Module):
         ``zoo predict``, ``zoo serve`` and this API's ``predict`` compute, in float32."""
         return self(self.preprocess(images)).float()
 
-    def predict(self, images: torch.Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """The top-k ``(class name, probability)`` pairs for each image (the answers of the
-        run's task, as ``zoo predict`` gives them)."""
-        from zoo.tasks.prediction import output_for
+    def predict(self, images: torch.Tensor, top_k: int = 5) -> list[Any]:
+        """Each image's answer, as ``zoo predict`` gives it: single-label, its top-k ``(class
+        name, probability)`` pairs; multi-label, a ``LabelSet`` (``labels``: the classes at or
+        above their thresholds; ``probabilities``: every class's, highest first)."""
+        from zoo.labeling.outputs import output_for
 
         output = output_for(self.info, top_k)
         return output.answers(output.activate(self.logits(images)))

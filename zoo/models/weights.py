@@ -56,11 +56,16 @@ class ModelInfo:
     zoo_version: str
     config: dict[str, Any] = field(default_factory=dict)
     epoch: int | None = None
+    # Multi-label: each class's probability threshold (the labels of an image are the classes
+    # at or above theirs); None for tasks that answer otherwise, and then not written.
+    thresholds: list[float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["image_size"] = list(self.image_size)
         data["mean"], data["std"] = list(self.mean), list(self.std)
+        if self.thresholds is None:
+            del data["thresholds"]
         return data
 
     @classmethod
@@ -70,6 +75,8 @@ class ModelInfo:
         info.mean, info.std = tuple(data["mean"]), tuple(data["std"])
         if len(info.classes) != info.num_classes:
             raise ValueError(f"{len(info.classes)} class names for {info.num_classes} classes")
+        if info.thresholds is not None and len(info.thresholds) != info.num_classes:
+            raise ValueError(f"{len(info.thresholds)} thresholds for {info.num_classes} classes")
         return info
 
 

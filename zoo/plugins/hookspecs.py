@@ -64,7 +64,9 @@ def zoo_register_losses(register: Register) -> None:
     """Register losses.
 
     Returns a callable ``(logits, targets) -> scalar tensor`` accepting int64 ``[B]`` and soft
-    ``[B, K]`` targets, or raising a clear ``ValueError`` for soft targets it cannot use.
+    ``[B, K]`` targets, or raising a clear ``ValueError`` for soft targets it cannot use. On a
+    multi-label run the targets are label vectors ``[B, K]`` (a factory that declares
+    ``multi_label`` is told so).
     """
 
 
@@ -146,7 +148,18 @@ KEYWORDS: dict[str, tuple[Keyword, ...]] = {
     ),
     "loss": (
         Keyword("num_classes", "classes (int)", always=False),
-        Keyword("weight", "class weights, float `[K]` from `--class-weights`, or None", False),
+        Keyword(
+            "weight",
+            "class weights, float `[K]` from `--class-weights` (multi-label runs: each class's "
+            "positive weight), or None",
+            False,
+        ),
+        Keyword(
+            "multi_label",
+            "True on a multi-label run: targets are label vectors `[B, K]` in {0, 1} (mixed by "
+            "mixup and cutmix)",
+            False,
+        ),
     ),
     "dataset": (
         Keyword("image_size", "`(h, w)`, or None for the dataset's own default"),

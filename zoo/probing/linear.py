@@ -189,7 +189,7 @@ def _score(
     import torch
 
     from zoo.data.splits import stratified_split
-    from zoo.train.metrics import confusion_matrix, from_confusion
+    from zoo.labeling.metrics import confusion_matrix, from_confusion
 
     fit_idx, held_idx = stratified_split(train_y.tolist(), HELD_OUT, seed)
     held_out: dict[float, float] = {}

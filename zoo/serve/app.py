@@ -128,9 +128,9 @@ class Service:
         try:
             import torch
 
+            from zoo.labeling.outputs import output_for
             from zoo.models.engines import prepare
             from zoo.models.loading import load
-            from zoo.tasks.prediction import output_for
 
             options = self.options
             model = load(options.source, device=options.device, precision=options.precision)
@@ -178,7 +178,7 @@ class Service:
     def describe(self) -> dict[str, Any]:
         """``GET /info``."""
         import zoo
-        from zoo.tasks.prediction import task_of
+        from zoo.labeling.task import task_of
 
         info, options = self.info, self.options
         out: dict[str, Any] = {
@@ -212,8 +212,8 @@ class Service:
 
     async def predict(self, request: Any, top_k: int | None) -> list[dict[str, Any]]:
         """``POST /predict``: the records of ``zoo predict --json`` for the request's images."""
+        from zoo.labeling.outputs import Prediction, output_for
         from zoo.serve.decoding import decode
-        from zoo.tasks.prediction import Prediction, output_for
 
         if not self.ready.is_set():
             raise RequestError(503, "the model is loading: GET /ready says when it is ready")

@@ -94,6 +94,7 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
     from zoo.data.splits import default_workers, split_paths
     from zoo.device.placement import resolve_device
     from zoo.files import records
+    from zoo.labeling.task import MULTI, task_of
     from zoo.models.engines import prepare
     from zoo.models.loading import load
     from zoo.tasks import cam, evaluation, insights, plots, tta
@@ -116,12 +117,23 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
     report = evaluation.report(result, file, samples=options.samples)
     report["engine"] = engine.engine
     outputs = Outputs(report)
-    report["calibration"] = insights.calibration(result.logits, result.targets)
+    multi = task_of(info) == MULTI
+    if multi:
+        from zoo.tasks import multilabel
+
+        report["calibration"] = multilabel.calibration(
+            result.logits, result.targets, list(info.classes)
+        )
+    else:
+        report["calibration"] = insights.calibration(result.logits, result.targets)
     if mode is not None:
         augmented = evaluation.run(model, chosen, workers=workers, tta=mode, **settings)
-        report["tta"] = tta_summary(augmented, mode)
+        report["tta"] = (multilabel.tta_summary if multi else tta_summary)(augmented, mode)
 
-    indices = insights.top_losses(result.logits, result.targets, options.top_losses)
+    if multi:
+        indices = multilabel.top_losses(result.logits, result.targets, info, options.top_losses)
+    else:
+        indices = insights.top_losses(result.logits, result.targets, options.top_losses)
     aligned = len(result.targets) == len(chosen.split)
     if indices and not aligned:
         outputs.notes.append(
@@ -130,12 +142,19 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
         )
         indices = []
     paths = split_paths(chosen.split) if indices else None
-    entries = insights.top_loss_entries(
-        result.logits, result.targets, indices, list(info.classes), paths
-    )
+    if multi:
+        entries = multilabel.top_loss_entries(result.logits, result.targets, indices, info, paths)
+    else:
+        entries = insights.top_loss_entries(
+            result.logits, result.targets, indices, list(info.classes), paths
+        )
     report["top_losses"] = entries
     if options.top_losses and not entries and aligned:
-        outputs.notes.append("no misclassified images: no top losses to show")
+        outputs.notes.append(
+            "no wrong label sets: no top losses to show"
+            if multi
+            else "no misclassified images: no top losses to show"
+        )
     if layer is not None:
         report["cam"] = {"method": "Grad-CAM", "layer": layer.name}
 
@@ -146,9 +165,14 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
         )
     elif options.plots:
         title = f"{report['arch']} on {report['data']} ({report['split']})"
-        pictures["confusion_matrix.png"] = plots.confusion_png(
-            report["confusion_matrix"], report["classes"], title
-        )
+        if multi:
+            pictures["pr_curves.png"] = multilabel.pr_curves_png(
+                result.logits, result.targets, info, title
+            )
+        else:
+            pictures["confusion_matrix.png"] = plots.confusion_png(
+                report["confusion_matrix"], report["classes"], title
+            )
         try:
             history = records.history(run_dir)
         except records.Damaged as exc:
@@ -165,7 +189,11 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
                     f"{len(indices)} top losses; eval.json lists them all"
                 )
             images = evaluation.split_images(chosen.split, shown)
-            predicted = result.logits[shown].argmax(dim=1).tolist()
+            if multi:
+                worst = [info.classes.index(e["worst_class"]) for e in entries[: len(shown)]]
+                predicted = worst
+            else:
+                predicted = result.logits[shown].argmax(dim=1).tolist()
             overlays = _cam_overlays(model, images, predicted, layer) if layer else None
             pictures["top_losses.png"] = plots.top_losses_png(
                 entries[:GRID_MAX], [im.numpy() for im in images], overlays, f"top losses: {title}"
@@ -184,6 +212,7 @@ def _evaluate(path: str, options: EvalOptions, file: Path, target: Path) -> Outp
 WRITES = (
     "eval.json",
     "confusion_matrix.png",
+    "pr_curves.png",
     "training_curves.png",
     "calibration.png",
     "top_losses.png",
@@ -219,8 +248,9 @@ def _eval_json_by_zoo(path: Path) -> bool:
         report = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(report, dict) and {"model", "arch", "per_class", "confusion_matrix"} <= set(
-        report
+    keys = {"model", "arch", "per_class"}
+    return isinstance(report, dict) and (
+        keys | {"confusion_matrix"} <= set(report) or keys | {"map"} <= set(report)
     )
 
 
@@ -262,9 +292,9 @@ def _card(run_dir: Path, notes: list[str]) -> list[Path]:
 
 def tta_summary(augmented: Any, mode: str) -> dict[str, Any]:
     """The metrics of an evaluation with test-time augmentation, for ``eval.json``'s ``tta``."""
+    from zoo.labeling.metrics import from_confusion
     from zoo.tasks.insights import calibration
     from zoo.tasks.tta import view_count
-    from zoo.train.metrics import from_confusion
 
     m = from_confusion(augmented.confusion, augmented.info.classes)
     return {

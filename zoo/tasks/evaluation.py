@@ -2,8 +2,9 @@
 
 Without ``--data`` the run's own validation split is rebuilt from the settings stored in the
 weights (dataset, seed, validation fraction), so it holds exactly the images training held out.
-Metrics come from the confusion matrix (``zoo.train.metrics.from_confusion``), which uses
-scikit-learn's definitions.
+Single-label metrics come from the confusion matrix (``zoo.labeling.metrics.from_confusion``),
+multi-label ones from every image's scores (``zoo.tasks.multilabel``); both use scikit-learn's
+definitions.
 """
 
 from __future__ import annotations
@@ -129,16 +130,25 @@ def run(
     """Run ``model`` (a ``zoo.models.inference.LoadedModel``) over the split; with ``tta``
     (a ``zoo.tasks.tta`` mode), on each image's augmented views, averaging probabilities."""
     from zoo.data.batches import make_batches
+    from zoo.labeling.eval_loop import evaluate
+    from zoo.labeling.task import task_named, task_of
     from zoo.tasks.tta import TTA
-    from zoo.train.eval_loop import evaluate
 
     info = model.info
+    task = task_named(task_of(info))
     # A stream is judged in its own order, in this process, so that its items keep their index.
     workers = 0 if is_stream(data.split) else workers
     batches = make_batches(data.split, batch_size, device, train=False, workers=workers, seed=0)
-    net = model if tta is None else TTA(model, tta)
+    net = model if tta is None else TTA(model, tta, task)
     result = evaluate(
-        net, batches, model.normalizer, info.num_classes, device, amp_dtype, keep_logits=True
+        net,
+        batches,
+        model.normalizer,
+        info.num_classes,
+        device,
+        amp_dtype,
+        keep_logits=True,
+        task=task,
     )
     if result.logits is None or result.targets is None:
         raise ZooError(f"no readable images in the {data.split_name} split of {data.data}")
@@ -155,6 +165,20 @@ def run(
 
 
 def report(evaluation: Evaluation, model_path: Path, samples: bool = False) -> dict[str, Any]:
+    """``eval.json``'s figures: those of the model's task (``single_label_report``, or
+    ``zoo.tasks.multilabel.report``, which ``samples`` does not apply to)."""
+    from zoo.labeling.task import MULTI, task_of
+
+    if task_of(evaluation.info) == MULTI:
+        from zoo.tasks import multilabel
+
+        return multilabel.report(evaluation, model_path)
+    return single_label_report(evaluation, model_path, samples)
+
+
+def single_label_report(
+    evaluation: Evaluation, model_path: Path, samples: bool = False
+) -> dict[str, Any]:
     """The JSON report: accuracy, top-k (``top_k`` = min(5, classes), ``top_k_accuracy``; also
     ``top5_accuracy`` when k is 5), macro and weighted averages, per-class metrics and the
     confusion matrix (rows: true class, columns: predicted); with ``samples``, each image's
@@ -165,7 +189,7 @@ def report(evaluation: Evaluation, model_path: Path, samples: bool = False) -> d
     scikit-learn's defaults do: evaluating on data that lacks some of the model's classes does
     not count those as zeros.
     """
-    from zoo.train.metrics import from_confusion
+    from zoo.labeling.metrics import from_confusion
 
     info = evaluation.info
     m = from_confusion(evaluation.confusion, info.classes)

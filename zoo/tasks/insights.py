@@ -17,9 +17,15 @@ def top_losses(logits: torch.Tensor, targets: torch.Tensor, n: int) -> list[int]
     if n <= 0 or logits.shape[0] == 0:
         return []
     losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-    wrong = (logits.argmax(dim=1) != targets).nonzero().flatten()
-    order = torch.sort(losses[wrong], descending=True, stable=True).indices
-    return wrong[order][:n].tolist()
+    return worst_first(losses, logits.argmax(dim=1) != targets, n)
+
+
+def worst_first(losses: torch.Tensor, wrong: torch.Tensor, n: int) -> list[int]:
+    """Indices of the ``n`` images ``wrong`` marks with the highest ``losses``, highest first;
+    ties keep split order (multi-label top losses rank alike)."""
+    found = wrong.nonzero().flatten()
+    order = torch.sort(losses[found], descending=True, stable=True).indices
+    return found[order][:n].tolist()
 
 
 def top_loss_entries(

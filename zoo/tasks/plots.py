@@ -26,7 +26,7 @@ def available() -> bool:
     return True
 
 
-def _figure(width: float, height: float) -> Any:
+def figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -39,7 +39,7 @@ def _figure(width: float, height: float) -> Any:
 SOFTWARE = "zoo"
 
 
-def _png(fig: Any) -> bytes:
+def png(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": SOFTWARE})
     return buffer.getvalue()
@@ -69,7 +69,7 @@ def confusion_png(matrix: list[list[int]], classes: list[str], title: str = "") 
     share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     k = len(classes)
     side = min(4 + 0.45 * k, 40)
-    fig = _figure(side + 1.5, side)
+    fig = figure(side + 1.5, side)
     ax = fig.add_subplot()
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, label="share of the true class")
@@ -86,7 +86,7 @@ def confusion_png(matrix: list[list[int]], classes: list[str], title: str = "") 
                 if cm[i, j]:
                     color = "white" if share[i, j] > 0.5 else "black"
                     ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", color=color)
-    return _png(fig)
+    return png(fig)
 
 
 # Panels of the training curves: title and the metrics.jsonl keys drawn in it.
@@ -102,7 +102,7 @@ def compare_png(runs: list[Any], metric: str) -> bytes:
     ``history``), overlaid on one set of axes, for ``zoo runs compare``."""
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(7.5, 4.5)
+    fig = figure(7.5, 4.5)
     ax = fig.add_subplot()
     for run in runs:
         points = [
@@ -119,7 +119,7 @@ def compare_png(runs: list[Any], metric: str) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     ax.set_title(f"{metric} per epoch")
-    return _png(fig)
+    return png(fig)
 
 
 def _numeric(value: Any) -> bool:
@@ -135,7 +135,7 @@ def curves_png(history: list[dict[str, Any]], title: str = "") -> bytes:
         for name, keys in CURVE_PANELS
     ]
     panels = [(name, keys) for name, keys in panels if keys]
-    fig = _figure(4.5 * max(len(panels), 1), 3.8)
+    fig = figure(4.5 * max(len(panels), 1), 3.8)
     for n, (name, keys) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, len(panels), n)
         for key in keys:
@@ -153,7 +153,7 @@ def curves_png(history: list[dict[str, Any]], title: str = "") -> bytes:
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
-    return _png(fig)
+    return png(fig)
 
 
 def _short(text: str, width: int) -> str:
@@ -178,7 +178,7 @@ def top_losses_png(
     cols = min(n, 4 if overlays is None else 3) or 1
     rows = -(-n // cols) or 1
     cell_w = 2.4 if overlays is None else 3.6
-    fig = _figure(cell_w * cols, 2.7 * rows + (0.4 if title else 0))
+    fig = figure(cell_w * cols, 2.7 * rows + (0.4 if title else 0))
     for k, (entry, image) in enumerate(zip(entries, images, strict=True)):
         ax = fig.add_subplot(rows, cols, k + 1)
         picture = np.asarray(image).transpose(1, 2, 0)
@@ -198,7 +198,7 @@ def top_losses_png(
         )
     if title:
         fig.suptitle(title)
-    return _png(fig)
+    return png(fig)
 
 
 def calibration_png(calibration: dict[str, Any], title: str = "") -> bytes:
@@ -212,7 +212,7 @@ def calibration_png(calibration: dict[str, Any], title: str = "") -> bytes:
     accuracy = np.array([np.nan if a is None else a for a in calibration["accuracy"]])
     confidence = np.array([np.nan if c is None else c for c in calibration["confidence"]])
     count = np.asarray(calibration["count"], dtype=np.float64)
-    fig = _figure(5, 5.6)
+    fig = figure(5, 5.6)
     grid = fig.add_gridspec(2, 1, height_ratios=(3, 1))
     ax = fig.add_subplot(grid[0])
     filled = ~np.isnan(accuracy)
@@ -241,12 +241,12 @@ def calibration_png(calibration: dict[str, Any], title: str = "") -> bytes:
     hist.bar(centers, count / total, width=width, color="grey", edgecolor="black")
     hist.set_xlabel("confidence (top-1 probability)")
     hist.set_ylabel("share of images")
-    return _png(fig)
+    return png(fig)
 
 
 def lr_find_png(lrs: list[float], losses: list[float], suggested: float | None) -> bytes:
     """The smoothed loss against the learning rate (log scale), the suggestion marked."""
-    fig = _figure(6.5, 4.2)
+    fig = figure(6.5, 4.2)
     ax = fig.add_subplot()
     ax.plot(lrs, losses)
     ax.set_xscale("log")
@@ -268,7 +268,7 @@ def lr_find_png(lrs: list[float], losses: list[float], suggested: float | None) 
             color="red",
         )
     ax.set_title("learning-rate range test")
-    return _png(fig)
+    return png(fig)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -288,7 +288,7 @@ def probe_png(rows: list[dict[str, Any]], title: str = "") -> bytes:
     second (log scale), labelled, with the Pareto front (the best accuracy at each speed)
     drawn and its points marked."""
     scored = [r for r in rows if r.get("status") == "ok" and r.get("images_per_second")]
-    fig = _figure(7.5, 5.0)
+    fig = figure(7.5, 5.0)
     ax = fig.add_subplot()
     points = [(float(r["images_per_second"]), float(r["accuracy"])) for r in scored]
     front = pareto_front(points)
@@ -314,4 +314,4 @@ def probe_png(rows: list[dict[str, Any]], title: str = "") -> bytes:
         ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad) + 0.01)
         ax.set_xlim(min(xs) / 1.6, max(xs) * 2.2)  # room for the labels
     ax.set_title(title or "zoo probe: accuracy against speed")
-    return _png(fig)
+    return png(fig)

@@ -3,149 +3,23 @@ model's input size, and run the model batch by batch. A file that cannot be deco
 error entry instead of stopping the others.
 
 What a prediction looks like as JSON (``zoo predict --json``, ``POST /predict`` of ``zoo
-serve``), as CSV and as a table is the output of the run's task (``output_for``): single-label
-runs answer each image with its top-k classes; another task registers its own output in
-``OUTPUTS``, and the commands that print or serve predictions do not change.
+serve``), as CSV and as a table is the output of the run's task (``zoo.labeling.outputs``), so
+the commands that print or serve predictions never ask which task a run has.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+from zoo.labeling.outputs import Output, Prediction
 
 if TYPE_CHECKING:
     import torch
-
-    from zoo.models.weights import ModelInfo
-
-
-@dataclass
-class Prediction:
-    """One image's answer (what its run's output computes: for single-label runs, the top-k
-    ``(class, probability)`` pairs), or why it could not be read. With test-time augmentation,
-    ``answer`` is the averaged prediction and ``plain`` the prediction on the image alone.
-    ``path`` is the file (an upload's name when served; None for a raw request body)."""
-
-    path: Path | str | None
-    answer: Any = None
-    error: str | None = None
-    plain: Any = None
-
-
-class Output(Protocol):
-    """How a task turns a model's logits into answers and shows them. ``zoo predict`` and
-    ``zoo serve`` only call these, so a task with another shape of answer needs no change to
-    either."""
-
-    task: str
-    tta: str | None  # the test-time augmentation the answers average over (None: none)
-
-    def activate(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits -> the probabilities the answers are made of (float32)."""
-        ...
-
-    def answers(self, probabilities: torch.Tensor) -> list[Any]:
-        """A batch's probabilities -> each image's answer."""
-        ...
-
-    def record(self, prediction: Prediction) -> dict[str, Any]:
-        """One image as JSON: ``zoo predict --json``'s entry and ``POST /predict``'s."""
-        ...
-
-    def csv_header(self) -> list[str]: ...
-
-    def csv_row(self, prediction: Prediction) -> list[str]: ...
-
-    def table_columns(self) -> list[tuple[str, str]]:
-        """``(name, justify)`` of each column of ``zoo predict``'s table."""
-        ...
-
-    def table_row(self, prediction: Prediction) -> list[str]: ...
-
-
-class SingleLabel:
-    """One class per image: softmax probabilities, each image answered by its top-k
-    ``(class, probability)`` pairs (probabilities rounded to 6 decimals)."""
-
-    task = "single-label"
-
-    def __init__(self, classes: list[str], top_k: int = 5, tta: str | None = None) -> None:
-        self.classes = list(classes)
-        self.k = max(1, min(top_k, len(self.classes)))
-        self.tta = tta
-
-    def activate(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.float().softmax(dim=1)
-
-    def answers(self, probabilities: torch.Tensor) -> list[list[tuple[str, float]]]:
-        values, indices = probabilities.topk(self.k, dim=1)
-        return [
-            [(self.classes[i], round(p, 6)) for p, i in zip(vs, ix, strict=True)]
-            for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)
-        ]
-
-    def record(self, prediction: Prediction) -> dict[str, Any]:
-        path = None if prediction.path is None else str(prediction.path)
-        out: dict[str, Any] = {"path": path, "predictions": _pairs(prediction.answer)}
-        if self.tta:
-            out["tta"] = self.tta
-            out["without_tta"] = _pairs(prediction.plain)
-        out["error"] = prediction.error
-        return out
-
-    def csv_header(self) -> list[str]:
-        pairs = [f"{n}_{i}" for i in range(1, self.k + 1) for n in ("class", "probability")]
-        tta = ["class_without_tta", "probability_without_tta"] if self.tta else []
-        return ["path", *pairs, *tta, "error"]
-
-    def csv_row(self, prediction: Prediction) -> list[str]:
-        cells = [str(c) for pair in prediction.answer or [] for c in pair] or [""] * (2 * self.k)
-        if self.tta:
-            cells += [str(c) for c in prediction.plain[0]] if prediction.plain else ["", ""]
-        return [str(prediction.path or ""), *cells, prediction.error or ""]
-
-    def table_columns(self) -> list[tuple[str, str]]:
-        columns = [("file", "left"), ("class", "left"), ("probability", "right"), ("next", "left")]
-        return columns + ([("without tta", "left")] if self.tta else [])
-
-    def table_row(self, prediction: Prediction) -> list[str]:
-        tta = [""] if self.tta else []
-        if prediction.error:
-            return [str(prediction.path or ""), "unreadable", "", prediction.error, *tta]
-        (best, p), rest = prediction.answer[0], prediction.answer[1:]
-        others = ", ".join(f"{c} {q:.4f}" for c, q in rest)
-        if self.tta and prediction.plain:
-            tta = [f"{prediction.plain[0][0]} {prediction.plain[0][1]:.4f}"]
-        return [str(prediction.path or ""), best, f"{p:.4f}", others, *tta]
-
-
-def _pairs(answer: list[tuple[str, float]] | None) -> list[dict[str, Any]]:
-    return [{"class": c, "probability": p} for c, p in answer or []]
-
-
-# The output of each task, by the name a run records under ``task`` in its settings.
-OUTPUTS: dict[str, Callable[..., Output]] = {"single-label": SingleLabel}
-
-
-def task_of(info: ModelInfo) -> str:
-    """The run's task: ``task`` in the settings it was trained with (single-label when absent,
-    as every run before multi-label runs existed)."""
-    return str((info.config or {}).get("task") or "single-label")
-
-
-def output_for(info: ModelInfo, top_k: int = 5, tta: str | None = None) -> Output:
-    """The output of the run's task, answering with up to ``top_k`` classes."""
-    task = task_of(info)
-    if task not in OUTPUTS:
-        known = ", ".join(sorted(OUTPUTS))
-        raise ZooError(f"this zoo cannot predict with a {task!r} model (it knows {known})")
-    return OUTPUTS[task](list(info.classes), top_k=top_k, tta=tta)
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -193,10 +67,12 @@ def answer_images(model: Any, output: Output, images: torch.Tensor) -> list[Pred
 
     if output.tta is None:
         return [Prediction(None, a) for a in output.answers(output.activate(model.logits(images)))]
+    from zoo.labeling.task import task_named
     from zoo.tasks.tta import TTA
 
     with torch.inference_mode():
-        plain, averaged = TTA(model, output.tta).probabilities(model.preprocess(images))
+        tta = TTA(model, output.tta, task_named(output.task))
+        plain, averaged = tta.probabilities(model.preprocess(images))
     pairs = zip(output.answers(averaged), output.answers(plain), strict=True)
     return [Prediction(None, answer, plain=p) for answer, p in pairs]
 

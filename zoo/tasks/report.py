@@ -115,7 +115,11 @@ def render(files: RunFiles) -> str:
         "settings": _settings(info),
         "environment": _environment(files.summary),
         "curves": _curves(files),
-        "confusion": _picture(files, "confusion_matrix.png", "confusion matrix")
+        "confusion": _picture(files, "pr_curves.png", "precision-recall curves")
+        + '<p class="note">Each class\'s precision against its recall as its threshold moves; '
+        "the dot marks the threshold the weights record.</p>"
+        if _multi(ev)
+        else _picture(files, "confusion_matrix.png", "confusion matrix")
         + '<p class="note">Rows are true classes, columns predicted ones; each cell is '
         "coloured by its share of the true class.</p>",
         "per-class": _per_class(ev),
@@ -218,8 +222,29 @@ def _metric(value: Any, label: str) -> str:
     return f'<div class="metric"><b>{shown}</b><span>{_e(label)}</span></div>'
 
 
+def _multi(ev: dict[str, Any]) -> bool:
+    return ev.get("task") == "multi-label"
+
+
 def _summary(ev: dict[str, Any]) -> str:
     k = ev.get("top_k", 5)
+    if _multi(ev):
+        tta = ev.get("tta")
+        cards = [
+            _metric(ev.get("map"), "mAP"),
+            _metric(ev.get("micro", {}).get("f1"), "micro F1"),
+            _metric(ev.get("macro", {}).get("f1"), "macro F1"),
+            _metric(ev.get("exact"), "exact match"),
+            _metric(ev.get("hamming"), "Hamming loss"),
+            _metric(ev.get("loss"), "loss (binary cross-entropy)"),
+            *([_metric(tta["f1_micro"], f"micro F1 with TTA ({tta['mode']})")] if tta else []),
+        ]
+        return (
+            f'<div class="metrics">{"".join(cards)}</div>'
+            f'<p class="note">Model <code>{_e(ev.get("model"))}</code> ({_e(ev.get("arch"))}), '
+            f"multi-label, on {_e(ev.get('data'))}, {_e(ev.get('split'))} split: "
+            f"{_e(ev.get('count'))} images.</p>"
+        )
     cards = [
         _metric(ev.get("accuracy"), "accuracy"),
         _metric(ev.get("top_k_accuracy"), f"top-{k} accuracy"),
@@ -308,6 +333,12 @@ def _curves(files: RunFiles) -> str:
 
 
 def _per_class(ev: dict[str, Any]) -> str:
+    if _multi(ev):
+        columns = ["class", "precision", "recall", "f1", "ap", "threshold", "support"]
+        rows = [[_e(r["class"]), *(r[c] for c in columns[1:])] for r in ev.get("per_class", [])]
+        table = _table(columns, rows, numeric=frozenset(range(1, 7)), sortable=True, sort="3 asc")
+        note = "Sorted by F1, worst first; click a column to sort by it."
+        return f'<p class="note">{note}</p>' + table
     rows = [
         [_e(r["class"]), r["precision"], r["recall"], r["f1"], r["support"]]
         for r in ev.get("per_class", [])
@@ -346,6 +377,8 @@ def _top_losses(files: RunFiles) -> str:
         if cam
         else "Run zoo eval with --cam to add class activation maps."
     )
+    # A multi-label entry names the class it is most wrong about, with that class's probability.
+    second = ("worst_class", "worst class") if _multi(ev) else ("true_probability", "")
     rows = [
         [
             n,
@@ -353,15 +386,16 @@ def _top_losses(files: RunFiles) -> str:
             _e(e["true"]),
             _e(e["predicted"]),
             e["probability"],
-            e["true_probability"],
+            _e(e[second[0]]) if _multi(ev) else e[second[0]],
             e["loss"],
         ]
         for n, e in enumerate(entries, start=1)
     ]
+    headers = ["rank", "image", "true", "predicted", "probability"]
     table = _table(
-        ["rank", "image", "true", "predicted", "probability", "true class probability", "loss"],
+        [*headers, second[1] or "true class probability", "loss"],
         rows,
-        numeric=frozenset({0, 4, 5, 6}),
+        numeric=frozenset({0, 4, 6} if _multi(ev) else {0, 4, 5, 6}),
         sortable=True,
     )
     return (
@@ -375,6 +409,20 @@ def _calibration(files: RunFiles) -> str:
     cal = ev.get("calibration")
     if cal is None:
         return '<p class="note">This eval.json has no calibration; run zoo eval again.</p>'
+    if _multi(ev):
+        worst = sorted(cal["per_class"], key=lambda r: -r["ece"])
+        return (
+            f"<p>Expected calibration error <b>{cal['ece']:.4f}</b>, the mean of each class's "
+            f"over {cal['bins']} probability bins ({cal['pooled_ece']:.4f} pooled over every "
+            "class, as drawn: each bin's share of present labels against its mean "
+            "probability).</p>"
+            + _picture(files, "calibration.png", "reliability diagram")
+            + _table(
+                ["class", "expected calibration error"],
+                [[_e(r["class"]), r["ece"]] for r in worst],
+                numeric=frozenset({1}),
+            )
+        )
     text = (
         f"<p>Expected calibration error <b>{cal['ece']:.4f}</b> over {cal['bins']} confidence "
         f"bins (maximum gap {cal['mce']:.4f}; mean confidence {cal['mean_confidence']:.4f} for "

@@ -105,19 +105,25 @@ def views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
 
 
 class TTA(nn.Module):
-    """A model whose output is the log of its probabilities averaged over the views, so the
-    evaluation loop's cross-entropy, accuracy and calibration apply to the averaged prediction."""
+    """A model whose output is the logits of its probabilities averaged over the views (the
+    log of softmax probabilities, the logit of a multi-label run's sigmoids), so the
+    evaluation loop's loss and metrics apply to the averaged prediction."""
 
-    def __init__(self, model: nn.Module, mode: str) -> None:
+    def __init__(self, model: nn.Module, mode: str, task: Any = None) -> None:
+        """``task``: the run's (``zoo.labeling.task``), whose activation is averaged
+        (default: single-label's softmax)."""
+        from zoo.labeling.task import SINGLE, task_named
+
         super().__init__()
         self.model, self.mode = model, check_mode(mode)
+        self.task = task or task_named(SINGLE)
 
     def probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(probabilities of the image alone, probabilities averaged over the views)``."""
         plain = total = None
         all_views = views(x, self.mode)
         for view in all_views:
-            probs = self.model(view).float().softmax(dim=1)
+            probs = self.task.activate(self.model(view))
             if plain is None:
                 plain, total = probs, probs.clone()
             else:
@@ -127,4 +133,4 @@ class TTA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, mean = self.probabilities(x)
-        return mean.clamp_min(torch.finfo(mean.dtype).tiny).log()
+        return self.task.logits_of(mean)

@@ -57,7 +57,7 @@ class Tune:
 
     @property
     def direction(self) -> str:
-        from zoo.train.metrics import mode_for
+        from zoo.labeling.metrics import mode_for
 
         return "maximize" if mode_for(self.base.monitor) == "max" else "minimize"
 
@@ -98,10 +98,19 @@ def prepare(
     base = from_mapping(values, where=where)
     if base.nproc != 1:
         raise ZooError(f"{where}: nproc must be 1: {FIXED['nproc']}")
+    from zoo.labeling.task import task_named, task_of
     from zoo.train.parts import monitored
 
+    # What the task of the config's `task` (single-label unless set) defaults to, spelled out:
+    # the search varies and checks these, and the study's objective is the monitored metric.
+    task = task_named(task_of(base.to_dict()))
+    base = base.replace(
+        arch=base.arch or task.default_arch,
+        loss=base.loss or task.default_loss,
+        monitor=base.monitor or task.default_monitor,
+    )
     try:
-        monitored(base, True, lambda text: None)
+        monitored(base, True, lambda text: None, task)
     except ZooError as exc:
         raise ZooError(f"{where}: {exc}") from None
     space = parse_search(search, where)

@@ -33,9 +33,10 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 class TrainConfig:
     """Every setting of a training run. Field docs are the CLI help."""
 
-    arch: str = _opt(
-        "simplecnn",
-        "Architecture: NAME[:key=value,...].",
+    arch: str | None = _opt(
+        None,
+        "Architecture: NAME[:key=value,...] (default: simplecnn; on multi-label data "
+        "simplecnn:pool=max).",
         metavar="NAME[:K=V,...]",
         panel="Components",
     )
@@ -58,8 +59,11 @@ class TrainConfig:
         "Augmentation NAME[:key=value,...]; repeat for several, applied in order.",
         panel="Components",
     )
-    loss: str = _opt(
-        "cross_entropy", "Loss NAME[:key=value,...].", metavar="NAME[:K=V,...]", panel="Components"
+    loss: str | None = _opt(
+        None,
+        "Loss NAME[:key=value,...] (default: cross_entropy; bce for multi-label data).",
+        metavar="NAME[:K=V,...]",
+        panel="Components",
     )
     optimizer: str = _opt(
         "adam", "Optimizer NAME[:key=value,...].", metavar="NAME[:K=V,...]", panel="Components"
@@ -127,7 +131,10 @@ class TrainConfig:
     )
     ema_decay: float = _opt(0.999, "EMA decay per optimizer step.", panel="Training")
     class_weights: str = _opt(
-        "none", "none | auto (inverse class frequency, passed to the loss).", panel="Training"
+        "none",
+        "none | auto (inverse class frequency, passed to the loss; multi-label: each class's "
+        "negatives over positives, as the positive weight).",
+        panel="Training",
     )
     balanced: bool = _opt(
         False, "Sample classes evenly (for imbalanced folders).", panel="Training"
@@ -135,10 +142,26 @@ class TrainConfig:
     patience: int | None = _opt(
         None, "Stop after this many epochs without improvement of --monitor.", panel="Training"
     )
-    monitor: str = _opt(
-        "val_accuracy",
-        "Metric for best checkpoint and early stopping (val_accuracy, val_loss, val_f1, ...).",
+    monitor: str | None = _opt(
+        None,
+        "Metric for best checkpoint and early stopping (default: val_accuracy; val_map for "
+        "multi-label data; val_loss, val_f1, val_f1_micro, ...).",
         panel="Training",
+    )
+    task: str | None = _opt(
+        None,
+        "multilabel | single (default: from the data: several labels per image make it "
+        "multi-label).",
+        metavar="TASK",
+        panel="Training",
+        unset_unsaved=True,
+    )
+    threshold: float | None = _opt(
+        None,
+        "Multi-label: one probability threshold for every class (default: each class's own, "
+        "chosen on the validation split to maximise its F1).",
+        panel="Training",
+        unset_unsaved=True,
     )
     seed: int = _opt(
         0, "Random seed: the same seed and command give the same weights on CPU.", panel="Training"
@@ -200,11 +223,17 @@ class TrainConfig:
         self.image_size = parse_image_size(self.image_size)
 
     def to_dict(self, *, saved_only: bool = False) -> dict[str, Any]:
-        """Plain values (for TOML/JSON), without the per-invocation fields if saved_only."""
+        """Plain values (for TOML/JSON), without the per-invocation fields if saved_only (nor
+        the settings recorded only when set, such as ``task``, while unset: the records of
+        single-label runs stay those of runs before multi-label ones)."""
         values = {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if not saved_only or f.metadata.get("saved", True)
+            if not saved_only
+            or (
+                f.metadata.get("saved", True)
+                and not (f.metadata.get("unset_unsaved") and getattr(self, f.name) is None)
+            )
         }
         values["image_size"] = format_image_size(self.image_size)
         return values
@@ -233,14 +262,17 @@ def from_mapping(
 
 def normalize(cfg: TrainConfig) -> TrainConfig:
     """``--data`` with absolute paths, an ``--init`` path absolute (a Hub repository,
-    ``hf-hub:ORG/NAME``, stays as it is) (idempotent)."""
+    ``hf-hub:ORG/NAME``, stays as it is), ``--task`` as the name a run records (idempotent)."""
     init = cfg.init
     if init is not None and not init.startswith("hf-hub:"):
         from zoo.files.reading import absolute
 
         init = absolute(init)
     val_data = data_spec(cfg.val_data) if cfg.val_data else None
-    return cfg.replace(data=data_spec(cfg.data), val_data=val_data, init=init)
+    from zoo.labeling.task import parse_task
+
+    task = parse_task(cfg.task)
+    return cfg.replace(data=data_spec(cfg.data), val_data=val_data, init=init, task=task)
 
 
 def data_spec(text: str) -> str:
@@ -363,6 +395,10 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.clip_grad is None or cfg.clip_grad > 0, "clip grad must be positive"),
         (0 < cfg.ema_decay < 1, "ema decay must be in (0, 1)"),
         (cfg.class_weights in ("none", "auto"), "class weights must be none or auto"),
+        (
+            cfg.threshold is None or 0 < cfg.threshold < 1,
+            "threshold must be a probability in (0, 1)",
+        ),
         (cfg.patience is None or cfg.patience >= 1, "patience must be at least 1"),
         (cfg.keep >= 0, "keep cannot be negative"),
         (cfg.freeze_epochs >= 0, "freeze epochs cannot be negative"),

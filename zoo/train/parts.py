@@ -30,10 +30,15 @@ class Components:
     dataset: Resolved
     val_data: Resolved | None
     augs: list[Resolved]
-    loss: Resolved
+    loss: Resolved | None  # None: the task's default, resolved once the data says the task
     optimizer: Resolved
     scheduler: Resolved
     callbacks: list[Resolved]
+    arch_given: bool = True  # False: the default, which the task may replace
+
+
+# The architecture of a run that names none, until its task says otherwise.
+DEFAULT_ARCH = "simplecnn"
 
 
 def callback_specs(cfg: TrainConfig) -> list[str]:
@@ -50,14 +55,15 @@ def resolve_components(cfg: TrainConfig) -> Components:
     """Resolve every component named in the (normalised) config; fails fast, before any data
     is read or any process starts."""
     return Components(
-        arch=resolve("architecture", cfg.arch),
+        arch=resolve("architecture", cfg.arch or DEFAULT_ARCH),
         dataset=resolve_data(cfg.data),
         val_data=resolve_data(cfg.val_data) if cfg.val_data else None,
         augs=[resolve("augmentation", a) for a in cfg.aug],
-        loss=resolve("loss", cfg.loss),
+        loss=resolve("loss", cfg.loss) if cfg.loss else None,
         optimizer=resolve("optimizer", cfg.optimizer),
         scheduler=resolve("scheduler", cfg.scheduler),
         callbacks=[resolve("callback", c) for c in callback_specs(cfg)],
+        arch_given=cfg.arch is not None,
     )
 
 
@@ -76,7 +82,7 @@ def settle(cfg: TrainConfig, parts: Components) -> tuple[TrainConfig, str | None
         data=parts.dataset.recorded,
         val_data=parts.val_data.recorded if parts.val_data else None,
         aug=[r.recorded for r in parts.augs],
-        loss=parts.loss.recorded,
+        loss=parts.loss.recorded if parts.loss else None,
         optimizer=parts.optimizer.recorded,
         scheduler=parts.scheduler.recorded,
         callback=[r.recorded for r in parts.callbacks[: len(cfg.callback)]],
@@ -210,13 +216,33 @@ def build_optimizer(
     return optimizer
 
 
-def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Inverse class frequency, normalised so a balanced dataset gets all ones (a class
-    without training images gets 1: it never weighs a loss term)."""
-    import torch
+def settle_task(cfg: TrainConfig, parts: Components, data: DataSplits) -> tuple[TrainConfig, Any]:
+    """The run's task (``zoo.labeling.task``), from its data or ``--task``, and the
+    configuration with what the task decides: the architecture, the loss and the monitored
+    metric unless given, and ``task`` itself (recorded when not single-label, or when
+    given)."""
+    from zoo.data.source import source_of
+    from zoo.labeling.task import SINGLE, choose_task, task_named
 
-    counts = torch.bincount(labels, minlength=num_classes).double()
-    return (counts.sum() / (num_classes * counts.clamp_min(1))).float()
+    folders = source_of(parts.dataset.factory).folders
+    name = choose_task(cfg.task, data.multi_label, parts.dataset.label, folders)
+    task = task_named(name)
+    if cfg.balanced and name != SINGLE:
+        raise ZooError(
+            "--balanced samples images by their class, and a multi-label image has several; "
+            "use --class-weights auto to weigh rare labels"
+        )
+    if parts.loss is None:
+        parts.loss = resolve("loss", task.default_loss)
+    if not parts.arch_given and task.default_arch != DEFAULT_ARCH:
+        parts.arch = resolve("architecture", task.default_arch)
+    settled = cfg.replace(
+        arch=parts.arch.recorded,
+        loss=parts.loss.recorded,
+        monitor=cfg.monitor or task.default_monitor,
+        task=cfg.task if name == SINGLE else name,
+    )
+    return settled, task
 
 
 def labels_of(split: Any) -> torch.Tensor:
@@ -244,35 +270,45 @@ def check_processes(cfg: TrainConfig, world: int, device: torch.device) -> None:
 
 
 def build_loss(
-    resolved: Resolved, class_weighting: str, train: Any, num_classes: int, device: torch.device
+    resolved: Resolved,
+    class_weighting: str,
+    train: Any,
+    num_classes: int,
+    device: torch.device,
+    task: Any,
 ) -> Any:
-    """The loss, given class weights with ``--class-weights auto``."""
+    """The loss, given the task's class weights with ``--class-weights auto``, and told
+    whether the run is multi-label when it asks (``multi_label``)."""
+    from zoo.labeling.task import MULTI
     from zoo.plugins.specs import accepted_params
 
+    accepted = accepted_params(resolved.factory) or []
     weight = None
     if class_weighting == "auto":
-        if "weight" not in (accepted_params(resolved.factory) or []):
+        if "weight" not in accepted:
             raise ZooError(f"{resolved.label} does not accept class weights")
         # On the device: a CPU tensor would be copied to the GPU (a sync) every step.
-        weight = class_weights(labels_of(train), num_classes).to(device)
-    return resolved.build(num_classes=num_classes, weight=weight)
+        weight = task.class_weights(labels_of(train), num_classes).to(device)
+    extra = {"multi_label": task.name == MULTI} if "multi_label" in accepted else {}
+    return resolved.build(num_classes=num_classes, weight=weight, **extra)
 
 
-def monitored(cfg: TrainConfig, has_val: bool, note: Callable[[str], None]) -> str:
-    """The metric ``--monitor`` names, checked against those this run records (a validation
-    metric falls back to its training twin when there is no validation data)."""
+def monitored(cfg: TrainConfig, has_val: bool, note: Callable[[str], None], task: Any) -> str:
+    """The metric ``--monitor`` names, checked against those this run (of ``task``, a
+    ``zoo.labeling.task`` task) records (a validation metric falls back to its training twin
+    when there is no validation data)."""
     from zoo.errors import did_you_mean
-    from zoo.train.metrics import VAL_METRICS
 
-    monitor = cfg.monitor
+    val_metrics = task.val_metrics
+    monitor = cfg.monitor or task.default_monitor
     names = ["train_loss", "train_accuracy"]
     if has_val:
-        names += [f"val_{m}" for m in VAL_METRICS]
+        names += [f"val_{m}" for m in val_metrics]
         if cfg.ema:
-            names += [f"ema_val_{m}" for m in VAL_METRICS]
+            names += [f"ema_val_{m}" for m in val_metrics]
     if monitor in names:
         return monitor
-    if not has_val and monitor.startswith(("val_", "ema_val_")) and monitor.endswith(VAL_METRICS):
+    if not has_val and monitor.startswith(("val_", "ema_val_")) and monitor.endswith(val_metrics):
         fallback = "train_accuracy" if monitor.endswith("accuracy") else "train_loss"
         note(f"no validation data: monitoring {fallback}")
         return fallback

@@ -45,7 +45,10 @@ EPOCH_FIELDS = (
     "val_loss",
     "val_accuracy",
     "val_f1",
+    "val_map",
+    "val_f1_micro",
     "ema_val_accuracy",
+    "ema_val_map",
 )
 
 

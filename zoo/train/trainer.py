@@ -28,15 +28,15 @@ from zoo.data.splits import default_workers
 from zoo.device.placement import resolve_device
 from zoo.device.precision import autocast, resolve_precision
 from zoo.errors import ZooError
+from zoo.labeling.eval_loop import evaluate
+from zoo.labeling.metrics import Accumulator, mode_for
 from zoo.models.inference import Normalizer
 from zoo.models.weights import ModelInfo
 from zoo.train import rundir, state, summary
 from zoo.train.checkpointing import os_reason, own_callbacks, write_card
 from zoo.train.config import TrainConfig, normalize, validate
-from zoo.train.eval_loop import evaluate
 from zoo.train.events import Attached, Best, Callback, CallbackError, Events, Run
 from zoo.train.freezing import Freezer
-from zoo.train.metrics import VAL_METRICS, Accumulator, from_confusion, mode_for
 from zoo.train.parts import (
     build_callbacks,
     build_data,
@@ -49,6 +49,7 @@ from zoo.train.parts import (
     normalization,
     resolve_components,
     settle,
+    settle_task,
 )
 from zoo.train.progress import Reporter
 from zoo.train.ranks import Secondary, broadcast_buffers, broadcast_text, together
@@ -144,6 +145,9 @@ class Trainer:
             if self.dist.local_rank != 0:
                 self.init = init_weights(cfg, self.parts.arch)
                 self.data = build_data(self.parts.dataset, cfg, self.parts.val_data)
+            self.cfg, self.task = settle_task(self.cfg, self.parts, self.data)
+            if self.dist.main:
+                self.task.check(self.data, self.reporter.note)
             self._build()
         self._wrap()
 
@@ -182,6 +186,7 @@ class Trainer:
             std=self.std,
             zoo_version=__version__,
             config=cfg.to_dict(saved_only=True),
+            thresholds=self.task.thresholds(None, cfg.threshold, self.num_classes),
         )
         batches = functools.partial(
             make_batches,
@@ -198,12 +203,13 @@ class Trainer:
         )
         self.normalize = Normalizer(self.mean, self.std, self.device, self.channels_last)
         self.augs = compose([a.build(num_classes=self.num_classes) for a in self.parts.augs])
+        assert self.parts.loss is not None  # settle_task resolved the task's default
         self.loss_fn = build_loss(
-            self.parts.loss, cfg.class_weights, data.train, self.num_classes, self.device
+            self.parts.loss, cfg.class_weights, data.train, self.num_classes, self.device, self.task
         )
         self.optimizer = build_optimizer(self.parts.optimizer, self.net, cfg, self.parts.arch)
         self.updates_per_epoch = math.ceil(len(self.train_batches) / cfg.accum_steps)
-        monitor = monitored(cfg, self.val_batches is not None, self.reporter.note)
+        monitor = monitored(cfg, self.val_batches is not None, self.reporter.note, self.task)
         self.best = Best(monitor, mode_for(monitor))
         self.scheduler = self.parts.scheduler.build(
             optimizer=self.optimizer,
@@ -367,13 +373,14 @@ class Trainer:
         if self.freezer.apply(epoch):  # DDP syncs, and compile traces, what trains now
             self._wrap()
         seed_everything(epoch_seed(cfg.seed, epoch, self.dist.rank))
-        meter = Accumulator(self.device)
+        meter = Accumulator(self.device, self.task.correct)
         steps = len(self.train_batches)
         accum = cfg.accum_steps
         amp = autocast(self.device, self.amp_dtype)
         world = self.dist.world
         pending = False  # gradients accumulated but not yet applied
         for step, (x, y) in enumerate(self.train_batches.epoch(epoch)):
+            y = self.task.encode(y, self.num_classes)
             if self.augs:  # augmentations take float images in [0, 1]
                 x = x.float().div_(255)
                 for aug in self.augs:
@@ -424,7 +431,8 @@ class Trainer:
             self.ema.update(self.net)
 
     def evaluate(self, model: Any, prefix: str = "val_") -> dict[str, float]:
-        """Loss, accuracy, macro precision/recall/F1 on the validation split."""
+        """The task's validation metrics (single-label: loss, accuracy, macro
+        precision/recall/F1)."""
         assert self.val_batches is not None
         result = evaluate(
             model,
@@ -435,10 +443,13 @@ class Trainer:
             self.amp_dtype,
             self.loss_fn,
             self.dist,
+            task=self.task,
         )
-        metrics = from_confusion(result.confusion)
-        values = {"loss": result.loss, **{m: metrics[m] for m in VAL_METRICS[1:]}}
-        return {f"{prefix}{m}": values[m] for m in VAL_METRICS}
+        thresholds = self.task.thresholds(result, self.cfg.threshold, self.num_classes)
+        if prefix == "val_":  # what the weights written after this epoch answer with
+            self.info.thresholds = thresholds
+        values = self.task.epoch_metrics(result, thresholds)
+        return {f"{prefix}{m}": values[m] for m in self.task.val_metrics}
 
 
 class _NonFinite(Exception):

@@ -2,8 +2,9 @@
 
 Names follow timm's loss factory (``create_classification_loss``): ``ce``, ``bce``, ``asl``,
 ``poly``; ``ce`` and ``bce`` are zoo built-in names, so they become ``timm_ce`` and ``timm_bce``.
-Left out: ``jsd`` (it needs batches split into augmented copies, which zoo does not make) and
-the multi-label-only ``twoway``, ``zlpr`` and ``db`` (zoo's targets are single-label).
+On a multi-label run, ``asl`` is timm's ``AsymmetricLossMultiLabel``. Left out: ``jsd`` (it
+needs batches split into augmented copies, which zoo does not make) and the multi-label-only
+``twoway``, ``zlpr`` and ``db``.
 Keywords use timm's names (``smoothing``, not ``label_smoothing``).
 """
 
@@ -52,17 +53,44 @@ def bce(
     )
 
 
-def asl(gamma_pos: float = 1.0, gamma_neg: float = 4.0, eps: float = 0.1) -> Any:
-    """timm's single-label Asymmetric Loss; class-index targets only (not after mixup/cutmix).
+def asl(
+    gamma_pos: float = 1.0,
+    gamma_neg: float = 4.0,
+    eps: float | None = None,
+    clip: float = 0.05,
+    weight: Any = None,
+    multi_label: bool = False,
+) -> Any:
+    """timm's Asymmetric Loss; multi-label runs: easy negatives down-weighted (Ridnik et al.).
 
-    gamma_pos / gamma_neg: focusing of positive / negative terms. eps: label smoothing.
+    gamma_pos / gamma_neg: focusing of positive / negative terms. On a multi-label run
+    (timm's AsymmetricLossMultiLabel): clip shifts negatives' probabilities by this margin,
+    eps smooths each label towards 0.5 (default 0), and --class-weights auto gives each
+    class's positive weight. On a single-label run (AsymmetricLossSingleLabel, class-index
+    targets only, not after mixup/cutmix): eps is label smoothing (default 0.1); clip and
+    class weights do not apply.
     """
-    from timm.loss import AsymmetricLossSingleLabel
-
     from zoo_timm.criteria import OnDevice
 
+    if multi_label:
+        from timm.loss import AsymmetricLossMultiLabel
+
+        module = AsymmetricLossMultiLabel(
+            gamma_neg=gamma_neg,
+            gamma_pos=gamma_pos,
+            clip=clip,
+            smoothing=0.0 if eps is None else eps,
+            pos_weight=weight,
+        )
+        return OnDevice(module)
+    from timm.loss import AsymmetricLossSingleLabel
+
+    if weight is not None:
+        raise ValueError("asl takes class weights on multi-label runs only")
     return OnDevice(
-        AsymmetricLossSingleLabel(gamma_pos=gamma_pos, gamma_neg=gamma_neg, eps=eps),
+        AsymmetricLossSingleLabel(
+            gamma_pos=gamma_pos, gamma_neg=gamma_neg, eps=0.1 if eps is None else eps
+        ),
         hard_only="asl",
     )
 

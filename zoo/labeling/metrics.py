@@ -4,6 +4,7 @@ computed once from a confusion matrix (the same definitions as scikit-learn's)."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,10 +15,17 @@ class Accumulator:
 
     An update is six small kernels and never reads a value on the host. A NaN or infinite
     batch loss makes the loss sum non-finite, which is how ``read`` reports that one occurred.
+    ``correct`` counts a batch's images right (the run's task's ``correct``; default: the top
+    class is the label).
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        correct: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.device = device
+        self.correct = correct or top_class_correct
         self.reset()
 
     def reset(self) -> None:
@@ -29,11 +37,10 @@ class Accumulator:
 
     def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Add one batch; ``loss`` is the batch mean. Non-blocking: no ``.item()``."""
-        hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
         n = targets.shape[0]
         # In-place adds of Python numbers: no host-to-device copy, so no synchronisation.
         self.values[0].add_(loss.detach(), alpha=n)
-        self.values[1].add_((logits.detach().argmax(dim=1) == hard).sum())
+        self.values[1].add_(self.correct(logits.detach(), targets))
         self.values[2].add_(n)
 
     def read(self) -> dict[str, float]:
@@ -47,6 +54,12 @@ class Accumulator:
             "count": count,
             "nonfinite": 0.0 if finite else 1.0,
         }
+
+
+def top_class_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Images whose top class is their label (the largest share of a soft target)."""
+    hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
+    return (logits.argmax(dim=1) == hard).sum()
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -105,10 +118,8 @@ def from_confusion(
     }
 
 
-# The validation metrics, each recorded as val_NAME (and ema_val_NAME with --ema).
-VAL_METRICS = ("loss", "accuracy", "precision", "recall", "f1")
-
-MINIMIZED = ("loss",)
+# Metrics where lower is better (a multi-label run's Hamming loss too).
+MINIMIZED = ("loss", "hamming")
 
 
 def mode_for(metric: str) -> str:
