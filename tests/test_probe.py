@@ -196,6 +196,15 @@ def test_failures_are_rows_with_a_reason_and_bad_input_is_one_line(
                  tmp_path / "bad", code=2)  # fmt: skip
     assert "does not exist" in result.stderr
     assert not (tmp_path / "bad").exists()
+    # Multi-label data (a table of label sets) is refused in one line, before any candidate.
+    images = sorted(folder.rglob("*.png"))[:12]
+    table = tmp_path / "sets.csv"
+    table.write_text(
+        "image,labels\n" + "".join(f"{p},{'a b' if i % 2 else 'a'}\n" for i, p in enumerate(images))
+    )
+    result = cli("probe", "--data", table, "--arch", RESNET, "--out", tmp_path / "bad", code=2)
+    assert "multi-label" in result.stderr and "\n" not in result.stderr.strip(), result.stderr
+    assert not (tmp_path / "bad").exists()
     # An earlier probe is continued with --resume, never overwritten.
     result = cli("probe", "--data", folder, "--arch", RESNET, "--out", out, code=2)
     assert f"--out {out} holds an earlier probe; continue it with --resume {out}" in result.stderr
