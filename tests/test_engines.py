@@ -17,12 +17,16 @@ from zoo.builtins.loaders import digits_arrays
 from zoo.models import engine_cache
 from zoo.models.engines import ENGINES, prepare, versions
 
+# Other tests' zoo eval and zoo predict of the session's small_run may have measured its engine
+# already (into small_run/.zoo-inference): copies that must start unmeasured leave that out.
+FRESH = shutil.ignore_patterns(engine_cache.FOLDER)
+
 
 @pytest.fixture(scope="module")
 def measured(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     """A copy of the digits run whose engine was measured (and cached) once."""
     run = tmp_path_factory.mktemp("measured") / "run"
-    shutil.copytree(small_run, run)
+    shutil.copytree(small_run, run, ignore=FRESH)
     return run, prepare(zoo.load(run), "auto", batch_size=8)
 
 
@@ -82,7 +86,7 @@ def test_predict_and_eval_run_through_the_engine(cli, measured, tmp_path) -> Non
 
 def test_few_images_run_eagerly_without_measuring(cli, small_run, tmp_path) -> None:
     run = tmp_path / "run"
-    shutil.copytree(small_run, run)
+    shutil.copytree(small_run, run, ignore=FRESH)
     Image.fromarray(digits_arrays()[0][0, 0]).save(tmp_path / "one.png")
     cli("predict", run, tmp_path / "one.png")
     assert not (run / ".zoo-inference").exists()  # nothing measured, nothing written

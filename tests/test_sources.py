@@ -140,7 +140,6 @@ def test_a_table_trains_as_its_folder_and_zoo_eval_takes_its_test_rows(cli, tmp_
     [
         (["picture", "label"], None, "has no image column: name one with image=COLUMN"),
         (["file", "colour"], None, "has no label column: name one with label=COLUMN"),
-        (["file", "label"], "cat dog", "several labels per image (multi-label)"),
     ],
 )
 def test_bad_tables_fail_in_one_line_and_write_nothing(
@@ -218,11 +217,12 @@ def test_an_hf_dataset_trains_as_its_folder_and_loads_offline_from_the_hub_cache
     ours, theirs = _metrics(tmp_path / "hf"), _metrics(tmp_path / "folder")
     assert ours["val_accuracy"] == theirs["val_accuracy"] and ours["val_loss"] == theirs["val_loss"]
     assert "zoo:hf:name=" in (tmp_path / "hf" / "config.toml").read_text()
-    # Sequence(ClassLabel) is multi-label: parsed as label sets, refused for training.
+    # Sequence(ClassLabel) is multi-label: parsed as label sets (tests/test_multilabel.py trains
+    # on label sets).
     for name, part in (("train", train), ("validation", val)):
         (local / "data" / f"{name}-00000-of-00001.parquet").write_bytes(_parquet(part, True))
-    with pytest.raises(ZooError, match="multi-label"):
-        _built(f"hf:{local}")
+    sets = _built(f"hf:{local}")
+    assert sets.multi_label and sets.classes == ["cat", "dog"]
     # A Hub dataset already in the Hugging Face cache, read offline (HF_HUB_OFFLINE).
     hub = tmp_path / "hf-home" / "hub"
     cache_entry(hub, "acme/pets", repo, kind="datasets")

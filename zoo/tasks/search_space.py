@@ -118,7 +118,7 @@ class SearchSpace:
         for d in self.dimensions:
             if d.param is None:
                 continue
-            current = params.get(d.field, getattr(cfg, d.field))
+            current = params.get(d.field, component_of(cfg, d.field))
             params[d.field] = _with_param(current, d, values[d.name])
         return from_mapping(params, base=cfg, where=self.where) if params else cfg
 
@@ -154,10 +154,10 @@ class SearchSpace:
                     _check_components(d.field, getattr(cfg, d.field), where)
             else:
                 chosen = by_field.get(d.field)
-                specs = [getattr(base, d.field)]
+                specs = [component_of(base, d.field)]
                 if chosen:
                     specs = [
-                        getattr(from_mapping({d.field: c}, base=base), d.field)
+                        component_of(from_mapping({d.field: c}, base=base), d.field)
                         for c in chosen.choices
                     ]
                 for spec in specs:
@@ -376,6 +376,18 @@ def _check_kwargs_architecture(d: Dimension, spec: str, value: Any, where: str) 
                 f"{where}: {resolved.label}: unknown parameter {shown(d.param)}"
             ) from None
         # any other failure at this made-up size is left to the trial, which reports it
+
+
+def component_of(cfg: TrainConfig, field: str) -> Any:
+    """The spec (or specs) of ``field`` a trial starts from: a loss left to the task is the
+    default loss of ``--task`` (single-label when the data is to decide), so that a search of
+    its parameters has a loss to set them on."""
+    value = getattr(cfg, field)
+    if field == "loss" and value is None:
+        from zoo.labeling.task import SINGLE, parse_task, task_named
+
+        return task_named(parse_task(cfg.task) or SINGLE).default_loss
+    return value
 
 
 def _with_param(current: Any, d: Dimension, value: Any) -> Any:
