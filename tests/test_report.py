@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-from browser import chromium
+from browser import FLAGS, chromium
 from PIL import Image
 
 SECTIONS = (
@@ -31,13 +31,7 @@ def browse(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProces
     """Open a file in headless Chromium, offline, with a fresh profile."""
     command = [
         chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *FLAGS,
         f"--user-data-dir={tmp_path / 'profile'}",
         *args,
         page.as_uri(),
