@@ -125,7 +125,7 @@ def test_flip_tta_of_a_symmetric_image_changes_nothing(cli, small_run, tmp_path)
         Image.fromarray(image).save(files[-1])
     files.append(tmp_path / "scan.png")
     Image.fromarray(pixels[3, 0]).save(files[-1])  # not symmetric
-    found = json.loads(cli("predict", small_run, *files, "--tta", "--json").stdout)
+    found = json.loads(cli("predict", small_run, *files, "--tta-mode", "flip", "--json").stdout)
 
     def probabilities(predictions: list[dict]) -> list[float]:
         return [p["probability"] for p in predictions]
@@ -215,17 +215,25 @@ def test_tta_takes_the_views_the_run_trained_with(cli, small_run, tmp_path) -> N
     from zoo.tasks.tta import resolve_mode
 
     # The digits run trained without augmentation: no view is one it learned.
-    refused = cli("eval", small_run, "--tta", "--no-plots", code=2)
-    assert refused.stderr == (
-        f"error: --tta: {small_run} trained without flips (hflip) or zooms (zoom), so every "
-        "view of test-time augmentation is one it never learned; choose views with --tta-mode "
-        "flip|crops|flip+crops\n"
-    )
+    scan = tmp_path / "scan.png"
+    Image.fromarray(digits_arrays()[0][0, 0]).save(scan)
+    for command in (
+        ["eval", small_run, "--tta", "--no-plots"],
+        ["predict", small_run, scan, "--tta"],
+    ):
+        refused = cli(*command, code=2)
+        assert refused.stderr == (
+            f"error: --tta: {small_run} trained without flips (hflip) or zooms (zoom), so every "
+            "view of test-time augmentation is one it never learned; choose views with "
+            "--tta-mode flip|crops|flip+crops\n"
+        )
     # zoo 0.1's run trained with --aug hflip: mirror images are views it learned.
     old = tmp_path / "old"
     shutil.copytree(Path(__file__).parent / "data" / "run-zoo-0.1", old)
     report = json.loads(cli("eval", old, "--tta", "--json", "--no-plots").stdout)
     assert (report["tta"]["mode"], report["tta"]["views"]) == ("flip", 2)
+    (predicted,) = json.loads(cli("predict", old, scan, "--tta", "--json").stdout)
+    assert predicted["tta"] == "flip"  # zoo predict --tta takes the same views
     # Zooms make crops views it learned; an explicit mode wins; weights that do not say how
     # they were trained get flips, as ImageNet training uses.
     assert resolve_mode("auto", {"aug": ["zoom:amount=0.2", "rotate"]}, "r") == "crops"

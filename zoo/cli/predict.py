@@ -51,7 +51,10 @@ def predict(
     tta: bool = options.tta(
         "Average the probabilities over augmented views (test-time augmentation)."
     ),
-    tta_mode: str | None = options.tta_mode(),
+    tta_mode: str | None = options.tta_mode(
+        "auto (the default: the views the run trained with, hflip and zoom), flip, crops "
+        "or flip+crops; implies --tta."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     csv_output: bool = typer.Option(False, "--csv", help="Print CSV, one row per file."),
 ) -> None:
@@ -67,15 +70,19 @@ def predict(
 
     if json_output and csv_output:
         raise ZooError("choose one of --json and --csv")
-    mode = tta_mode or ("flip" if tta else None)
+    mode = tta_mode or ("auto" if tta else None)
     if mode is not None:
         from zoo.tasks.tta import check_mode
 
-        check_mode(mode)
+        check_mode(mode, auto=True)
     check_precision(precision)
     check_engine(engine)
     files = collect_files([Path(p) for p in paths])
     model = load(weights, device=device, precision=precision)
+    if mode is not None:
+        from zoo.tasks.tta import resolve_mode
+
+        mode = resolve_mode(mode, model.info.config, str(weights))
     prepare(model, engine, batch_size=batch_size, images=len(files))
     output = output_for(model.info, top_k, tta=mode)
     results = predict_files(
