@@ -69,7 +69,7 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     from zoo.data.splits import ImageTensors
     from zoo.device.placement import resolve_device
-    from zoo.models.finetune import pretrained_source
+    from zoo.models.hub import pretrained_source
     from zoo.models.loading import weights_path
     from zoo.plugins.build import get_registry
     from zoo.probing.candidates import Candidate, head_classes, probe_size

@@ -87,8 +87,11 @@ def test_probe_ranks_both_and_a_second_probe_reads_the_feature_cache(
     assert csv_lines[0].startswith("rank,name,status,accuracy") and len(csv_lines) == 3
     assert (out / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     features = Path(os.environ["ZOO_CACHE_DIR"]) / "features"
-    cached = _tree(features)  # each one's features, and the scores fitted on them
-    assert sorted(Path(name).suffix for name in cached) == [".json"] * 2 + [".safetensors"] * 2
+    cached = _tree(features)
+    # each one's features and the scores fitted on them, the data's facts, the plot
+    kinds = sorted(("data" if n.startswith("data-") else "plot" if n.startswith("plot-") else "")
+                   + Path(n).suffix for n in cached)  # fmt: skip
+    assert kinds == [".json"] * 2 + [".safetensors"] * 2 + ["data.json", "plot.png"]
     assert _tree(offline) == hub_before  # nothing written into the Hugging Face cache
 
     second = cli("probe", "--data", folder, "--arch", RESNET, "--arch", EFFNET, "--json",
@@ -99,6 +102,7 @@ def test_probe_ranks_both_and_a_second_probe_reads_the_feature_cache(
     assert [{k: r[k] for k in keys} for r in again] == [{k: r[k] for k in keys} for r in rows]
     assert _tree(features) == cached  # read, not written again
     assert "features from the cache" in second.stderr
+    assert (tmp_path / "p2" / "probe.png").read_bytes() == (out / "probe.png").read_bytes()
 
     # The table, and a recommendation under a speed no candidate reaches.
     table = cli("probe", "--data", folder, "--arch", "test_resnet.*", "--arch",
@@ -108,6 +112,41 @@ def test_probe_ranks_both_and_a_second_probe_reads_the_feature_cache(
     assert lines[0].split()[:4] == ["rank", "weights", "accuracy", "f1"]
     assert "no candidate reaches --min-img-s 1e+12" in table.stdout
     assert "zoo train" not in table.stdout
+
+
+def test_a_second_probe_imports_no_torch_and_a_changed_folder_is_read_again(
+    cli, offline: Path, folder: Path, tmp_path: Path
+) -> None:
+    """A probe whose candidates are all cached reads the rows from the cache without torch (a
+    process of its own shows it); any change to the folder's files gives the data a new
+    stamp, so the features are extracted again."""
+    import shutil
+    import subprocess
+    import sys
+
+    data = tmp_path / "digits"
+    shutil.copytree(folder, data)
+    args = ["probe", "--data", str(data), "--arch", RESNET, "--json", *SMALL]
+    first = json.loads(cli(*args, "--out", tmp_path / "p1").stdout)["candidates"]
+    code = (
+        "import sys\nfrom zoo.cli import main\nsys.argv = ['zoo', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)\n"
+    )
+    second = subprocess.run(
+        [sys.executable, "-c", code, *args, "--out", str(tmp_path / "p2")],
+        capture_output=True, text=True, check=True, env=os.environ,
+    )  # fmt: skip
+    assert second.stderr.strip().splitlines()[-1] == "no torch", second.stderr
+    again = json.loads(second.stdout)["candidates"]
+    assert again[0]["cached"] and again[0]["accuracy"] == first[0]["accuracy"]
+
+    # One image rewritten with other pixels (same name, same size on disk is not needed).
+    image = sorted(data.rglob("*.png"))[0]
+    other = sorted(data.rglob("*.png"))[-1]
+    image.write_bytes(other.read_bytes())
+    third = json.loads(cli(*args, "--out", tmp_path / "p3").stdout)["candidates"]
+    assert third[0]["status"] == "ok" and third[0]["cached"] is False
 
 
 def test_the_help_offers_every_form_of_data(cli) -> None:

@@ -10,6 +10,34 @@ from typing import Any
 from zoo.plugins.hookspecs import Register, data_source, hookimpl
 
 
+def digits_file() -> Path:
+    """scikit-learn's bundled digits.csv.gz, located without importing scikit-learn (slow)."""
+    import importlib.util
+
+    from zoo.errors import ZooError
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ZooError("the digits dataset needs scikit-learn, which is not installed")
+    path = Path(next(iter(spec.submodule_search_locations)), "datasets", "data", "digits.csv.gz")
+    if not path.is_file():
+        raise ZooError(f"scikit-learn's digits data is missing ({path})")
+    return path
+
+
+def _digits_stamp(params: dict[str, Any]) -> str | None:
+    """The bundled file's place, size and time."""
+    from zoo.errors import ZooError
+
+    try:
+        path = digits_file()
+    except ZooError:
+        return None  # loading says why
+    st = path.stat()
+    return f"{path}\0{st.st_size}\0{st.st_mtime_ns}"
+
+
+@data_source(stamp=_digits_stamp)
 def digits(image_size: tuple[int, int] | None, seed: int, val_fraction: float) -> Any:
     """scikit-learn's 1,797 handwritten digit scans (8x8, 10 classes): real data, no download.
 
@@ -34,7 +62,19 @@ def _folder_split(params: dict[str, Any]) -> str:
     return "val" if has_splits(Path(str(params["root"])).expanduser()) else "all"
 
 
-@data_source(location="root", folders=True, image_size=_folder_size, default_split=_folder_split)
+def _folder_stamp(params: dict[str, Any]) -> str | None:
+    from zoo.data.listing import folder_stamp
+
+    return folder_stamp(Path(str(params["root"])).expanduser())
+
+
+@data_source(
+    location="root",
+    folders=True,
+    image_size=_folder_size,
+    default_split=_folder_split,
+    stamp=_folder_stamp,
+)
 def folder(
     image_size: tuple[int, int] | None,
     seed: int,

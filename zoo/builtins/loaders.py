@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from zoo.builtins.datasets import digits_file
 from zoo.data.splits import DataSplits, ImageTensors, resize_tensors, stratified_split
 from zoo.errors import ZooError
 
 DIGITS_CLASSES = [str(d) for d in range(10)]
 
 
-def _digits_file() -> Path:
-    """scikit-learn's bundled digits.csv.gz, located without importing scikit-learn (slow)."""
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise ZooError("the digits dataset needs scikit-learn, which is not installed")
-    path = Path(next(iter(spec.submodule_search_locations)), "datasets", "data", "digits.csv.gz")
-    if not path.is_file():
-        raise ZooError(f"scikit-learn's digits data is missing ({path})")
-    return path
-
-
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """The 1,797 scans as uint8 ``[N, 1, 8, 8]`` (0-16 rescaled to 0-255) and labels."""
-    with gzip.open(_digits_file(), "rt") as f:
+    with gzip.open(digits_file(), "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float32)
     pixels = np.rint(table[:, :64] * (255 / 16)).astype(np.uint8).reshape(-1, 1, 8, 8)
     return pixels, table[:, 64].astype(np.int64)

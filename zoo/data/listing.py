@@ -62,6 +62,37 @@ def scan_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return sorted(images), sorted(special)
 
 
+def folder_stamp(root: Path) -> str | None:
+    """A digest of every entry under ``root``: its path, and for a file its size and
+    modification time (a link's target's), as the decoded cache keys a folder's files. Any
+    added, removed, renamed or rewritten file changes it; nothing is opened. None when ``root``
+    is not a readable folder (loading it says why)."""
+    import hashlib
+
+    if not root.is_dir():
+        return None
+    h = hashlib.sha256()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return None
+        for entry in entries:
+            name = os.path.relpath(entry.path, root)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+                h.update(f"d\0{name}\n".encode())
+                continue
+            try:
+                st = entry.stat()
+                h.update(f"f\0{name}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_mode}\n".encode())
+            except OSError:
+                h.update(f"x\0{name}\n".encode())
+    return h.hexdigest()
+
+
 def list_folder(root: Path, classes: list[str] | None = None) -> FolderListing:
     """Scan ``root/<class>/**/<image>``; classes are the sorted subfolders holding images."""
     if not root.exists():

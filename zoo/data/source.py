@@ -223,6 +223,19 @@ def default_split(resolved: Resolved) -> str:
     return split
 
 
+def stamp_of(resolved: Resolved) -> str | None:
+    """The source's stamp of the data (``DataSource.stamp``) with its parameters, or None when
+    it has none: what changes whenever the data read with these parameters may change."""
+    import json
+
+    stamp = source_of(resolved.factory).stamp
+    text = stamp(dict(resolved.spec.params)) if stamp is not None else None
+    if text is None:
+        return None
+    where = [resolved.component.qualified, resolved.spec.params]
+    return json.dumps([*where, text], sort_keys=True, default=str)
+
+
 def check_processes(resolved: Resolved, processes: int) -> None:
     """Refuse ``--nproc N`` beyond what the source can feed, before any process starts."""
     most = source_of(resolved.factory).processes

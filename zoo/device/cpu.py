@@ -20,6 +20,13 @@ def cpu_features() -> frozenset[str]:
             return frozenset(k.replace("_", "").lower() for k, v in get().items() if v is True)
         except Exception:  # a torch build without the query
             pass
+    return listed_features()
+
+
+def listed_features() -> frozenset[str]:
+    """The extensions /proc/cpuinfo lists, spelled as ``cpu_features`` spells them (empty where
+    there is no /proc/cpuinfo): read without importing torch, for keys a command computes
+    before it knows whether it needs torch at all."""
     flags = _cpuinfo("flags")
     return frozenset(x.replace("_", "") for x in flags.split()) if flags else frozenset()
 

@@ -63,3 +63,21 @@ def resolve_device(text: str, dist: Placement | None = None) -> torch.device:
             raise ZooError(f"--device {text}: only {count} CUDA device(s) (0-{count - 1})")
         return torch.device("cuda", index)
     raise ZooError(f"unknown device {shown(text)}: use auto, cpu, cuda, cuda:N or mps")
+
+
+# Device nodes without which torch finds no GPU: CUDA's (Linux), ROCm's, WSL's GPU bridge.
+GPU_NODES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def known_cpu(text: str) -> bool:
+    """Whether ``--device TEXT`` resolves to the CPU here, known without importing torch:
+    ``cpu``, or ``auto`` on a Linux machine with none of the device nodes a CUDA, ROCm or WSL
+    GPU needs (``resolve_device``'s other choice, Apple's Metal, exists only on macOS). False
+    means only torch can tell."""
+    import os
+    import sys
+
+    text = text.strip().lower()
+    if text == "cpu":
+        return True
+    return text == "auto" and sys.platform == "linux" and not any(map(os.path.exists, GPU_NODES))

@@ -11,16 +11,13 @@ architecture's pretrained tag.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from zoo.errors import ZooError
 from zoo.models.weights import load_tensors, read_header
-
-if TYPE_CHECKING:
-    from zoo.plugins.registry import Pretrained
 
 
 def create_network(
@@ -45,27 +42,11 @@ def create_network(
         image_size = tuple(size[1:]) if size else tuple(default) if default else 224
     net = resolved.build(num_classes=num_classes, in_chans=in_chans, image_size=image_size)
     if weights is not None:
+        from zoo.models.hub import pretrained_source
+
         source = pretrained_source(weights)
         initialize(net, source, num_classes, in_chans, f"pretrained {weights.name}", source)
     return net
-
-
-def pretrained_source(weights: Pretrained) -> str:
-    """The ``--init`` source of an architecture's pretrained tag: its Hub repository."""
-    from zoo.models.hub import PREFIX, WEIGHTS
-
-    if weights.hub_id is None:
-        raise ZooError(
-            f"{weights.qualified}: these weights are not on the Hugging Face Hub (only at a "
-            "download URL), and zoo fetches weights from the Hub only"
-        )
-    filename = weights.config.get("hub_filename")
-    if filename and filename != WEIGHTS:
-        raise ZooError(
-            f"{weights.qualified}: its weights on the Hub are {filename}, in another "
-            "library's layout, which zoo does not load"
-        )
-    return PREFIX + weights.hub_id
 
 
 def init_file(source: str | Path, option: str = "--init") -> Path:

@@ -13,8 +13,12 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoo.errors import ZooError, shown
+
+if TYPE_CHECKING:
+    from zoo.plugins.registry import Pretrained
 
 PREFIX = "hf-hub:"
 WEIGHTS = "model.safetensors"
@@ -22,6 +26,22 @@ CONFIG = "config.json"
 # Pickle weights some repositories hold instead of safetensors; named in the refusal only.
 PICKLES = ("pytorch_model.bin", "model.pth", "pytorch_model.pth", "open_clip_pytorch_model.bin")
 _LOGIN = "log in with `hf auth login` or set HF_TOKEN"
+
+
+def pretrained_source(weights: Pretrained) -> str:
+    """The ``--init`` source of an architecture's pretrained tag: its Hub repository."""
+    if weights.hub_id is None:
+        raise ZooError(
+            f"{weights.qualified}: these weights are not on the Hugging Face Hub (only at a "
+            "download URL), and zoo fetches weights from the Hub only"
+        )
+    filename = weights.config.get("hub_filename")
+    if filename and filename != WEIGHTS:
+        raise ZooError(
+            f"{weights.qualified}: its weights on the Hub are {filename}, in another "
+            "library's layout, which zoo does not load"
+        )
+    return PREFIX + weights.hub_id
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,7 @@ class DataSource:
     default_split: Callable[[dict[str, Any]], str] | None = None
     path_params: tuple[str, ...] = field(default=())
     processes: Callable[[dict[str, Any]], int | None] | None = None
+    stamp: Callable[[dict[str, Any]], str | None] | None = None
 
 
 DATA_SOURCE: dict[str, str] = {
@@ -212,6 +213,10 @@ DATA_SOURCE: dict[str, str] = {
     "read (`root` always is)",
     "processes": "`(params) -> int | None`: the most processes the source can feed (a stream's "
     "training shards), checked before `--nproc N` starts any; None: no limit",
+    "stamp": "`(params) -> str | None`: a short text, cheap to make, that changes whenever what "
+    "the source reads changes (its files' names, sizes and modification times, say); None, or "
+    "no `stamp`: it cannot tell without reading the data. `zoo probe` finds the features of "
+    "data it has seen by it, without decoding an image",
 }
 """The fields of ``data_source``: the data-source protocol beside the factory's signature."""
 
@@ -244,6 +249,7 @@ def data_source(
     default_split: Callable[[dict[str, Any]], str] | None = None,
     path_params: tuple[str, ...] = (),
     processes: Callable[[dict[str, Any]], int | None] | None = None,
+    stamp: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Callable[[_Factory], _Factory]:
     """Mark a dataset factory as a data source (``DATA_SOURCE`` says what each field does)::
 
@@ -260,6 +266,7 @@ def data_source(
         default_split,
         tuple(path_params),
         processes,
+        stamp,
     )
 
     def mark(factory: _Factory) -> _Factory:

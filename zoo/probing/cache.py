@@ -7,7 +7,11 @@ precision, device kind, the extraction method), so a second probe, or one with m
 or another ``--out``, reuses what an earlier one extracted. Beside it, ``NAME.FIT.json`` holds
 the scores of the logistic regression and the kNN fitted on those features (``FIT``: a digest of
 the fit's settings, ``zoo.probing.linear.fit_settings``): they are a function of the features
-and those settings alone, so a second probe of the same candidates fits nothing either.
+and those settings alone, so a second probe of the same candidates fits nothing either; and
+``data-*.json`` entries hold the facts of data a probe has read (``zoo.probing.data``). Every
+key is made without torch, and a scored candidate's row is read from the header of its
+features file and its scores, so a second probe of the same candidates loads neither torch nor
+a network.
 
 The cache is zoo's own: nothing is ever written into the Hugging Face cache, whose files stay as
 huggingface_hub wrote them. Files are written atomically (a reader sees a whole file or none);
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
     from zoo.probing.features import Extracted
 
 # Bumped when what a cache file holds, or how features are extracted, changes.
-FORMAT = 1
+FORMAT = 2
 _HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
@@ -116,26 +120,72 @@ def save(name: str, extracted: Extracted, about: dict[str, Any]) -> Path | None:
     return path
 
 
-def scores_path(name: str, fit: dict[str, Any]) -> Path:
-    digest = hashlib.sha256(json.dumps(fit, sort_keys=True).encode()).hexdigest()[:16]
-    return folder() / f"{name}.{digest}.json"
+def header(name: str) -> dict[str, Any] | None:
+    """What the features file ``name`` holds, read from its header alone (no tensor, no
+    torch): ``train``/``val`` images and ``features`` per image, ``images_per_second``,
+    ``seconds``; None when there is no such file or it cannot be read."""
+    from safetensors import SafetensorError, safe_open
 
-
-def load_scores(name: str, fit: dict[str, Any]) -> dict[str, Any] | None:
-    """The scores fitted on the features ``name`` with the settings ``fit``, or None."""
-    try:
-        data = json.loads(scores_path(name, fit).read_text())
-    except (OSError, ValueError):
+    path = path_of(name)
+    if not path.is_file():
         return None
-    return data.get("scores") if isinstance(data, dict) and data.get("fit") == fit else None
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            train, val = (f.get_slice(k).get_shape() for k in ("train", "val"))
+        return {
+            "train": int(train[0]),
+            "val": int(val[0]),
+            "features": int(train[1]),
+            "images_per_second": float(meta["images_per_second"]),
+            "seconds": float(meta["seconds"]),
+        }
+    except (SafetensorError, OSError, KeyError, ValueError, IndexError):
+        return None
 
 
-def save_scores(name: str, fit: dict[str, Any], scores: dict[str, Any]) -> None:
-    """Store the scores atomically; a cache folder that cannot be written only costs a fit."""
+def read_file(filename: str) -> bytes | None:
+    """The bytes of the cache folder's ``filename``, or None when it cannot be read."""
+    try:
+        return (folder() / filename).read_bytes()
+    except OSError:
+        return None
+
+
+def write_file(filename: str, data: bytes) -> None:
+    """Store ``filename`` atomically; a cache folder that cannot be written only costs work."""
     import contextlib
 
     from zoo.files.atomic import atomic_write
 
     with contextlib.suppress(OSError):
-        data = {"fit": fit, "scores": scores}
-        atomic_write(scores_path(name, fit), json.dumps(data).encode())
+        atomic_write(folder() / filename, data)
+
+
+def load_entry(name: str) -> Any:
+    """The JSON entry ``name`` of the cache folder, or None when it is missing or damaged."""
+    data = read_file(f"{name}.json")
+    try:
+        return None if data is None else json.loads(data)
+    except ValueError:
+        return None
+
+
+def save_entry(name: str, data: Any) -> None:
+    write_file(f"{name}.json", json.dumps(data).encode())
+
+
+def scores_name(name: str, fit: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(fit, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{name}.{digest}"
+
+
+def load_scores(name: str, fit: dict[str, Any]) -> dict[str, Any] | None:
+    """The scores fitted on the features ``name`` with the settings ``fit``, or None."""
+    data = load_entry(scores_name(name, fit))
+    return data.get("scores") if isinstance(data, dict) and data.get("fit") == fit else None
+
+
+def save_scores(name: str, fit: dict[str, Any], scores: dict[str, Any]) -> None:
+    """Store the scores atomically; a cache folder that cannot be written only costs a fit."""
+    save_entry(scores_name(name, fit), {"fit": fit, "scores": scores})

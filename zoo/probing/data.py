@@ -7,12 +7,19 @@ The digest is taken of what the backbone will see: every image (uint8, at the pr
 label of both splits, in order, and the class names. Any change to a file, to the split, or to
 how a dataset decodes gives other features a new key; the same pixels give the same key whether
 the data is held in memory or streamed.
+
+Reading every image to take that digest costs as much as the decoding the cache saves, so the
+facts a probe needs of the data (the digest, the channels, the class and image counts) are kept
+in the feature cache under the source's stamp (``DataSource.stamp``: the files' names, sizes
+and times, say): data whose stamp is unchanged is not read again, and a second probe of it
+imports neither the data path nor torch. A source without a stamp is read every time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
@@ -26,6 +33,18 @@ DIGEST_FORMAT = 1
 CHUNK = 256  # images hashed at a time
 
 
+@dataclass(frozen=True)
+class DataFacts:
+    """What a probe needs of the data at one size, short of its pixels."""
+
+    digest: str  # of the pixels and labels (``data_digest``)
+    in_chans: int
+    classes: int
+    train: int
+    val: int
+    multi_label: bool = False
+
+
 class ProbeData:
     """``--data`` at each size a candidate asks for (built once per size), with its digest."""
 
@@ -36,6 +55,55 @@ class ProbeData:
         self.resolved = resolve_data(normalize_data(settings.data))  # unknown names fail here
         self._splits: dict[tuple[int, int], DataSplits] = {}
         self._digests: dict[tuple[int, int], str] = {}
+        self._facts: dict[tuple[int, int], DataFacts] = {}
+        self._stamp: tuple[str | None] | None = None
+
+    def facts(self, size: tuple[int, int]) -> DataFacts:
+        """The data's facts at ``size``: from the feature cache when the source's stamp is
+        the one they were noted under, else read from the data (and noted)."""
+        from zoo.probing import cache
+
+        if size in self._facts:
+            return self._facts[size]
+        name = self._facts_name(size)
+        known = cache.load_entry(name) if name is not None else None
+        try:
+            found = DataFacts(**known) if isinstance(known, dict) else None
+        except TypeError:
+            found = None  # another layout: read again
+        if found is None:
+            splits = self.at(size)
+            found = DataFacts(
+                digest=self.digest(size),
+                in_chans=splits.in_chans,
+                classes=len(splits.classes),
+                train=len(splits.train),
+                val=len(splits.val),
+                multi_label=splits.multi_label,
+            )
+            if name is not None:
+                cache.save_entry(name, asdict(found))
+        self._facts[size] = found
+        return found
+
+    def _facts_name(self, size: tuple[int, int]) -> str | None:
+        """The cache entry of the facts at ``size`` (None: the source has no stamp)."""
+        from importlib.metadata import version
+
+        from zoo import __version__
+        from zoo.data.decoder import DECODER
+        from zoo.data.source import stamp_of
+
+        if self._stamp is None:
+            self._stamp = (stamp_of(self.resolved),)
+        stamp = self._stamp[0]
+        if stamp is None:
+            return None
+        s = self.settings
+        # What else changes the pixels: the decoder, and the resizing of zoo and torch.
+        made = [DIGEST_FORMAT, DECODER, __version__, version("torch")]
+        text = json.dumps([made, stamp, s.seed, s.val_split, list(size)])
+        return "data-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def at(self, size: tuple[int, int]) -> DataSplits:
         """Both splits at ``size``; ZooError when the data cannot give a validation split."""

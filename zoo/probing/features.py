@@ -140,6 +140,16 @@ class Extracted:
     images_per_second: float
     seconds: float
 
+    def summary(self) -> dict[str, Any]:
+        """What ``zoo.probing.cache.header`` reads back of these features' file."""
+        return {
+            "train": int(self.train.shape[0]),
+            "val": int(self.val.shape[0]),
+            "features": int(self.train.shape[1]),
+            "images_per_second": self.images_per_second,
+            "seconds": self.seconds,
+        }
+
 
 def extract_features(
     backbone: Backbone,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from zoo.probing.runner import ProbeResult
     from zoo.probing.settings import ProbeSettings
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RECORD = "probe.json"
 TABLE = "probe.csv"
 PLOT = "probe.png"
@@ -161,20 +162,53 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 def write(result: ProbeResult, out: Path) -> tuple[list[Path], list[str]]:
     """``probe.json`` (final), ``probe.csv`` and ``probe.png``: the files written, and notes
     (matplotlib missing)."""
-    from zoo.tasks import plots
-
     written, notes = [], []
     data = report(result, out)
     _write(out / RECORD, json.dumps(data, indent=2).encode())
     written.append(out / RECORD)
     _write(out / TABLE, csv_text(result.rows).encode())
     written.append(out / TABLE)
-    if plots.available():
-        _write(out / PLOT, plots.probe_png(result.rows))
+    picture = plot(result.rows)
+    if picture is not None:
+        _write(out / PLOT, picture)
         written.append(out / PLOT)
     else:
         notes.append("note: matplotlib is not installed, so no probe.png: pip install 'zoo[plots]'")
     return written, notes
+
+
+# Row fields that change from one probe of the same candidates to the next but are not drawn.
+UNDRAWN = ("seconds", "cached", "resumed")
+
+
+def plot(rows: list[dict[str, Any]]) -> bytes | None:
+    """``probe.png`` of ``rows`` (None without matplotlib): the picture drawn of the same
+    values before when the feature cache holds it (a PNG is a function of the values drawn, the
+    drawing code and matplotlib's version, and drawing it takes longer than the rest of a probe
+    whose candidates are all cached), else drawn now and kept there."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from zoo.probing import cache
+    from zoo.tasks import plots
+
+    try:
+        code = hashlib.sha256(Path(plots.__file__).read_bytes()).hexdigest()
+        made = [version("matplotlib"), code]
+    except (PackageNotFoundError, OSError):
+        made = None
+    drawn = [{k: v for k, v in r.items() if k not in UNDRAWN} for r in rows]
+    text = json.dumps([made, drawn], sort_keys=True, default=str)
+    name = f"plot-{hashlib.sha256(text.encode()).hexdigest()[:32]}.png"
+    known = cache.read_file(name) if made is not None else None
+    if known is not None and known.startswith(PNG_SIGNATURE):
+        return known
+    if not plots.available():
+        return None
+    picture = plots.probe_png(rows)
+    if made is not None:
+        cache.write_file(name, picture)
+    return picture
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -107,15 +107,14 @@ def run(
     """Probe every selected candidate. ``begin()`` is called once the settings, the data and
     the candidates are known to be good, before the first candidate; ``record(rows)`` after
     each one; ``done`` holds rows of an earlier, interrupted probe to keep."""
-    from zoo.device.placement import resolve_device
     from zoo.probing.candidates import Sizes, match, probe_size, select
     from zoo.probing.data import ProbeData
 
     reporter = reporter or Reporter()
-    device = resolve_device(settings.device)
+    place = Place(settings.device)  # a bad --device fails here
     matched = match(settings.archs)
     data = ProbeData(settings)
-    first = data.at(probe_size(matched[0], settings.image_size))  # bad data fails here
+    first = data.facts(probe_size(matched[0], settings.image_size))  # bad data fails here
     sizes = Sizes()
     selection = select(matched, settings, first.in_chans, sizes)
     reporter.selected(selection)
@@ -139,7 +138,7 @@ def run(
             spent = format_duration(settings.budget)
             row["reason"] = f"not started: the --budget of {spent} ran out"
         else:
-            row = probe_one(candidate, data, settings, device, sizes, reporter, index, total)
+            row = probe_one(candidate, data, settings, place, sizes, reporter, index, total)
             sizes.save()
             probed += 1
         rows.append(row)
@@ -175,26 +174,77 @@ def new_row(candidate: Candidate, status: str) -> dict[str, Any]:
     }
 
 
+class Place:
+    """Where candidates run: ``--device`` resolved once, on first use. Where it is known to be
+    the CPU without torch (``known_cpu``), nothing imports torch until a candidate has to be
+    extracted or fitted; elsewhere it is resolved at once, so a bad ``--device`` fails before
+    any candidate."""
+
+    def __init__(self, text: str) -> None:
+        from zoo.device.placement import known_cpu
+
+        self.text = text
+        self.cpu = known_cpu(text)
+        self._device: Any = None
+        if not self.cpu:
+            self.device()
+
+    def device(self) -> Any:
+        if self._device is None:
+            from zoo.device.placement import resolve_device
+
+            self._device = resolve_device(self.text)
+        return self._device
+
+    def kind(self) -> str:
+        return "cpu" if self.cpu else str(self.device().type)
+
+    def release(self) -> None:
+        """Give the candidate's memory back before the next one is built."""
+        import gc
+
+        if self._device is None:
+            return  # nothing ran
+        gc.collect()
+        if self._device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+
 def probe_one(
     candidate: Candidate,
     data: ProbeData,
     settings: ProbeSettings,
-    device: Any,
+    place: Place,
     sizes: Any,
     reporter: Reporter,
     index: int,
     total: int,
 ) -> dict[str, Any]:
-    """One candidate's row: scored, or failed with a one-line reason."""
+    """One candidate's row: scored, or failed with a one-line reason. A candidate scored
+    before on the same features is read back from the cache (the features file's header and
+    the scores) without loading its network, its features or torch."""
+    from zoo.probing.linear import fit_settings
+
     t0 = time.monotonic()
     row = new_row(candidate, "failed")
     try:
-        splits = data.at(candidate.image_size)
-        sizes(candidate, splits.in_chans)  # its cost for the data's channels
+        facts = data.facts(candidate.image_size)
+        sizes(candidate, facts.in_chans)  # its cost for the data's channels
         row.update(params=candidate.params, gmacs=_round(candidate.gmacs, 4))
-        reporter.start(index, total, candidate, len(splits.train) + len(splits.val))
-        extracted, cached, name = features_of(candidate, data, settings, device, reporter.advance)
-        scores = scores_of(extracted, name, len(splits.classes), settings.seed, device)
+        images = facts.train + facts.val
+        reporter.start(index, total, candidate, images)
+        name = features_name(candidate, facts, settings, place)
+        fit = fit_settings(settings.seed, facts.classes)
+        known = known_scores(name, fit)
+        if known is not None:
+            reporter.advance(images)
+            (shape, scores), cached = known, True
+        else:
+            extracted, cached = features_of(candidate, data, name, settings, place, reporter)
+            scores = fitted(extracted, name, fit, facts.classes, settings.seed, place.device())
+            shape = extracted.summary()
     except ZooError as exc:
         row["reason"] = str(exc)
     except Exception as exc:  # the network or the library failed: the probe goes on
@@ -205,65 +255,91 @@ def probe_one(
             accuracy=scores.accuracy,
             f1=scores.f1,
             knn_accuracy=scores.knn_accuracy,
-            images_per_second=round(extracted.images_per_second, 1),
-            features=int(extracted.train.shape[1]),
+            images_per_second=round(shape["images_per_second"], 1),
+            features=shape["features"],
             C=scores.C,
-            train_images=int(extracted.train.shape[0]),
-            val_images=int(extracted.val.shape[0]),
+            train_images=shape["train"],
+            val_images=shape["val"],
             cached=cached,
         )
     finally:
-        _release(device)
+        place.release()
     row["seconds"] = round(time.monotonic() - t0, 3)
     return row
 
 
-def scores_of(extracted: Any, name: str, num_classes: int, seed: int, device: Any) -> Any:
-    """The scores of the features cached as ``name``: from the cache, else fitted (and
-    cached)."""
+def features_name(candidate: Candidate, facts: Any, settings: ProbeSettings, place: Place) -> str:
+    """The name of the candidate's features in the cache: everything that changes them."""
+    from zoo.device.cpu import listed_features
+    from zoo.models.hub import pretrained_source
+    from zoo.models.loading import weights_path
     from zoo.probing import cache
-    from zoo.probing.linear import Scores, fit_settings, score
 
-    fit = fit_settings(seed, num_classes)
+    kind = place.kind()
+    weights_file = weights_path(pretrained_source(candidate.weights))
+    return cache.key(
+        arch=candidate.weights.qualified,
+        weights=cache.weights_digest(weights_file),
+        data=facts.digest,
+        size=list(candidate.image_size),
+        in_chans=facts.in_chans,
+        precision=settings.precision,
+        device=kind,
+        amx=kind == "cpu" and "amxbf16" in listed_features(),
+    )
+
+
+def known_scores(name: str, fit: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
+    """What the features ``name`` are (their file's header) and the scores fitted on them with
+    ``fit``, when both are in the cache."""
+    from zoo.probing import cache
+    from zoo.probing.linear import Scores
+
     known = cache.load_scores(name, fit)
-    if known is not None:
-        try:
-            return Scores.from_json(known)
-        except (KeyError, TypeError, ValueError):
-            pass  # damaged: fitted again
+    shape = cache.header(name) if known is not None else None
+    if shape is None:
+        return None
+    try:
+        return shape, Scores.from_json(known)
+    except (KeyError, TypeError, ValueError):
+        return None  # damaged: fitted again
+
+
+def fitted(
+    extracted: Any, name: str, fit: dict[str, Any], num_classes: int, seed: int, device: Any
+) -> Any:
+    """The scores of ``extracted`` (fitted, and cached as ``name``'s with ``fit``)."""
+    from zoo.probing import cache
+    from zoo.probing.linear import score
+
     scores = score(extracted, num_classes, seed, device)
     cache.save_scores(name, fit, scores.to_json())
     return scores
 
 
 def features_of(
-    candidate: Candidate, data: ProbeData, settings: ProbeSettings, device: Any, progress: Any
-) -> tuple[Any, bool, str]:
-    """The candidate's features from the cache, else extracted (and cached); whether they
-    came from the cache, and their name there."""
-    from zoo.device.cpu import cpu_features
-    from zoo.models.finetune import pretrained_source
+    candidate: Candidate,
+    data: ProbeData,
+    name: str,
+    settings: ProbeSettings,
+    place: Place,
+    reporter: Reporter,
+) -> tuple[Any, bool]:
+    """The candidate's features ``name`` from the cache, else extracted (and cached); whether
+    they came from the cache."""
+    from zoo.models.hub import pretrained_source
     from zoo.models.loading import weights_path
     from zoo.probing import cache
     from zoo.probing.features import extract_features, load_backbone
 
+    found = cache.load(name)
+    if found is not None:
+        reporter.advance(len(found.train) + len(found.val))
+        return found, True
     size = candidate.image_size
     splits = data.at(size)
     weights_file = weights_path(pretrained_source(candidate.weights))
-    name = cache.key(
-        arch=candidate.weights.qualified,
-        weights=cache.weights_digest(weights_file),
-        data=data.digest(size),
-        size=list(size),
-        in_chans=splits.in_chans,
-        precision=settings.precision,
-        device=device.type,
-        amx=device.type == "cpu" and "amxbf16" in cpu_features(),
-    )
-    found = cache.load(name)
-    if found is not None:
-        progress(len(splits.train) + len(splits.val))
-        return found, True, name
+    device = place.device()
     backbone = load_backbone(candidate, weights_file, splits.in_chans, device, settings.precision)
     workers = settings.workers if settings.workers is not None else _workers()
     extracted = extract_features(
@@ -272,11 +348,11 @@ def features_of(
         splits.val,
         batch_size=settings.batch_size,
         workers=workers,
-        progress=progress,
+        progress=reporter.advance,
     )
     about = {"weights": candidate.weights.qualified, "data": settings.data, "size": list(size)}
     cache.save(name, extracted, about)
-    return extracted, False, name
+    return extracted, False
 
 
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -314,14 +390,3 @@ def _workers() -> int:
     from zoo.data.splits import default_workers
 
     return default_workers()
-
-
-def _release(device: Any) -> None:
-    """Give the candidate's memory back before the next one is built."""
-    import gc
-
-    gc.collect()
-    if getattr(device, "type", None) == "cuda":
-        import torch
-
-        torch.cuda.empty_cache()

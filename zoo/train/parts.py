@@ -135,7 +135,8 @@ def init_weights(cfg: TrainConfig, arch: Resolved) -> InitWeights | None:
     """What the run starts from, a Hub repository downloaded here (once per machine), so that
     a missing or refused download stops the run before anything is written; None without
     ``--init``/``--pretrained``, or when resuming from a saved epoch."""
-    from zoo.models.finetune import architecture_warning, init_file, pretrained_source
+    from zoo.models.finetune import architecture_warning, init_file
+    from zoo.models.hub import pretrained_source
     from zoo.train import rundir
 
     if cfg.resume and (Path(cfg.resume) / rundir.LAST).is_file():
