@@ -46,11 +46,6 @@ class ProbeData:
             splits = build_splits(
                 self.resolved, image_size=size, seed=s.seed, val_fraction=s.val_split
             )
-            if splits.multi_label:
-                raise ZooError(
-                    f"{s.data} holds several labels per image (multi-label); zoo probe ranks "
-                    "backbones on single-label data only: train candidates with zoo train instead"
-                )
             for name in ("train", "val"):
                 part = getattr(splits, name)
                 if part is None or len(part) == 0:

@@ -1,5 +1,7 @@
 """The probe's loop: candidates in order, each one's features from the cache or the backbone,
-scored, and recorded before the next starts.
+scored, and recorded before the next starts. Single-label data is scored by
+``zoo.probing.linear`` and ranked by accuracy; multi-label data by ``zoo.probing.multilabel``,
+ranked by mAP (each row says its ``task``).
 
 A candidate that fails (weights not in the cache offline, a network error, a network that
 cannot take the input) becomes a row with a one-line reason, and the probe goes on. With a
@@ -108,6 +110,7 @@ def run(
     the candidates are known to be good, before the first candidate; ``record(rows)`` after
     each one; ``done`` holds rows of an earlier, interrupted probe to keep."""
     from zoo.device.placement import resolve_device
+    from zoo.labeling.task import MULTI, SINGLE
     from zoo.probing.candidates import Sizes, match, probe_size, select
     from zoo.probing.data import ProbeData
 
@@ -116,6 +119,7 @@ def run(
     matched = match(settings.archs)
     data = ProbeData(settings)
     first = data.at(probe_size(matched[0], settings.image_size))  # bad data fails here
+    task = MULTI if first.multi_label else SINGLE
     sizes = Sizes()
     selection = select(matched, settings, first.in_chans, sizes)
     reporter.selected(selection)
@@ -142,6 +146,7 @@ def run(
             row = probe_one(candidate, data, settings, device, sizes, reporter, index, total)
             sizes.save()
             probed += 1
+        row["task"] = task
         rows.append(row)
         reporter.finished(row)
         if record is not None:
@@ -158,9 +163,13 @@ def new_row(candidate: Candidate, status: str) -> dict[str, Any]:
         "hub": candidate.weights.hub_id,
         "status": status,
         "reason": None,
+        "task": None,
         "accuracy": None,
         "f1": None,
         "knn_accuracy": None,
+        "map": None,
+        "f1_micro": None,
+        "knn_map": None,
         "images_per_second": None,
         "params": candidate.params,
         "gmacs": None if candidate.gmacs is None else round(candidate.gmacs, 4),
@@ -186,6 +195,8 @@ def probe_one(
     total: int,
 ) -> dict[str, Any]:
     """One candidate's row: scored, or failed with a one-line reason."""
+    from zoo.labeling.task import MULTI, SINGLE
+
     t0 = time.monotonic()
     row = new_row(candidate, "failed")
     try:
@@ -194,7 +205,8 @@ def probe_one(
         row.update(params=candidate.params, gmacs=_round(candidate.gmacs, 4))
         reporter.start(index, total, candidate, len(splits.train) + len(splits.val))
         extracted, cached, name = features_of(candidate, data, settings, device, reporter.advance)
-        scores = scores_of(extracted, name, len(splits.classes), settings.seed, device)
+        task = MULTI if splits.multi_label else SINGLE
+        scores = scores_of(extracted, name, len(splits.classes), settings.seed, device, task)
     except ZooError as exc:
         row["reason"] = str(exc)
     except Exception as exc:  # the network or the library failed: the probe goes on
@@ -202,12 +214,9 @@ def probe_one(
     else:
         row.update(
             status="ok",
-            accuracy=scores.accuracy,
-            f1=scores.f1,
-            knn_accuracy=scores.knn_accuracy,
+            **scores.row(),
             images_per_second=round(extracted.images_per_second, 1),
             features=int(extracted.train.shape[1]),
-            C=scores.C,
             train_images=int(extracted.train.shape[0]),
             val_images=int(extracted.val.shape[0]),
             cached=cached,
@@ -218,17 +227,24 @@ def probe_one(
     return row
 
 
-def scores_of(extracted: Any, name: str, num_classes: int, seed: int, device: Any) -> Any:
-    """The scores of the features cached as ``name``: from the cache, else fitted (and
-    cached)."""
-    from zoo.probing import cache
-    from zoo.probing.linear import Scores, fit_settings, score
+def scores_of(
+    extracted: Any, name: str, num_classes: int, seed: int, device: Any, task: str
+) -> Any:
+    """The scores of the features cached as ``name`` for ``task``: from the cache, else
+    fitted (and cached)."""
+    from zoo.labeling.task import MULTI
+    from zoo.probing import cache, linear, multilabel
 
-    fit = fit_settings(seed, num_classes)
+    kind, score = (
+        (multilabel.LabelSetScores, multilabel.score)
+        if task == MULTI
+        else (linear.Scores, linear.score)
+    )
+    fit = linear.fit_settings(seed, num_classes, task)
     known = cache.load_scores(name, fit)
     if known is not None:
         try:
-            return Scores.from_json(known)
+            return kind.from_json(known)
         except (KeyError, TypeError, ValueError):
             pass  # damaged: fitted again
     scores = score(extracted, num_classes, seed, device)
@@ -242,6 +258,7 @@ def features_of(
     """The candidate's features from the cache, else extracted (and cached); whether they
     came from the cache, and their name there."""
     from zoo.device.cpu import cpu_features
+    from zoo.labeling.task import MULTI
     from zoo.models.finetune import pretrained_source
     from zoo.models.loading import weights_path
     from zoo.probing import cache
@@ -249,8 +266,11 @@ def features_of(
 
     size = candidate.image_size
     splits = data.at(size)
+    # Label vectors are kept for multi-label data, whose files are keyed by it too.
+    vectors = len(splits.classes) if splits.multi_label else None
     weights_file = weights_path(pretrained_source(candidate.weights))
     name = cache.key(
+        **({} if vectors is None else {"task": MULTI}),
         arch=candidate.weights.qualified,
         weights=cache.weights_digest(weights_file),
         data=data.digest(size),
@@ -273,6 +293,7 @@ def features_of(
         batch_size=settings.batch_size,
         workers=workers,
         progress=progress,
+        label_vectors=vectors,
     )
     about = {"weights": candidate.weights.qualified, "data": settings.data, "size": list(size)}
     cache.save(name, extracted, about)
@@ -280,12 +301,18 @@ def features_of(
 
 
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Scored rows by validation accuracy (then macro F1, then speed), numbered; the others
-    after them, in the order they were tried."""
-    scored = sorted(
-        (r for r in rows if r["status"] == "ok"),
-        key=lambda r: (-r["accuracy"], -r["f1"], -(r["images_per_second"] or 0.0)),
-    )
+    """Scored rows by validation accuracy (then macro F1, then speed), or for multi-label data
+    by mAP (then micro F1, then speed), numbered; the others after them, in the order they
+    were tried."""
+    from zoo.labeling.task import MULTI
+
+    def merit(r: dict[str, Any]) -> tuple[float, ...]:
+        speed = -(r["images_per_second"] or 0.0)
+        if r.get("task") == MULTI:
+            return -r["map"], -r["f1_micro"], speed
+        return -r["accuracy"], -r["f1"], speed
+
+    scored = sorted((r for r in rows if r["status"] == "ok"), key=merit)
     ranked = [{**r, "rank": i + 1} for i, r in enumerate(scored)]
     return ranked + [{**r, "rank": None} for r in rows if r["status"] != "ok"]
 
