@@ -404,6 +404,20 @@ def test_a_streamed_folder_gives_the_features_of_one_held_in_memory(
     assert [{k: r[k] for k in keys} for r in streamed] == [{k: r[k] for k in keys} for r in held]
 
 
+def test_streamed_label_sets_give_the_features_of_held_ones(offline: Path, mosaics: Path) -> None:
+    """A table of label sets too large for its memory budget streams its label sets as padded
+    index lists; the probe keeps label vectors either way, so the held table's features and
+    scores come from the cache the streamed probe filled."""
+    streamed = zoo.probe(
+        f"table:file={mosaics},max_memory_mb=0.001", EFFNET, image_size=16, batch_size=16,
+        workers=0,
+    )  # fmt: skip
+    held = zoo.probe(str(mosaics), EFFNET, image_size=16, batch_size=16)
+    assert (streamed[0]["status"], streamed[0]["cached"], held[0]["cached"]) == ("ok", False, True)
+    keys = ("task", "map", "f1_micro", "f1", "knn_map", "C", "train_images", "val_images")
+    assert [{k: r[k] for k in keys} for r in streamed] == [{k: r[k] for k in keys} for r in held]
+
+
 def test_a_damaged_or_unwritable_feature_cache_only_costs_the_extraction(
     offline: Path,
     folder: Path,
