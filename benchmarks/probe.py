@@ -295,8 +295,10 @@ def scikit_learn_multilabel(extracted: Any, seed: int) -> dict[str, Any]:
     from zoo.labeling.label_sets import at_thresholds, average_precision, choose_thresholds, mean_ap
     from zoo.probing import linear
 
-    x, y = extracted.train.numpy(), extracted.train_labels.numpy()
-    vx, vy = extracted.val.numpy(), extracted.val_labels.numpy()
+    # In float64, as scikit-learn solves by default (float32 features would round its
+    # probabilities to 0 and 1, and the held-out loss that breaks ties to infinity).
+    x, y = extracted.train.double().numpy(), extracted.train_labels.double().numpy()
+    vx, vy = extracted.val.double().numpy(), extracted.val_labels.double().numpy()
     lists = [np.flatnonzero(row).tolist() for row in y]
     fit_idx, held_idx = stratified_split(lists, linear.HELD_OUT, seed)
     scaler = StandardScaler().fit(x[fit_idx])
