@@ -99,12 +99,29 @@ def mean_average_precision(probabilities: torch.Tensor, labels: torch.Tensor) ->
 def score(extracted: Extracted, num_classes: int, seed: int, device: Any = "cpu") -> LabelSetScores:
     """Choose ``C`` by held-out mAP, fit it on the whole training split, and score the fit
     and the kNN on the validation split (labels: ``{0, 1}`` vectors ``[n, K]``)."""
-    from zoo.probing.linear import fit_threads, on_device
+    from zoo.labeling.label_sets import DEFAULT_THRESHOLD, at_thresholds, choose_thresholds
+    from zoo.probing.linear import fit_and_apply, fit_threads, on_device, search
 
     train_x, train_y, val_x, val_y = on_device(extracted, device)
     train_y, val_y = train_y.float(), val_y.float()
     with fit_threads(train_x, num_classes):
-        return _score(train_x, train_y, val_x, val_y, num_classes, seed)
+        found = search(train_x, train_y, num_classes, seed, _judge)
+        probabilities = fit_and_apply(train_x, train_y, val_x, num_classes, found.C).sigmoid()
+        shares = knn_shares(train_x, train_y, val_x)
+    if found.logits is None or found.labels is None:
+        thresholds = [DEFAULT_THRESHOLD] * num_classes
+    else:
+        thresholds = choose_thresholds(_numpy(found.logits.sigmoid()), _numpy(found.labels))
+    at = at_thresholds(_numpy(probabilities), _numpy(val_y), thresholds)
+    return LabelSetScores(
+        map=mean_average_precision(probabilities, val_y),
+        f1_micro=at["f1_micro"],
+        f1_macro=at["f1_macro"],
+        knn_map=mean_average_precision(shares, val_y),
+        C=found.C,
+        held_out=found.held_out,
+        thresholds=thresholds,
+    )
 
 
 def _judge(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -113,35 +130,6 @@ def _judge(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
 
     loss = F.binary_cross_entropy_with_logits(logits, labels).item()
     return mean_average_precision(logits.sigmoid(), labels), loss
-
-
-def _score(
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    val_x: torch.Tensor,
-    val_y: torch.Tensor,
-    num_classes: int,
-    seed: int,
-) -> LabelSetScores:
-    from zoo.labeling.label_sets import DEFAULT_THRESHOLD, at_thresholds, choose_thresholds
-    from zoo.probing.linear import fit_and_apply, search
-
-    found = search(train_x, train_y, num_classes, seed, _judge)
-    if found.logits is None or found.labels is None:
-        thresholds = [DEFAULT_THRESHOLD] * num_classes
-    else:
-        thresholds = choose_thresholds(_numpy(found.logits.sigmoid()), _numpy(found.labels))
-    probabilities = fit_and_apply(train_x, train_y, val_x, num_classes, found.C).sigmoid()
-    at = at_thresholds(_numpy(probabilities), _numpy(val_y), thresholds)
-    return LabelSetScores(
-        map=mean_average_precision(probabilities, val_y),
-        f1_micro=at["f1_micro"],
-        f1_macro=at["f1_macro"],
-        knn_map=mean_average_precision(knn_shares(train_x, train_y, val_x), val_y),
-        C=found.C,
-        held_out=found.held_out,
-        thresholds=thresholds,
-    )
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
