@@ -24,11 +24,20 @@ values), written into a scratch Hugging Face cache as huggingface_hub lays one o
    same search with scikit-learn (``LogisticRegression`` and ``KNeighborsClassifier``: the
    same held-out split, the same C grid, tolerance and iteration limit, warm starts), CPU
    seconds of each and both accuracies.
+4. The one-vs-rest fit (``--fit-multilabel``), in this process: on each ``--arch``'s features of
+   digit mosaics at 32 px (tests/mosaics.py: 1-4 real scans per image, labelled with the digits
+   present; ``--mosaics`` train and validation images), ``zoo.probing.multilabel.score``
+   against the same search with scikit-learn (``OneVsRestClassifier(LogisticRegression)`` at
+   each C of the grid on the same held-out split, the same tolerance and iteration limit, no
+   warm starts: the wrapper refits clones; thresholds chosen by zoo.labeling on the held-out
+   part; ``KNeighborsClassifier.predict_proba`` on the label vectors): CPU seconds of each,
+   both mAPs and their difference, micro F1, the kNN's mAP.
 
     python benchmarks/probe.py
     python benchmarks/probe.py --arch resnet18.a1_in1k --arch mobilenetv3_small_050.lamb_in1k \\
         --folder 2000 --rounds 3 --json
     python benchmarks/probe.py --fit --skip-throughput --skip-cache
+    python benchmarks/probe.py --fit-multilabel --skip-throughput --skip-cache
 """
 
 from __future__ import annotations
@@ -38,12 +47,15 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import load, photo_folder, run, zoo_command
+from common import REPO, load, photo_folder, run, zoo_command
+
+sys.path.insert(0, str(REPO / "tests"))  # tests/mosaics.py, shared with the tests
 
 
 def hub_cache(folder: Path, names: list[str]) -> None:
@@ -268,6 +280,114 @@ def fit_compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def scikit_learn_multilabel(extracted: Any, seed: int) -> dict[str, Any]:
+    """``zoo.probing.multilabel.score``'s search, done by scikit-learn."""
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    from zoo.data.splits import stratified_split
+    from zoo.labeling.label_sets import at_thresholds, average_precision, choose_thresholds, mean_ap
+    from zoo.probing import linear
+
+    # In float64, as scikit-learn solves by default (float32 features would round its
+    # probabilities to 0 and 1, and the held-out loss that breaks ties to infinity).
+    x, y = extracted.train.double().numpy(), extracted.train_labels.double().numpy()
+    vx, vy = extracted.val.double().numpy(), extracted.val_labels.double().numpy()
+    lists = [np.flatnonzero(row).tolist() for row in y]
+    fit_idx, held_idx = stratified_split(lists, linear.HELD_OUT, seed)
+    scaler = StandardScaler().fit(x[fit_idx])
+    fx, hx = scaler.transform(x[fit_idx]), scaler.transform(x[held_idx])
+    hy = y[held_idx]
+
+    def model(c: float) -> Any:
+        binary = LogisticRegression(C=c, max_iter=linear.MAX_ITER, tol=linear.TOLERANCE)
+        return OneVsRestClassifier(binary)
+
+    best, chosen, chosen_p = (-1.0, 0.0), linear.C_GRID[0], None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for c in linear.C_GRID:
+            p = np.clip(model(c).fit(fx, y[fit_idx]).predict_proba(hx), 1e-12, 1 - 1e-12)
+            bce = -np.mean(hy * np.log(p) + (1 - hy) * np.log(1 - p))
+            held = (mean_ap(average_precision(p, hy)), -bce)
+            if held > best:
+                best, chosen, chosen_p = held, c, p
+        thresholds = choose_thresholds(chosen_p, hy)
+        scaler = StandardScaler().fit(x)
+        final = model(chosen).fit(scaler.transform(x), y)
+    probs = final.predict_proba(scaler.transform(vx))
+    knn = KNeighborsClassifier(n_neighbors=min(linear.KNN_K, len(x)), metric="cosine").fit(x, y)
+    shares = np.stack(
+        [
+            p[:, list(classes).index(1)] if 1 in classes else np.zeros(len(vx))
+            for p, classes in zip(knn.predict_proba(vx), knn.classes_, strict=True)
+        ],
+        axis=1,
+    )
+    return {
+        "map": mean_ap(average_precision(probs, vy)),
+        "f1_micro": at_thresholds(probs, vy, thresholds)["f1_micro"],
+        "knn_map": mean_ap(average_precision(shares, vy)),
+        "C": chosen,
+    }
+
+
+def fit_compare_multilabel(args: argparse.Namespace, scratch: Path) -> list[dict[str, Any]]:
+    import torch
+    from mosaics import write_mosaics
+    from safetensors.torch import load_file
+
+    import zoo
+    from zoo.probing import cache
+    from zoo.probing.features import Extracted
+    from zoo.probing.multilabel import score
+
+    train, val = (int(n) for n in args.mosaics.split(","))
+    table = write_mosaics(scratch / "mosaics", counts=(train, val, 0))
+    rows = []
+    for name in args.arch:
+        before = set(cache.folder().glob("*.safetensors"))
+        zoo.probe(str(table), name, image_size=32, batch_size=args.batch_size)
+        (file,) = set(cache.folder().glob("*.safetensors")) - before
+        t = load_file(str(file))
+        extracted = Extracted(t["train"], t["train_labels"], t["val"], t["val_labels"], 0.0, 0.0)
+        classes = int(t["train_labels"].shape[1])
+        c0 = time.process_time()
+        ours = score(extracted, classes, 0)
+        ours_cpu = time.process_time() - c0
+        c0 = time.process_time()
+        theirs = scikit_learn_multilabel(extracted, 0)
+        theirs_cpu = time.process_time() - c0
+        rows.append(
+            {
+                "arch": name,
+                "features": list(t["train"].shape),
+                "labels": classes,
+                "torch_cpu_s": round(ours_cpu, 2),
+                "sklearn_cpu_s": round(theirs_cpu, 2),
+                "torch_map": round(ours.map, 4),
+                "sklearn_map": round(theirs["map"], 4),
+                "map_difference": round(ours.map - theirs["map"], 4),
+                "torch_C": ours.C,
+                "sklearn_C": theirs["C"],
+                "torch_f1_micro": round(ours.f1_micro, 4),
+                "sklearn_f1_micro": round(theirs["f1_micro"], 4),
+                "torch_knn_map": round(ours.knn_map, 4),
+                "sklearn_knn_map": round(theirs["knn_map"], 4),
+                "threads": torch.get_num_threads(),
+                "load": load(),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -285,6 +405,12 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-cache", action="store_true")
     parser.add_argument("--fit", action="store_true", help="also compare the fit with sklearn")
+    parser.add_argument(
+        "--fit-multilabel",
+        action="store_true",
+        help="also compare the one-vs-rest fit with sklearn on digit mosaics",
+    )
+    parser.add_argument("--mosaics", default="1000,300", help="train,val mosaics for the above")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     args.arch = args.arch or ["resnet18.a1_in1k", "mobilenetv3_small_050.lamb_in1k"]
@@ -305,6 +431,8 @@ def main() -> None:
             report["cache"] = second_probe(args, scratch)
         if args.fit:
             report["fit"] = fit_compare(args)
+        if args.fit_multilabel:
+            report["fit_multilabel"] = fit_compare_multilabel(args, scratch)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -321,6 +449,16 @@ def main() -> None:
             f"CPU s (accuracy {row['torch_accuracy']}, C {row['torch_C']:g}), scikit-learn "
             f"{row['sklearn_cpu_s']:.2f} CPU s (accuracy {row['sklearn_accuracy']}, C "
             f"{row['sklearn_C']:g}) (load {row['load']})"
+        )
+    for row in report.get("fit_multilabel", []):
+        print(
+            f"one-vs-rest fit on {row['arch']}'s mosaic features {row['features']}: torch "
+            f"{row['torch_cpu_s']:.2f} CPU s (mAP {row['torch_map']}, C {row['torch_C']:g}, "
+            f"micro F1 {row['torch_f1_micro']}, kNN mAP {row['torch_knn_map']}), scikit-learn "
+            f"{row['sklearn_cpu_s']:.2f} CPU s (mAP {row['sklearn_map']}, C "
+            f"{row['sklearn_C']:g}, micro F1 {row['sklearn_f1_micro']}, kNN mAP "
+            f"{row['sklearn_knn_map']}); mAP difference {row['map_difference']:+.4f} "
+            f"(load {row['load']})"
         )
     if "cache" in report:
         c = report["cache"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from hubtools import cache_entry, hub_environment, timm_files
+from mosaics import write_mosaics
 from safetensors.torch import load_file, save_file
 
 import zoo
@@ -235,20 +236,97 @@ def test_failures_are_rows_with_a_reason_and_bad_input_is_one_line(
                  tmp_path / "bad", code=2)  # fmt: skip
     assert "does not exist" in result.stderr
     assert not (tmp_path / "bad").exists()
-    # Multi-label data (a table of label sets) is refused in one line, before any candidate.
-    images = sorted(folder.rglob("*.png"))[:12]
-    table = tmp_path / "sets.csv"
-    table.write_text(
-        "image,labels\n" + "".join(f"{p},{'a b' if i % 2 else 'a'}\n" for i, p in enumerate(images))
-    )
-    result = cli("probe", "--data", table, "--arch", RESNET, "--out", tmp_path / "bad", code=2)
-    assert "multi-label" in result.stderr and "\n" not in result.stderr.strip(), result.stderr
-    assert not (tmp_path / "bad").exists()
     # An earlier probe is continued with --resume, never overwritten.
     result = cli("probe", "--data", folder, "--arch", RESNET, "--out", out, code=2)
     assert f"--out {out} holds an earlier probe; continue it with --resume {out}" in result.stderr
     result = cli("probe", "--resume", out, "--arch", EFFNET, code=2)
     assert "--resume continues with the probe's own settings; leave out --arch" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def mosaics(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A table of label sets: digit mosaics (1-4 digits each), 120 for training, 60 to
+    validate."""
+    return write_mosaics(tmp_path_factory.mktemp("probe-mosaics"), counts=(120, 60, 0))
+
+
+def test_multi_label_data_is_probed_one_vs_rest_and_ranked_by_map(
+    cli, offline: Path, mosaics: Path, tmp_path: Path
+) -> None:
+    """A table of label sets: each candidate's one-vs-rest mAP, micro and macro F1 and kNN
+    mAP, ranked by mAP, in every output; a second probe reads the cache; a budget-stopped
+    probe resumes; the command shown trains the multi-label task."""
+    first = cli("probe", "--data", mosaics, "--arch", RESNET, "--arch", EFFNET, "--json",
+                "--out", tmp_path / "p1", *SMALL)  # fmt: skip
+    report = json.loads(first.stdout)
+    rows = report["candidates"]
+    assert [r["rank"] for r in rows] == [1, 2] and {r["name"] for r in rows} == {RESNET, EFFNET}
+    for r in rows:
+        assert (r["status"], r["task"], r["cached"]) == ("ok", "multi-label", False)
+        assert all(0 <= r[k] <= 1 for k in ("map", "knn_map", "f1_micro", "f1")), r
+        assert (r["accuracy"], r["knn_accuracy"]) == (None, None)  # no silent mAP as accuracy
+        assert (r["train_images"], r["val_images"]) == (120, 60)
+    assert rows[0]["map"] >= rows[1]["map"]
+    best = rows[0]["name"]
+    command = f"zoo train --data {mosaics} --arch {best} --pretrained --image-size 16"
+    assert report["train_command"] == command
+    assert first.stderr.strip().splitlines()[-1] == command
+    header = (tmp_path / "p1" / "probe.csv").read_text().splitlines()[0].split(",")
+    assert {"map", "f1_micro", "knn_map", "task"} <= set(header)
+    assert (tmp_path / "p1" / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    second = cli("probe", "--data", mosaics, "--arch", RESNET, "--arch", EFFNET, "--json",
+                 "--out", tmp_path / "p2", *SMALL)  # fmt: skip
+    again = json.loads(second.stdout)["candidates"]
+    assert all(r["cached"] for r in again)
+    keys = ("name", "map", "f1_micro", "f1", "knn_map", "C")
+    assert [{k: r[k] for k in keys} for r in again] == [{k: r[k] for k in keys} for r in rows]
+
+    # The table's columns, a probe the budget stopped after its first candidate, resumed.
+    out = tmp_path / "p3"
+    cut = cli("probe", "--data", mosaics, "--arch", RESNET, "--arch", EFFNET, "--budget",
+              "0.001s", "--out", out, *SMALL)  # fmt: skip
+    assert cut.stdout.splitlines()[0].split()[:7] == [
+        "rank", "weights", "mAP", "micro", "f1", "knn", "mAP"
+    ]  # fmt: skip
+    assert f"[1/2] {EFFNET}: mAP " in cut.stderr and "skipped" in cut.stdout
+    resumed = json.loads(cli("probe", "--resume", out, "--json").stdout)["candidates"]
+    assert [(r["status"], r["task"]) for r in resumed] == [("ok", "multi-label")] * 2
+    assert [r["map"] for r in resumed] == [r["map"] for r in rows]
+
+    # The command shown trains the multi-label task (zoo train takes it from the data).
+    cli(*command.split()[1:], "--epochs", "1", "--batch-size", "32", "--out", tmp_path / "run")
+    assert 'task = "multi-label"' in (tmp_path / "run" / "config.toml").read_text()
+
+
+def test_the_one_vs_rest_fit_and_knn_agree_with_scikit_learn() -> None:
+    """Overlapping label sets on synthetic features: mAP of the one-vs-rest fit within half a
+    point of scikit-learn's OneVsRestClassifier(LogisticRegression) at each C, and the kNN's
+    label shares those of its cosine KNeighborsClassifier."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from zoo.probing.linear import C_GRID, fit_logistic, standardize
+    from zoo.probing.multilabel import knn_shares, mean_average_precision
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1200, 16, generator=g)
+    mixing = torch.randn(16, 6, generator=g)
+    y = ((x @ mixing + 3.0 * torch.randn(1200, 6, generator=g)) > 1.0).float()
+    train, val = standardize(x[:900], x[900:])
+    ty, vy = y[:900], y[900:]
+    for C in C_GRID[:-1]:
+        w, b = fit_logistic(train, ty, 6, C)
+        ours = mean_average_precision((val @ w + b).sigmoid(), vy)
+        reference = OneVsRestClassifier(LogisticRegression(C=C, max_iter=10_000))
+        reference.fit(train.numpy(), ty.numpy())
+        theirs = mean_average_precision(torch.from_numpy(reference.predict_proba(val.numpy())), vy)
+        assert abs(ours - theirs) <= 0.005, (C, ours, theirs)
+    knn = KNeighborsClassifier(n_neighbors=20, metric="cosine").fit(x[:900].numpy(), ty.numpy())
+    expected = np.stack([p[:, 1] for p in knn.predict_proba(x[900:].numpy())], axis=1)
+    assert np.allclose(knn_shares(x[:900], ty, x[900:]).numpy(), expected)
 
 
 def test_budget_skips_the_rest_and_resume_probes_them(
@@ -362,6 +440,20 @@ def test_a_streamed_folder_gives_the_features_of_one_held_in_memory(
     held = zoo.probe(str(folder), EFFNET, image_size=16, batch_size=16)
     assert (streamed[0]["status"], streamed[0]["cached"], held[0]["cached"]) == ("ok", False, True)
     keys = ("accuracy", "f1", "knn_accuracy", "C", "train_images", "val_images")
+    assert [{k: r[k] for k in keys} for r in streamed] == [{k: r[k] for k in keys} for r in held]
+
+
+def test_streamed_label_sets_give_the_features_of_held_ones(offline: Path, mosaics: Path) -> None:
+    """A table of label sets too large for its memory budget streams its label sets as padded
+    index lists; the probe keeps label vectors either way, so the held table's features and
+    scores come from the cache the streamed probe filled."""
+    streamed = zoo.probe(
+        f"table:file={mosaics},max_memory_mb=0.001", EFFNET, image_size=16, batch_size=16,
+        workers=0,
+    )  # fmt: skip
+    held = zoo.probe(str(mosaics), EFFNET, image_size=16, batch_size=16)
+    assert (streamed[0]["status"], streamed[0]["cached"], held[0]["cached"]) == ("ok", False, True)
+    keys = ("task", "map", "f1_micro", "f1", "knn_map", "C", "train_images", "val_images")
     assert [{k: r[k] for k in keys} for r in streamed] == [{k: r[k] for k in keys} for r in held]
 
 

@@ -86,10 +86,12 @@ def probe(
     the command's (``image_size``, ``max_models``, ``max_params``, ``max_gmacs``,
     ``min_img_s``, ``budget``, ``batch_size``, ``device``, ``precision``, ``workers``,
     ``seed``, ``val_split``). Returns the table: one dict per candidate, ranked (``rank``,
-    ``name``, ``accuracy``, ``f1``, ``knn_accuracy``, ``images_per_second``, ``params``,
-    ``gmacs``, ...; failed and skipped ones last, with their ``reason``). With ``out``, the
-    folder gets ``probe.json``, ``probe.csv`` and ``probe.png``; ``resume`` continues the
-    interrupted probe in that folder (``data`` and ``archs`` must then be its own)."""
+    ``name``, ``task``, ``accuracy``, ``f1``, ``knn_accuracy``, ``images_per_second``,
+    ``params``, ``gmacs``, ...; for multi-label data ranked by ``map``, with ``f1_micro``,
+    ``f1`` (macro) and ``knn_map`` instead of the accuracies; failed and skipped ones last,
+    with their ``reason``). With ``out``, the folder gets ``probe.json``, ``probe.csv`` and
+    ``probe.png``; ``resume`` continues the interrupted probe in that folder (``data`` and
+    ``archs`` must then be its own)."""
     from zoo.errors import ZooError
     from zoo.probing.outputs import read_record
     from zoo.probing.runner import probe as run_probe

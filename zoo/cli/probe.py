@@ -97,7 +97,8 @@ def probe(
 ) -> None:
     """Which pretrained backbone suits your data? For each candidate: penultimate features of
     the train and validation splits (cached), a logistic regression and a cosine kNN on them;
-    ranked by validation accuracy, with macro F1, images/s here, parameters and GMACs. Ends
+    ranked by validation accuracy, with macro F1, images/s here, parameters and GMACs
+    (multi-label data: one-vs-rest, ranked by mAP, with micro F1 and the kNN's mAP). Ends
     with the zoo train command that fine-tunes the best."""
     from zoo.probing.outputs import read_record
     from zoo.probing.runner import probe as run_probe
@@ -192,7 +193,8 @@ def _print_table(console: Any, rows: list[dict[str, Any]]) -> None:
     why a candidate has no score) wrapped to the terminal."""
     from zoo.cli.table import cell, render
 
-    headers = ("rank", "weights", "accuracy", "f1", "knn", "img/s", "params", "gmacs", "size", "s")
+    scores = _score_columns(rows)
+    headers = ("rank", "weights", *scores.values(), "img/s", "params", "gmacs", "size", "s")
     table = []
     for r in rows:
         ok = r["status"] == "ok"
@@ -205,9 +207,7 @@ def _print_table(console: Any, rows: list[dict[str, Any]]) -> None:
             [
                 str(r["rank"]) if ok else "-",
                 r["name"],
-                _fixed(r["accuracy"]),
-                _fixed(r["f1"]),
-                _fixed(r["knn_accuracy"]),
+                *(_fixed(r.get(key)) for key in scores),
                 f"{r['images_per_second']:,.0f}" if r["images_per_second"] else "-",
                 _millions(r["params"]),
                 f"{r['gmacs']:.3g}" if r["gmacs"] is not None else "-",
@@ -225,6 +225,16 @@ def _print_table(console: Any, rows: list[dict[str, Any]]) -> None:
     console.print(render((*headers, ""), table, console.width), end="")
 
 
+def _score_columns(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The table's score columns (row key: header): accuracy, macro F1 and the kNN's accuracy,
+    or for multi-label data mAP, micro F1 and the kNN's mAP."""
+    from zoo.labeling.task import MULTI
+
+    if any(r.get("task") == MULTI for r in rows):
+        return {"map": "mAP", "f1_micro": "micro f1", "knn_map": "knn mAP"}
+    return {"accuracy": "accuracy", "f1": "f1", "knn_accuracy": "knn"}
+
+
 def _fixed(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -235,6 +245,7 @@ def _millions(value: int | None) -> str:
 
 def _progress(console: Any) -> Any:
     """A progress bar per candidate (on terminals), then one line each (on stderr)."""
+    from zoo.labeling.task import MULTI
     from zoo.probing.runner import Reporter
 
     class Progress(Reporter):
@@ -278,9 +289,13 @@ def _progress(console: Any) -> Any:
                 source = "features from the cache" if row.get("cached") else "extracted"
                 if row.get("resumed"):
                     source = "from the earlier probe"
+                if row.get("task") == MULTI:
+                    score = f"mAP {row['map']:.4f}, kNN mAP {row['knn_map']:.4f}"
+                else:
+                    score = f"accuracy {row['accuracy']:.4f}, kNN {row['knn_accuracy']:.4f}"
                 text = (
-                    f"{name}: accuracy {row['accuracy']:.4f}, kNN {row['knn_accuracy']:.4f}, "
-                    f"{row['images_per_second']:,.0f} img/s, {row['seconds']:.1f}s ({source})"
+                    f"{name}: {score}, {row['images_per_second']:,.0f} img/s, "
+                    f"{row['seconds']:.1f}s ({source})"
                 )
             console.print(text, markup=False, highlight=False)
 

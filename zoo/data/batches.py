@@ -102,11 +102,18 @@ def _fits(data: ImageTensors, device: torch.device) -> bool:
 
 
 def _collate(items: list[Any]) -> Batch | None:
-    """Stack ``(image, label)`` items, dropping unreadable ones (None)."""
+    """Stack ``(image, label)`` items, dropping unreadable ones (None). Label sets (lists of
+    class indices, multi-label) become int64 ``[B, M]``, padded with -1: the form the
+    multi-label task encodes (``zoo.labeling.task``)."""
     items = [it for it in items if it is not None]
     if not items:
         return None
-    return torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items])
+    labels = [it[1] for it in items]
+    if any(isinstance(y, (list, tuple)) for y in labels):
+        sets = [list(y) if isinstance(y, (list, tuple)) else [y] for y in labels]
+        width = max(1, *(len(s) for s in sets))
+        labels = [s + [-1] * (width - len(s)) for s in sets]
+    return torch.stack([it[0] for it in items]), torch.tensor(labels)
 
 
 def _loader(

@@ -4,14 +4,17 @@ cache folder (``$ZOO_CACHE_DIR/features``, default ``~/.cache/zoo/features``).
 A features file is keyed by the architecture, the weights' digest, the data's digest
 (``zoo.probing.data``), the probe size and everything else that changes the numbers (channels,
 precision, device kind, the extraction method), so a second probe, or one with more candidates
-or another ``--out``, reuses what an earlier one extracted. Beside it, ``NAME.FIT.json`` holds
+or another ``--out``, reuses what an earlier one extracted. A file holds each split's features
+and labels: class indices, or for multi-label data ``{0, 1}`` label vectors, whose files are
+also keyed by ``task`` (single-label files keep the key and contents they always had, so they
+still load; no file of one kind is ever read as the other). Beside it, ``NAME.FIT.json`` holds
 the scores of the logistic regression and the kNN fitted on those features (``FIT``: a digest of
-the fit's settings, ``zoo.probing.linear.fit_settings``): they are a function of the features
-and those settings alone, so a second probe of the same candidates fits nothing either; and
-``data-*.json`` entries hold the facts of data a probe has read (``zoo.probing.data``). Every
-key is made without torch, and a scored candidate's row is read from the header of its
-features file and its scores, so a second probe of the same candidates loads neither torch nor
-a network.
+the fit's settings, the task among them, ``zoo.probing.linear.fit_settings``): they are a
+function of the features and those settings alone, so a second probe of the same candidates
+fits nothing either; and ``data-*.json`` entries hold the facts of data a probe has read
+(``zoo.probing.data``). Every key is made without torch, and a scored candidate's row is read
+from the header of its features file and its scores, so a second probe of the same candidates
+loads neither torch nor a network.
 
 The cache is zoo's own: nothing is ever written into the Hugging Face cache, whose files stay as
 huggingface_hub wrote them. Files are written atomically (a reader sees a whole file or none);

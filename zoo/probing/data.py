@@ -114,11 +114,6 @@ class ProbeData:
             splits = build_splits(
                 self.resolved, image_size=size, seed=s.seed, val_fraction=s.val_split
             )
-            if splits.multi_label:
-                raise ZooError(
-                    f"{s.data} holds several labels per image (multi-label); zoo probe ranks "
-                    "backbones on single-label data only: train candidates with zoo train instead"
-                )
             for name in ("train", "val"):
                 part = getattr(splits, name)
                 if part is None or len(part) == 0:
@@ -142,20 +137,23 @@ class ProbeData:
 
 
 def data_digest(splits: DataSplits, workers: int | None = None) -> str:
-    """A digest of the images and labels of both splits, in order, and the class names."""
+    """A digest of the images and labels of both splits, in order, and the class names (label
+    sets as label vectors, the same whether held as a matrix or streamed as index lists)."""
     h = hashlib.sha256(json.dumps([DIGEST_FORMAT, list(splits.classes)]).encode())
+    vectors = len(splits.classes) if splits.multi_label else None
     for part in (splits.train, splits.val):
         h.update(f"\0split {len(part)}\0".encode())
-        _update(h, part, workers)
+        _update(h, part, workers, vectors)
     return h.hexdigest()
 
 
-def _update(h: Any, split: Any, workers: int | None) -> None:
+def _update(h: Any, split: Any, workers: int | None, vectors: int | None = None) -> None:
     import numpy as np
     import torch
 
     from zoo.data.batches import make_batches
     from zoo.data.splits import ImageTensors, default_workers
+    from zoo.labeling.task import MULTI, task_named
 
     if isinstance(split, ImageTensors):
         chunks: Any = (
@@ -169,5 +167,7 @@ def _update(h: Any, split: Any, workers: int | None) -> None:
         cpu = torch.device("cpu")
         chunks = make_batches(split, CHUNK, cpu, train=False, workers=workers, seed=0).epoch(0)
     for images, labels in chunks:  # the same bytes, held or streamed
+        if vectors is not None:
+            labels = task_named(MULTI).encode(labels, vectors)
         h.update(np.ascontiguousarray(images.numpy()).data)
         h.update(labels.numpy().astype("<i8").tobytes())

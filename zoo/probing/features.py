@@ -9,7 +9,9 @@ contract in ``zoo_register_architectures``'s docstring): timm's
 of the module ``get_classifier()`` returns, flattened, caught before that module runs.
 
 ``extract_features`` is the one function that turns a split into features: the data path
-(``make_batches``) and the forward pass meet there and nowhere else.
+(``make_batches``) and the forward pass meet there and nowhere else. It keeps each image's label
+as the probe fits it: a class index, or for multi-label data a ``{0, 1}`` label vector (the
+multi-label task's encoding of whatever form the split's batches carry label sets in).
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ def load_backbone(
 
 @dataclass
 class Extracted:
-    """Features and labels of both splits (float32 and int64, on the CPU), and how fast the
+    """Features and labels of both splits (float32; labels int64 class indices ``[N]``, or for
+    multi-label data float32 ``{0, 1}`` label vectors ``[N, K]``; on the CPU), and how fast the
     backbone made them here."""
 
     train: torch.Tensor
@@ -159,6 +162,7 @@ def extract_features(
     batch_size: int,
     workers: int,
     progress: Callable[[int], None] | None = None,
+    label_vectors: int | None = None,
 ) -> Extracted:
     """Run the backbone over both splits (in-memory or streamed, in order) in inference mode.
 
@@ -173,7 +177,9 @@ def extract_features(
 
     from zoo.data.batches import make_batches
     from zoo.device.precision import autocast
+    from zoo.labeling.task import MULTI, task_named
 
+    encode = task_named(MULTI).encode if label_vectors is not None else None
     device = backbone.device
     outputs: list[list[torch.Tensor]] = [[], []]
     labels: list[list[torch.Tensor]] = [[], []]
@@ -188,7 +194,7 @@ def extract_features(
                 with autocast(device, backbone.amp_dtype):
                     out = backbone.features(backbone.normalize(xb))
                 outputs[i].append(out.float())
-                labels[i].append(yb)
+                labels[i].append(yb if encode is None else encode(yb, label_vectors))
                 if timed_from is None:
                     _sync(device)
                     timed_from, shape = time.perf_counter(), tuple(xb.shape[1:])
@@ -206,7 +212,8 @@ def extract_features(
         else:
             rate = steady_rate(backbone, batch_size, shape or (1, 1, 1))
     train_x, val_x = (torch.cat(o).cpu() for o in outputs)
-    train_y, val_y = (torch.cat(y).cpu().long() for y in labels)
+    kind = torch.long if encode is None else torch.float32
+    train_y, val_y = (torch.cat(y).cpu().to(kind) for y in labels)
     return Extracted(train_x, train_y, val_x, val_y, rate, ended - started)
 
 

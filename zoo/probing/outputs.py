@@ -3,10 +3,12 @@
 OUT/probe.json  the settings and every candidate's row, rewritten after each candidate (what
                 ``--resume`` reads), then the ranking, the best and its ``zoo train`` command
 OUT/probe.csv   one line per candidate, in rank order
-OUT/probe.png   accuracy against images per second, the Pareto front marked (needs matplotlib)
+OUT/probe.png   accuracy (mAP for multi-label data) against images per second, the Pareto front
+                marked (needs matplotlib)
 
 The ``zoo train`` command and ``--train`` come from one set of values (``train_values``), so the
-command shown is the run ``--train`` starts.
+command shown is the run ``--train`` starts (which trains multi-label data as multi-label by
+itself: ``zoo train`` takes the task from the data).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ COLUMNS = (
     "accuracy",
     "f1",
     "knn_accuracy",
+    "map",
+    "f1_micro",
+    "knn_map",
     "images_per_second",
     "params",
     "gmacs",
@@ -45,6 +50,7 @@ COLUMNS = (
     "val_images",
     "cached",
     "seconds",
+    "task",
     "hub",
     "reason",
 )

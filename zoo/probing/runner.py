@@ -1,5 +1,7 @@
 """The probe's loop: candidates in order, each one's features from the cache or the backbone,
-scored, and recorded before the next starts.
+scored, and recorded before the next starts. Single-label data is scored by
+``zoo.probing.linear`` and ranked by accuracy; multi-label data by ``zoo.probing.multilabel``,
+ranked by mAP (each row says its ``task``).
 
 A candidate that fails (weights not in the cache offline, a network error, a network that
 cannot take the input) becomes a row with a one-line reason, and the probe goes on. With a
@@ -107,6 +109,7 @@ def run(
     """Probe every selected candidate. ``begin()`` is called once the settings, the data and
     the candidates are known to be good, before the first candidate; ``record(rows)`` after
     each one; ``done`` holds rows of an earlier, interrupted probe to keep."""
+    from zoo.labeling.task import MULTI, SINGLE
     from zoo.probing.candidates import Sizes, match, probe_size, select
     from zoo.probing.data import ProbeData
 
@@ -115,6 +118,7 @@ def run(
     matched = match(settings.archs)
     data = ProbeData(settings)
     first = data.facts(probe_size(matched[0], settings.image_size))  # bad data fails here
+    task = MULTI if first.multi_label else SINGLE
     sizes = Sizes()
     selection = select(matched, settings, first.in_chans, sizes)
     reporter.selected(selection)
@@ -141,6 +145,7 @@ def run(
             row = probe_one(candidate, data, settings, place, sizes, reporter, index, total)
             sizes.save()
             probed += 1
+        row["task"] = task
         rows.append(row)
         reporter.finished(row)
         if record is not None:
@@ -157,9 +162,13 @@ def new_row(candidate: Candidate, status: str) -> dict[str, Any]:
         "hub": candidate.weights.hub_id,
         "status": status,
         "reason": None,
+        "task": None,
         "accuracy": None,
         "f1": None,
         "knn_accuracy": None,
+        "map": None,
+        "f1_micro": None,
+        "knn_map": None,
         "images_per_second": None,
         "params": candidate.params,
         "gmacs": None if candidate.gmacs is None else round(candidate.gmacs, 4),
@@ -225,6 +234,7 @@ def probe_one(
     """One candidate's row: scored, or failed with a one-line reason. A candidate scored
     before on the same features is read back from the cache (the features file's header and
     the scores) without loading its network, its features or torch."""
+    from zoo.labeling.task import MULTI, SINGLE
     from zoo.probing.linear import fit_settings
 
     t0 = time.monotonic()
@@ -235,15 +245,16 @@ def probe_one(
         row.update(params=candidate.params, gmacs=_round(candidate.gmacs, 4))
         images = facts.train + facts.val
         reporter.start(index, total, candidate, images)
+        task = MULTI if facts.multi_label else SINGLE
         name = features_name(candidate, facts, settings, place)
-        fit = fit_settings(settings.seed, facts.classes)
-        known = known_scores(name, fit)
+        fit = fit_settings(settings.seed, facts.classes, task)
+        known = known_scores(name, fit, task)
         if known is not None:
             reporter.advance(images)
             (shape, scores), cached = known, True
         else:
             extracted, cached = features_of(candidate, data, name, settings, place, reporter)
-            scores = fitted(extracted, name, fit, facts.classes, settings.seed, place.device())
+            scores = fitted(extracted, name, fit, facts.classes, settings.seed, place, task)
             shape = extracted.summary()
     except ZooError as exc:
         row["reason"] = str(exc)
@@ -252,12 +263,9 @@ def probe_one(
     else:
         row.update(
             status="ok",
-            accuracy=scores.accuracy,
-            f1=scores.f1,
-            knn_accuracy=scores.knn_accuracy,
+            **scores.row(),
             images_per_second=round(shape["images_per_second"], 1),
             features=shape["features"],
-            C=scores.C,
             train_images=shape["train"],
             val_images=shape["val"],
             cached=cached,
@@ -269,8 +277,10 @@ def probe_one(
 
 
 def features_name(candidate: Candidate, facts: Any, settings: ProbeSettings, place: Place) -> str:
-    """The name of the candidate's features in the cache: everything that changes them."""
+    """The name of the candidate's features in the cache: everything that changes them (and,
+    for multi-label data, whose files hold label vectors, the task)."""
     from zoo.device.cpu import listed_features
+    from zoo.labeling.task import MULTI
     from zoo.models.hub import pretrained_source
     from zoo.models.loading import weights_path
     from zoo.probing import cache
@@ -278,6 +288,7 @@ def features_name(candidate: Candidate, facts: Any, settings: ProbeSettings, pla
     kind = place.kind()
     weights_file = weights_path(pretrained_source(candidate.weights))
     return cache.key(
+        **({"task": MULTI} if facts.multi_label else {}),
         arch=candidate.weights.qualified,
         weights=cache.weights_digest(weights_file),
         data=facts.digest,
@@ -289,30 +300,46 @@ def features_name(candidate: Candidate, facts: Any, settings: ProbeSettings, pla
     )
 
 
-def known_scores(name: str, fit: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
+def _scoring(task: str) -> tuple[Any, Any]:
+    """The task's scores class and the function that fits them."""
+    from zoo.labeling.task import MULTI
+    from zoo.probing import linear, multilabel
+
+    if task == MULTI:
+        return multilabel.LabelSetScores, multilabel.score
+    return linear.Scores, linear.score
+
+
+def known_scores(name: str, fit: dict[str, Any], task: str) -> tuple[dict[str, Any], Any] | None:
     """What the features ``name`` are (their file's header) and the scores fitted on them with
     ``fit``, when both are in the cache."""
     from zoo.probing import cache
-    from zoo.probing.linear import Scores
 
     known = cache.load_scores(name, fit)
     shape = cache.header(name) if known is not None else None
     if shape is None:
         return None
     try:
-        return shape, Scores.from_json(known)
+        return shape, _scoring(task)[0].from_json(known)
     except (KeyError, TypeError, ValueError):
         return None  # damaged: fitted again
 
 
 def fitted(
-    extracted: Any, name: str, fit: dict[str, Any], num_classes: int, seed: int, device: Any
+    extracted: Any,
+    name: str,
+    fit: dict[str, Any],
+    num_classes: int,
+    seed: int,
+    place: Place,
+    task: str,
 ) -> Any:
-    """The scores of ``extracted`` (fitted, and cached as ``name``'s with ``fit``)."""
+    """The scores of ``extracted`` for ``task`` (fitted, and cached as ``name``'s with
+    ``fit``)."""
     from zoo.probing import cache
-    from zoo.probing.linear import score
 
-    scores = score(extracted, num_classes, seed, device)
+    score = _scoring(task)[1]
+    scores = score(extracted, num_classes, seed, place.device())
     cache.save_scores(name, fit, scores.to_json())
     return scores
 
@@ -338,6 +365,8 @@ def features_of(
         return found, True
     size = candidate.image_size
     splits = data.at(size)
+    # Label vectors are kept for multi-label data, whose files are keyed by it too.
+    vectors = len(splits.classes) if splits.multi_label else None
     weights_file = weights_path(pretrained_source(candidate.weights))
     device = place.device()
     backbone = load_backbone(candidate, weights_file, splits.in_chans, device, settings.precision)
@@ -349,6 +378,7 @@ def features_of(
         batch_size=settings.batch_size,
         workers=workers,
         progress=reporter.advance,
+        label_vectors=vectors,
     )
     about = {"weights": candidate.weights.qualified, "data": settings.data, "size": list(size)}
     cache.save(name, extracted, about)
@@ -356,12 +386,18 @@ def features_of(
 
 
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Scored rows by validation accuracy (then macro F1, then speed), numbered; the others
-    after them, in the order they were tried."""
-    scored = sorted(
-        (r for r in rows if r["status"] == "ok"),
-        key=lambda r: (-r["accuracy"], -r["f1"], -(r["images_per_second"] or 0.0)),
-    )
+    """Scored rows by validation accuracy (then macro F1, then speed), or for multi-label data
+    by mAP (then micro F1, then speed), numbered; the others after them, in the order they
+    were tried."""
+    from zoo.labeling.task import MULTI
+
+    def merit(r: dict[str, Any]) -> tuple[float, ...]:
+        speed = -(r["images_per_second"] or 0.0)
+        if r.get("task") == MULTI:
+            return -r["map"], -r["f1_micro"], speed
+        return -r["accuracy"], -r["f1"], speed
+
+    scored = sorted((r for r in rows if r["status"] == "ok"), key=merit)
     ranked = [{**r, "rank": i + 1} for i, r in enumerate(scored)]
     return ranked + [{**r, "rank": None} for r in rows if r["status"] != "ok"]
 

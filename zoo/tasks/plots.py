@@ -284,13 +284,17 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def probe_png(rows: list[dict[str, Any]], title: str = "") -> bytes:
-    """Each scored candidate's validation accuracy (linear probe) against its images per
-    second (log scale), labelled, with the Pareto front (the best accuracy at each speed)
-    drawn and its points marked."""
+    """Each scored candidate's validation accuracy (linear probe; for multi-label data its
+    mAP) against its images per second (log scale), labelled, with the Pareto front (the best
+    score at each speed) drawn and its points marked."""
+    from zoo.labeling.task import MULTI
+
     scored = [r for r in rows if r.get("status") == "ok" and r.get("images_per_second")]
+    multi = any(r.get("task") == MULTI for r in scored)
+    key, what = ("map", "mAP") if multi else ("accuracy", "accuracy")
     fig = figure(7.5, 5.0)
     ax = fig.add_subplot()
-    points = [(float(r["images_per_second"]), float(r["accuracy"])) for r in scored]
+    points = [(float(r["images_per_second"]), float(r[key])) for r in scored]
     front = pareto_front(points)
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     ax.scatter(xs, ys, color="grey", zorder=2, label="candidates")
@@ -305,7 +309,8 @@ def probe_png(rows: list[dict[str, Any]], title: str = "") -> bytes:
         )  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("backbone images per second on this machine (log scale)")
-    ax.set_ylabel("validation accuracy (linear probe)")
+    probe = "one-vs-rest linear probe" if multi else "linear probe"
+    ax.set_ylabel(f"validation {what} ({probe})")
     ax.grid(alpha=0.3, which="both")
     if scored:
         ax.legend(loc="lower left")
@@ -313,5 +318,5 @@ def probe_png(rows: list[dict[str, Any]], title: str = "") -> bytes:
         pad = max(0.02, 0.1 * (high - low))
         ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad) + 0.01)
         ax.set_xlim(min(xs) / 1.6, max(xs) * 2.2)  # room for the labels
-    ax.set_title(title or "zoo probe: accuracy against speed")
+    ax.set_title(title or f"zoo probe: {what} against speed")
     return png(fig)
