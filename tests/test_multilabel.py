@@ -235,6 +235,7 @@ def test_single_label_runs_record_no_task(small_run: Path) -> None:
     assert "problem_type" not in (small_run / "config.json").read_text()
 
 
+@pytest.mark.cpu_kernels
 def test_a_streamed_table_trains_and_evaluates_as_the_same_table_held(
     cli, mosaics: Path, tmp_path: Path
 ) -> None:
