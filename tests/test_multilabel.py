@@ -233,3 +233,31 @@ def test_single_label_runs_record_no_task(small_run: Path) -> None:
     assert info.thresholds is None and "task" not in info.config
     assert "thresholds" not in json.dumps(info.to_json())
     assert "problem_type" not in (small_run / "config.json").read_text()
+
+
+@pytest.mark.cpu_kernels
+def test_a_streamed_table_trains_and_evaluates_as_the_same_table_held(
+    cli, mosaics: Path, tmp_path: Path
+) -> None:
+    # max_memory_mb=0: the decoded images exceed it, so the splits stream from the cache and
+    # their label sets reach the task as padded [B, M] batches (of varying M) instead of rows
+    # of a [N, K] matrix; the same seed orders both the same, so the metrics are the same.
+    # Without dropout: creating the loader's iterator draws from torch's global generator,
+    # which shifts a streamed run's dropout masks against a held run's.
+    arch = "simplecnn:dropout=0"
+    common = ["--image-size", "16", "--epochs", "1", "--arch", arch, "--seed", "3"]
+    streamed_data = f"table:{mosaics}:max_memory_mb=0,workers=0"
+    runs = {}
+    for name, data in (("held", mosaics), ("streamed", streamed_data)):
+        runs[name] = tmp_path / name
+        cli("train", "--data", data, *common, "--out", runs[name])
+        cli("eval", runs[name], "--split", "val", "--out", tmp_path / f"{name}-eval")
+    held, streamed = (_records(runs[n])[-1] for n in ("held", "streamed"))
+    assert "decoded_images" in streamed and "decoded_images" not in held  # it did stream
+    for key in ("val_loss", "val_map", "val_f1_micro", "val_f1_macro", "val_exact"):
+        assert 0 <= streamed[key] <= (1 if key != "val_loss" else 10), key
+        assert streamed[key] == pytest.approx(held[key], abs=1e-6), key
+    assert zoo.load(runs["streamed"]).thresholds == pytest.approx(zoo.load(runs["held"]).thresholds)
+    reports = [json.loads((tmp_path / f"{n}-eval" / "eval.json").read_text()) for n in runs]
+    assert reports[0]["count"] == reports[1]["count"] == 60
+    assert reports[1]["map"] == pytest.approx(reports[0]["map"], abs=1e-6)

@@ -14,7 +14,13 @@ from typing import Any
 
 import torch
 
-from zoo.data.splits import ImageTensors, is_stream, split_decoded, split_labels
+from zoo.data.splits import (
+    ImageTensors,
+    is_stream,
+    label_tensor,
+    split_decoded,
+    split_labels,
+)
 from zoo.errors import ZooError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -102,18 +108,12 @@ def _fits(data: ImageTensors, device: torch.device) -> bool:
 
 
 def _collate(items: list[Any]) -> Batch | None:
-    """Stack ``(image, label)`` items, dropping unreadable ones (None). Label sets (lists of
-    class indices, multi-label) become int64 ``[B, M]``, padded with -1: the form the
-    multi-label task encodes (``zoo.labeling.task``)."""
+    """Stack ``(image, label)`` items, dropping unreadable ones (None); label sets become
+    int64 ``[B, M]`` padded with -1 (``label_tensor``), which the task encodes."""
     items = [it for it in items if it is not None]
     if not items:
         return None
-    labels = [it[1] for it in items]
-    if any(isinstance(y, (list, tuple)) for y in labels):
-        sets = [list(y) if isinstance(y, (list, tuple)) else [y] for y in labels]
-        width = max(1, *(len(s) for s in sets))
-        labels = [s + [-1] * (width - len(s)) for s in sets]
-    return torch.stack([it[0] for it in items]), torch.tensor(labels)
+    return torch.stack([it[0] for it in items]), label_tensor([it[1] for it in items])
 
 
 def _loader(

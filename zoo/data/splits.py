@@ -104,6 +104,21 @@ def split_labels(split: Any) -> Any:
     return getattr(split, "labels", None)
 
 
+def label_tensor(labels: Any) -> torch.Tensor:
+    """Labels as one tensor: class indices and ``[N, K]`` label vectors as they are, label
+    sets (lists of class indices, as streamed splits hold them) as int64 ``[N, M]`` padded
+    with -1, the form the multi-label task encodes (``zoo.labeling.task``)."""
+    import torch
+
+    if isinstance(labels, torch.Tensor):
+        return labels
+    if any(isinstance(y, (list, tuple)) for y in labels):
+        sets = [list(y) if isinstance(y, (list, tuple)) else [y] for y in labels]
+        width = max(1, *(len(s) for s in sets))
+        return torch.tensor([s + [-1] * (width - len(s)) for s in sets], dtype=torch.int64)
+    return torch.as_tensor(labels)
+
+
 def is_multi_label(split: Any) -> bool:
     """Whether a split's labels are label sets (lists of class indices, or a ``[N, K]``
     matrix), from what it exposes."""

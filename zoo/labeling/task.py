@@ -164,21 +164,19 @@ class MultiLabelTask:
         absence; a class without positives gets 1)."""
         import torch
 
-        vectors = self.encode(torch.as_tensor(labels), num_classes).double()
+        vectors = self.encode(labels, num_classes).double()
         positives = vectors.sum(dim=0)
         ratio = (vectors.shape[0] - positives) / positives.clamp_min(1)
         return torch.where(positives > 0, ratio, torch.ones_like(ratio)).float()
 
     def check(self, data: Any, note: Any) -> None:
         """Warn about a class no training image has: the network only learns to deny it."""
-        import torch
-
-        from zoo.data.splits import split_labels
+        from zoo.data.splits import label_tensor, split_labels
 
         labels = split_labels(data.train)
         if labels is None:
             return
-        counts = self.encode(torch.as_tensor(labels), len(data.classes)).sum(dim=0)
+        counts = self.encode(label_tensor(labels), len(data.classes)).sum(dim=0)
         missing = [c for c, n in zip(data.classes, counts.tolist(), strict=True) if n == 0]
         if missing:
             shown_names = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")

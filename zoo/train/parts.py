@@ -247,15 +247,14 @@ def settle_task(cfg: TrainConfig, parts: Components, data: DataSplits) -> tuple[
 
 
 def labels_of(split: Any) -> torch.Tensor:
-    """A split's labels (in memory, or as a streamed dataset exposes them)."""
-    import torch
-
-    from zoo.data.splits import split_labels
+    """A split's labels as one tensor (in memory, or as a streamed dataset exposes them:
+    label sets padded, ``label_tensor``)."""
+    from zoo.data.splits import label_tensor, split_labels
 
     labels = split_labels(split)
     if labels is None:
         raise ZooError("--class-weights auto / --balanced need a dataset that exposes labels")
-    return torch.as_tensor(labels)
+    return label_tensor(labels)
 
 
 def check_processes(cfg: TrainConfig, world: int, device: torch.device) -> None:
