@@ -17,6 +17,7 @@ imports neither the data path nor torch. A source without a stamp is read every 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -54,9 +55,7 @@ class ProbeData:
         self.settings = settings
         self.resolved = resolve_data(normalize_data(settings.data))  # unknown names fail here
         self._splits: dict[tuple[int, int], DataSplits] = {}
-        self._digests: dict[tuple[int, int], str] = {}
         self._facts: dict[tuple[int, int], DataFacts] = {}
-        self._stamp: tuple[str | None] | None = None
 
     def facts(self, size: tuple[int, int]) -> DataFacts:
         """The data's facts at ``size``: from the feature cache when the source's stamp is
@@ -74,7 +73,7 @@ class ProbeData:
         if found is None:
             splits = self.at(size)
             found = DataFacts(
-                digest=self.digest(size),
+                digest=data_digest(splits, self.settings.workers),
                 in_chans=splits.in_chans,
                 classes=len(splits.classes),
                 train=len(splits.train),
@@ -86,17 +85,21 @@ class ProbeData:
         self._facts[size] = found
         return found
 
+    @functools.cached_property
+    def stamp(self) -> str | None:
+        """The source's stamp of the data (None: it has none), taken once per probe."""
+        from zoo.data.source import stamp_of
+
+        return stamp_of(self.resolved)
+
     def _facts_name(self, size: tuple[int, int]) -> str | None:
         """The cache entry of the facts at ``size`` (None: the source has no stamp)."""
         from importlib.metadata import version
 
         from zoo import __version__
         from zoo.data.decoder import DECODER
-        from zoo.data.source import stamp_of
 
-        if self._stamp is None:
-            self._stamp = (stamp_of(self.resolved),)
-        stamp = self._stamp[0]
+        stamp = self.stamp
         if stamp is None:
             return None
         s = self.settings
@@ -128,12 +131,6 @@ class ProbeData:
                 )
             self._splits = {size: splits}  # one size held at a time: candidates come in order
         return self._splits[size]
-
-    def digest(self, size: tuple[int, int]) -> str:
-        if size not in self._digests:
-            workers = self.settings.workers
-            self._digests[size] = data_digest(self.at(size), workers)
-        return self._digests[size]
 
 
 def data_digest(splits: DataSplits, workers: int | None = None) -> str:

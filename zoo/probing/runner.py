@@ -235,6 +235,8 @@ def probe_one(
     before on the same features is read back from the cache (the features file's header and
     the scores) without loading its network, its features or torch."""
     from zoo.labeling.task import MULTI, SINGLE
+    from zoo.models.hub import pretrained_source
+    from zoo.models.loading import weights_path
     from zoo.probing.linear import fit_settings
 
     t0 = time.monotonic()
@@ -246,14 +248,17 @@ def probe_one(
         images = facts.train + facts.val
         reporter.start(index, total, candidate, images)
         task = MULTI if facts.multi_label else SINGLE
-        name = features_name(candidate, facts, settings, place)
+        weights_file = weights_path(pretrained_source(candidate.weights))
+        name = features_name(candidate, weights_file, facts, settings, place)
         fit = fit_settings(settings.seed, facts.classes, task)
         known = known_scores(name, fit, task)
         if known is not None:
             reporter.advance(images)
             (shape, scores), cached = known, True
         else:
-            extracted, cached = features_of(candidate, data, name, settings, place, reporter)
+            extracted, cached = features_of(
+                candidate, weights_file, data, name, settings, place, reporter
+            )
             scores = fitted(extracted, name, fit, facts.classes, settings.seed, place, task)
             shape = extracted.summary()
     except ZooError as exc:
@@ -276,17 +281,16 @@ def probe_one(
     return row
 
 
-def features_name(candidate: Candidate, facts: Any, settings: ProbeSettings, place: Place) -> str:
+def features_name(
+    candidate: Candidate, weights_file: Path, facts: Any, settings: ProbeSettings, place: Place
+) -> str:
     """The name of the candidate's features in the cache: everything that changes them (and,
     for multi-label data, whose files hold label vectors, the task)."""
     from zoo.device.cpu import listed_features
     from zoo.labeling.task import MULTI
-    from zoo.models.hub import pretrained_source
-    from zoo.models.loading import weights_path
     from zoo.probing import cache
 
     kind = place.kind()
-    weights_file = weights_path(pretrained_source(candidate.weights))
     return cache.key(
         **({"task": MULTI} if facts.multi_label else {}),
         arch=candidate.weights.qualified,
@@ -346,6 +350,7 @@ def fitted(
 
 def features_of(
     candidate: Candidate,
+    weights_file: Path,
     data: ProbeData,
     name: str,
     settings: ProbeSettings,
@@ -354,8 +359,6 @@ def features_of(
 ) -> tuple[Any, bool]:
     """The candidate's features ``name`` from the cache, else extracted (and cached); whether
     they came from the cache."""
-    from zoo.models.hub import pretrained_source
-    from zoo.models.loading import weights_path
     from zoo.probing import cache
     from zoo.probing.features import extract_features, load_backbone
 
@@ -367,7 +370,6 @@ def features_of(
     splits = data.at(size)
     # Label vectors are kept for multi-label data, whose files are keyed by it too.
     vectors = len(splits.classes) if splits.multi_label else None
-    weights_file = weights_path(pretrained_source(candidate.weights))
     device = place.device()
     backbone = load_backbone(candidate, weights_file, splits.in_chans, device, settings.precision)
     workers = settings.workers if settings.workers is not None else _workers()
