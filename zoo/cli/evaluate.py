@@ -112,21 +112,12 @@ def evaluate(
 
 
 def _print_report(console: Any, report: dict[str, Any]) -> None:
-    from rich.table import Table
 
     if report.get("task") == "multi-label":
         _print_multilabel(console, report)
         return
 
-    epoch = f", epoch {report['epoch']}" if report["epoch"] is not None else ""
-    console.print(
-        f"[bold]{report['model']}[/] ({report['arch']}{epoch}) on {report['data']} "
-        f"{report['split']}: {report['count']:,} images"
-    )
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("class", overflow="fold")
-    for column in ("precision", "recall", "f1", "support"):
-        table.add_column(column, justify="right", no_wrap=True)
+    table = _class_table(console, report, "", ("precision", "recall", "f1", "support"))
     for row in report["per_class"]:
         table.add_row(
             row["class"],
@@ -188,19 +179,27 @@ def worst_loss(report: dict[str, Any]) -> tuple[int, str, str, str] | None:
     )
 
 
-def _print_multilabel(console: Any, report: dict[str, Any]) -> None:
-    """``zoo eval``'s printout of a multi-label evaluation."""
+def _class_table(console: Any, report: dict[str, Any], note: str, columns: tuple[str, ...]) -> Any:
+    """Print the evaluation's heading line; return its per-class table with ``columns``."""
     from rich.table import Table
 
     epoch = f", epoch {report['epoch']}" if report["epoch"] is not None else ""
     console.print(
         f"[bold]{report['model']}[/] ({report['arch']}{epoch}) on {report['data']} "
-        f"{report['split']}: {report['count']:,} images, multi-label"
+        f"{report['split']}: {report['count']:,} images{note}"
     )
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("class", overflow="fold")
-    for column in ("precision", "recall", "f1", "ap", "threshold", "support"):
+    for column in columns:
         table.add_column(column, justify="right", no_wrap=True)
+    return table
+
+
+def _print_multilabel(console: Any, report: dict[str, Any]) -> None:
+    """``zoo eval``'s printout of a multi-label evaluation."""
+
+    columns = ("precision", "recall", "f1", "ap", "threshold", "support")
+    table = _class_table(console, report, ", multi-label", columns)
     for row in report["per_class"]:
         ap = "-" if row["ap"] is None else f"{row['ap']:.4f}"
         cells = [f"{row[c]:.4f}" for c in ("precision", "recall", "f1")]
